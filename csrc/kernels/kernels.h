@@ -1,0 +1,78 @@
+/*
+ * The kernel table: every numeric op the engine uses, one function pointer
+ * each. rwe_kernels_get(isa) returns the table of one kernel set; the engine
+ * never branches on ISA or on weight format beyond picking an entry here.
+ *
+ * Naming: rwe_<op>_<weight format>_<isa>, e.g. rwe_matmul_q4_0_avx512.
+ * Every SIMD kernel has a scalar twin (_ref) in ref.c and is tested against it
+ * (tests/c/test_kernels.c).
+ *
+ * Matrix products (matvec is the T == 1 case):
+ *   W: rows x cols, row-major, each row stored in the weight format
+ *      (cols is a multiple of RWE_QK for block formats).
+ *   X: T activation rows of `cols` elements in the format's activation type
+ *      (rwe_act_type): f32 rows for float weights, q8_0 blocks for q8_0/q4_0,
+ *      q8_1 blocks for q4_1; row t starts at (const char *)X + t * x_stride.
+ *   Y: Y[t * y_stride + r] = dot(W row r, X row t), for r in [r0, r1).
+ * The thread pool splits [0, rows) into row ranges, so a kernel only ever
+ * writes rows r0..r1-1.
+ */
+#ifndef RWE_KERNELS_H
+#define RWE_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../rwkv_edge.h"
+#include "../quant/blocks.h"
+
+typedef void (*rwe_matmul_fn)(int64_t cols, const void *W, const void *X, size_t x_stride,
+                              float *Y, int64_t y_stride, int64_t T, int64_t r0, int64_t r1);
+/* Convert one f32 activation row of n elements into the activation type. */
+typedef void (*rwe_quantize_row_fn)(const float *x, void *y, int64_t n);
+
+typedef struct rwe_kernels {
+    rwe_isa isa;
+    const char *name;                 /* "ref", "avx2", "avx512", "neon", "dotprod" */
+
+    rwe_quantize_row_fn quantize_row_q8_0;
+    rwe_quantize_row_fn quantize_row_q8_1;
+
+    rwe_matmul_fn matmul_f32;
+    rwe_matmul_fn matmul_f16;
+    rwe_matmul_fn matmul_bf16;
+    rwe_matmul_fn matmul_q8_0;
+    rwe_matmul_fn matmul_q4_0;
+    rwe_matmul_fn matmul_q4_1;
+
+    /* WKV5 over T tokens of one layer (T == 1 is the RNN step).
+     * r, k, v, out: T x (H*N) row-major; w, u: H x N (decay in (0,1), bonus);
+     * S: H x N x N [head][key i][value j], updated in place:
+     *   out[t,h,j] = sum_i r[t,h,i] * (u[h,i] * k[t,h,i] * v[t,h,j] + S[h,i,j])
+     *   S[h,i,j]   = k[t,h,i] * v[t,h,j] + w[h,i] * S[h,i,j]                   */
+    void (*wkv5)(int64_t T, int64_t H, int64_t N, const float *r, const float *k,
+                 const float *v, const float *w, const float *u, float *S, float *out);
+
+    /* y = (x - mean) / sqrt(var + eps) * weight + bias over n elements (y may be x). */
+    void (*layer_norm)(const float *x, const float *weight, const float *bias, float *y,
+                       int64_t n, float eps);
+    /* In place over H groups of N elements, then the per-channel affine. */
+    void (*group_norm)(float *x, const float *weight, const float *bias, int64_t H,
+                       int64_t N, float eps);
+} rwe_kernels;
+
+/* NULL when the kernel set is not compiled in; does not check the CPU. */
+const rwe_kernels *rwe_kernels_get(rwe_isa isa);
+
+/* Activation type of a weight type (RWE_TYPE_F32 for float weights). */
+rwe_type rwe_act_type(rwe_type weight_type);
+/* Bytes of one row of n elements of a type; 0 if n is not a whole number of blocks. */
+size_t rwe_row_bytes(rwe_type type, int64_t n);
+
+/* fp16 / bf16 <-> f32 (round to nearest even), scalar. */
+float rwe_f16_to_f32(uint16_t h);
+uint16_t rwe_f32_to_f16(float f);
+float rwe_bf16_to_f32(uint16_t h);
+uint16_t rwe_f32_to_bf16(float f);
+
+#endif

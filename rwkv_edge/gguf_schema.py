@@ -1,0 +1,55 @@
+"""The GGUF layout of an rwkv-edge model file: metadata keys and tensor names.
+
+One place defines what the quantizer writes and what both engines read.
+
+Tensors keep BlinkDL's checkpoint names (``blocks.3.att.key.weight``) and raw
+parameter values (``time_decay`` is the raw ``w`` parameter, ``time_faaaa`` the
+raw bonus, ``time_first`` the log bonus of v5.0), with two changes:
+``time_mix_*`` are squeezed from ``[1, 1, C]`` to ``[C]``, and nothing else is
+precomputed. Matrices are ``[out, in]`` in numpy order, which GGUF stores as
+``ne = [in, out]``: each output row is contiguous, as the C kernels want.
+"""
+
+from __future__ import annotations
+
+ARCH = "rwkv5"
+
+# general.* keys follow the GGUF convention.
+KEY_ARCH = "general.architecture"
+KEY_NAME = "general.name"
+KEY_ALIGNMENT = "general.alignment"
+
+# Hyper-parameters (all uint32 unless noted).
+KEY_VERSION = f"{ARCH}.version"  # 50, 51 or 52
+KEY_N_LAYER = f"{ARCH}.block_count"
+KEY_N_EMBD = f"{ARCH}.embedding_length"
+KEY_N_HEAD = f"{ARCH}.attention.head_count"
+KEY_HEAD_SIZE = f"{ARCH}.wkv.head_size"
+KEY_N_FFN = f"{ARCH}.feed_forward_length"
+KEY_N_VOCAB = f"{ARCH}.vocab_size"
+KEY_LN_EPS = f"{ARCH}.attention.layer_norm_epsilon"  # float32, 1e-5
+KEY_GN_EPS = f"{ARCH}.group_norm_epsilon"  # float32, 64e-5 (the reference's ln_x eps)
+# "f32" or "bf16": the dtype the embedding LayerNorm output is rounded to. The
+# reference computes LN(emb) in the checkpoint's dtype, so bf16 checkpoints
+# see bf16-rounded embeddings (RWKV5_SPEC.md section 5.3).
+KEY_EMB_LN_DTYPE = f"{ARCH}.emb_ln_dtype"
+
+# Tokenizer: the kind, and the tokenizer's own file embedded as bytes (uint8
+# array) so that one file is the whole model.
+KEY_TOKENIZER_KIND = "tokenizer.rwkv_edge.kind"  # "world" | "sentencepiece" | "bytes"
+KEY_TOKENIZER_DATA = "tokenizer.rwkv_edge.data"
+
+# Provenance and quality record written by the quantizer (strings; JSON where noted).
+KEY_FILE_VERSION = "rwkv_edge.file_version"  # uint32, FILE_VERSION
+KEY_RECIPE = "rwkv_edge.quant.recipe"  # JSON: default type, per-tensor overrides
+KEY_REPORT = "rwkv_edge.quant.report"  # JSON: per-tensor error figures
+KEY_SOURCE_SHA256 = "rwkv_edge.source.sha256"
+KEY_SOURCE_NAME = "rwkv_edge.source.name"
+
+FILE_VERSION = 1
+ALIGNMENT = 64  # tensor data alignment in bytes: whole cache lines, AVX-512 loads
+
+
+def block_prefix(layer: int) -> str:
+    """Name prefix of one layer's tensors."""
+    return f"blocks.{layer}."

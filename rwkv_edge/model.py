@@ -1,0 +1,159 @@
+"""The user-facing model: load a file, make states, run tokens.
+
+    model = Model.load("model.gguf", threads=2)        # backend="c" when built
+    state = model.new_state()
+    logits = model.forward([34, 105, 110], state)      # advances state in place
+
+Two engines compute the same thing: the C/SIMD core (``backend="c"``) and the
+numba reference (``backend="numba"``), the executable spec.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from .config import ModelConfig
+from .errors import ArgumentError, ShapeError, TokenError
+from .state import State
+
+BACKENDS = ("auto", "c", "numba")
+
+
+class Engine(Protocol):
+    """What a backend provides; Model does all argument checking before calling it."""
+
+    config: ModelConfig
+    name: str
+
+    def initial_state(self) -> npt.NDArray[np.float32]: ...
+
+    def forward(self, tokens: npt.NDArray[np.int32], state: npt.NDArray[np.float32],
+                full_output: bool) -> npt.NDArray[np.float32]: ...
+
+    def close(self) -> None: ...
+
+
+def c_backend_available() -> bool:
+    """True when the compiled extension is importable."""
+    try:
+        from . import _c_engine  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _open_engine(path: Path, backend: str, threads: int | None, isa: str) -> Engine:
+    if backend not in BACKENDS:
+        raise ArgumentError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        backend = "c" if c_backend_available() else "numba"
+    if backend == "c":
+        try:
+            from ._c_engine import CEngine
+        except ImportError as e:
+            raise ArgumentError(
+                f"backend='c' needs the compiled extension, which is not importable ({e}); "
+                "reinstall rwkv-edge with a C compiler, or use backend='numba'"
+            ) from None
+        return CEngine.open(path, threads=threads, isa=isa)
+    from .reference.engine import NumbaEngine
+
+    return NumbaEngine.open(path)
+
+
+class Model:
+    """A loaded RWKV-v5 model. Use as a context manager or call ``close()``."""
+
+    def __init__(self, engine: Engine, path: Path, tokenizer: Any = None) -> None:
+        self._engine: Engine | None = engine
+        self.path = path
+        self.config: ModelConfig = engine.config
+        self.backend: str = engine.name
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None, *, backend: str = "auto",
+             threads: int | None = None, isa: str = "auto") -> Model:
+        """Open a model file (GGUF, BlinkDL .pth, safetensors or an HF directory)."""
+        if path is None:
+            from .default_model import default_model_path
+
+            path = default_model_path()
+        p = Path(path)
+        engine = _open_engine(p, backend, threads, isa)
+        return cls(engine, p, _load_tokenizer(p))
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise ArgumentError("this model has been closed")
+        return self._engine
+
+    def new_state(self) -> State:
+        """The initial state (zeros, or the model's trained time_state)."""
+        return State(self.config, self.engine.initial_state())
+
+    def forward(self, tokens: int | Sequence[int] | npt.ArrayLike, state: State | None = None,
+                *, full_output: bool = False) -> npt.NDArray[np.float32]:
+        """Run tokens through the model, advancing ``state`` in place.
+
+        Returns the last position's logits, float32 [n_vocab], or with
+        ``full_output=True`` every position's, [len(tokens), n_vocab].
+        A state of None starts from the initial state (and is discarded).
+        """
+        toks = self._check_tokens(tokens)
+        if state is None:
+            state = self.new_state()
+        self._check_state(state)
+        return self.engine.forward(toks, state.data, full_output)
+
+    def _check_tokens(self, tokens: int | Sequence[int] | npt.ArrayLike) -> npt.NDArray[np.int32]:
+        arr = np.atleast_1d(np.asarray(tokens))
+        if arr.ndim != 1:
+            raise ShapeError(f"tokens must be a 1-D sequence of ints, got shape {arr.shape}")
+        if arr.size == 0:
+            raise ArgumentError("tokens is empty: pass at least one token")
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise ShapeError(f"tokens must be integers, got dtype {arr.dtype}")
+        bad = (arr < 0) | (arr >= self.config.n_vocab)
+        if bad.any():
+            t = int(arr[np.argmax(bad)])
+            raise TokenError(f"token id {t} is out of range [0, {self.config.n_vocab})")
+        return arr.astype(np.int32)
+
+    def _check_state(self, state: State) -> None:
+        if not isinstance(state, State):
+            raise ArgumentError(f"state must be a rwkv_edge.State, got {type(state).__name__}")
+        if state.config != self.config:
+            raise ShapeError("this state belongs to a model of another shape")
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"Model({self.path.name!r}, v{c.version}, {c.n_layer}x{c.n_embd}, "
+                f"vocab {c.n_vocab}, backend={self.backend!r})")
+
+
+def _load_tokenizer(path: Path) -> Any:
+    """The tokenizer a model file names, or None where it names none."""
+    try:
+        from .tokenizer import tokenizer_for_model
+    except ImportError:
+        return None
+    return tokenizer_for_model(path)
