@@ -3,8 +3,6 @@
 
 #include "internal.h"
 
-rwe_isa rwe_cpu_best_isa(void) { return RWE_ISA_REF; }
-int rwe_cpu_supports(rwe_isa isa) { return isa == RWE_ISA_REF || isa == RWE_ISA_AUTO; }
 
 rwe_status rwe_model_load(const char *path, uint32_t n_threads, rwe_isa isa, rwe_model **out) {
     (void)n_threads; (void)isa;

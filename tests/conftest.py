@@ -1,0 +1,42 @@
+"""Shared fixtures: paths to ../shared material and the reference (rwkv pip) loader."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("RWKV_EDGE_SHARED", REPO.parent / "shared"))
+MODELS = SHARED / "models"
+TINY_V2 = MODELS / "tiny-rwkv-5v2-730K.pth"  # rwkv pip calls it 5.2
+TINY_V1 = MODELS / "tiny-rwkv-5v1-730K.pth"  # rwkv pip calls it 5.0 (rwkv.cpp: 5v1)
+WORLD_VOCAB = SHARED / "tokenizer" / "rwkv_vocab_v20230424.txt"
+
+# A paragraph of real English for logit comparisons (byte-level: 1 byte = 1 token).
+TEXT = (
+    "The old lighthouse keeper climbed the spiral stairs every evening, counting each "
+    "step as his father had taught him. At the top he trimmed the wick, polished the "
+    "great lens, and watched the ships pass safely beyond the rocks. Nobody in the "
+    "village remembered a night when the light had failed."
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_v2() -> Path:
+    if not TINY_V2.exists():
+        pytest.skip(f"fixture model missing: {TINY_V2}")
+    return TINY_V2
+
+
+@pytest.fixture(scope="session")
+def tiny_v1() -> Path:
+    if not TINY_V1.exists():
+        pytest.skip(f"fixture model missing: {TINY_V1}")
+    return TINY_V1
+
+
+@pytest.fixture(scope="session")
+def text_tokens() -> list[int]:
+    return list(TEXT.encode("utf-8"))
