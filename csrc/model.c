@@ -1,18 +1,696 @@
-/* PLACEHOLDER: the model loader and forward pass (being written). */
-#include <stddef.h>
+/*
+ * The RWKV-v5 engine: load a GGUF model in place, run tokens through it.
+ *
+ * Reading order: the structs (shapes in comments), loading (every tensor
+ * checked, small vectors precomputed in f32), the forward pass (embed ->
+ * per layer time mix + channel mix -> head, exactly RWKV5_SPEC.md section 3),
+ * then the public entry points of rwkv_edge.h.
+ *
+ * Tokens always go through the batched path: a chunk of T tokens runs layer
+ * by layer, each matmul over the whole chunk, so one token (rwe_eval) is the
+ * T == 1 case of the same code. Matmul rows are split over the model's
+ * thread pool; everything else is cheap and runs on the calling thread.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
+#include "gguf.h"
 #include "internal.h"
+#include "kernels/kernels.h"
+#include "quant/quant.h"
+#include "threadpool.h"
 
+#define FILE_VERSION 1        /* rwkv_edge.file_version this loader reads */
+#define CHUNK 64              /* tokens per batched chunk (sizes the scratch) */
+#define MAX_THREADS 256
+#define ROW_GRAIN 16          /* matmul rows per thread come in multiples of this */
+
+/* ------------------------------------------------------------------ structs */
+
+/* A weight matrix used where it lies in the map. */
+typedef struct {
+    const void *data;         /* (rows, cols) row-major, rows in `type` */
+    rwe_type type;
+    rwe_type act;             /* type its input rows are converted to (rwe_act_type) */
+    int64_t rows, cols;
+    rwe_matmul_fn matmul;
+} matrix;
+
+typedef struct {
+    /* f32 copies of the small tensors, precomputed where the reference does */
+    const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;       /* (C) */
+    const float *att_mix_k, *att_mix_v, *att_mix_r;   /* (C) */
+    const float *att_mix_g;                           /* (C), NULL without a gate */
+    const float *decay;       /* (H, N) w = exp(-exp(time_decay)), per head broadcast over N */
+    const float *bonus;       /* (H, N) u = time_faaaa, or exp(time_first) */
+    const float *lnx_w, *lnx_b;                       /* (C) GroupNorm affine */
+    const float *ffn_mix_k, *ffn_mix_r;               /* (C) */
+    const float *time_state;  /* (H, N, N) initial wkv, [head][key i][value j]; NULL = zeros */
+    matrix att_r, att_k, att_v, att_g, att_o;         /* (C, C); att_g unused without a gate */
+    matrix ffn_k;             /* (F, C) */
+    matrix ffn_r;             /* (C, C) */
+    matrix ffn_v;             /* (C, F) */
+} layer;
+
+/* Activations of one chunk of up to CHUNK tokens, allocated once per model. */
+typedef struct {
+    float *x;                 /* (T, C) residual stream */
+    float *xx;                /* (T, C) LayerNorm output */
+    float *xk, *xv, *xr, *xg; /* (T, C) token-shift mixes */
+    float *r, *k, *v, *g;     /* (T, C) projections */
+    float *y;                 /* (T, C) wkv output, then GroupNorm'ed and gated */
+    float *out;               /* (T, C) output of the last matrix of a block */
+    float *fk;                /* (T, F) FFN key, then relu^2 */
+    void *act[4];             /* (T, C) inputs in their matrix's activation type */
+    void *act_f;              /* (T, F) same for the FFN value input */
+} scratch;
+
+typedef enum { EMB_F32, EMB_BF16, EMB_F16 } emb_rounding;
+
+struct rwe_model {
+    rwe_gguf file;            /* the mapping; every matrix points into it */
+    rwe_model_info info;
+    int64_t C, H, N, F, V;
+    float ln_eps, gn_eps;
+    emb_rounding emb_round;   /* LN(emb) is rounded like the reference (spec 5.3) */
+    const rwe_kernels *kern;
+    matrix emb;               /* (V, C) */
+    matrix head;              /* (V, C) */
+    const float *ln0_w, *ln0_b, *lnout_w, *lnout_b;   /* (C) */
+    layer *layers;            /* (n_layer) */
+    float *params;            /* arena behind every small f32 vector */
+    scratch s;
+    rwe_threadpool *pool;
+    pthread_mutex_t lock;     /* serialises evals: one forward pass at a time per model */
+};
+
+/* ------------------------------------------------------------------ loading */
+
+static rwe_matmul_fn matmul_for(const rwe_kernels *k, rwe_type t) {
+    switch (t) {
+    case RWE_TYPE_F32: return k->matmul_f32;
+    case RWE_TYPE_F16: return k->matmul_f16;
+    case RWE_TYPE_BF16: return k->matmul_bf16;
+    case RWE_TYPE_Q8_0: return k->matmul_q8_0;
+    case RWE_TYPE_Q4_0: return k->matmul_q4_0;
+    case RWE_TYPE_Q4_1: return k->matmul_q4_1;
+    default: return NULL;
+    }
+}
+
+static int is_float_type(rwe_type t) {
+    return t == RWE_TYPE_F32 || t == RWE_TYPE_F16 || t == RWE_TYPE_BF16;
+}
+
+/* A (rows, cols) matrix, numpy order, so GGUF ne = [cols, rows]. */
+static rwe_status load_matrix(rwe_model *m, const char *name, int64_t rows, int64_t cols,
+                              matrix *out) {
+    const rwe_gguf_tensor *t = rwe_gguf_find_tensor(&m->file, name);
+    if (!t) return rwe_fail(RWE_ERR_FORMAT, "model has no tensor '%s'", name);
+    if (t->n_dims != 2 || t->ne[0] != cols || t->ne[1] != rows)
+        return rwe_fail(RWE_ERR_SHAPE, "tensor '%s' has shape [%lld, %lld], expected [%lld, %lld]",
+                        name, (long long)t->ne[1], (long long)t->ne[0], (long long)rows,
+                        (long long)cols);
+    out->matmul = matmul_for(m->kern, t->type);
+    if (!out->matmul)
+        return rwe_fail(RWE_ERR_FORMAT, "tensor '%s' has type %d, not a matrix type", name, t->type);
+    out->data = t->data;
+    out->type = t->type;
+    out->act = rwe_act_type(t->type);
+    out->rows = rows;
+    out->cols = cols;
+    return RWE_OK;
+}
+
+/* n floats of a float tensor whose elements all lie along ne[0] ([C] == [1,1,C]). */
+static rwe_status load_vector(rwe_model *m, const char *name, int64_t n, float *dst) {
+    const rwe_gguf_tensor *t = rwe_gguf_find_tensor(&m->file, name);
+    if (!t) return rwe_fail(RWE_ERR_FORMAT, "model has no tensor '%s'", name);
+    if (!is_float_type(t->type))
+        return rwe_fail(RWE_ERR_FORMAT, "tensor '%s' has type %d; small tensors must be F32/F16/BF16",
+                        name, t->type);
+    if (rwe_gguf_nelements(t) != n)
+        return rwe_fail(RWE_ERR_SHAPE, "tensor '%s' has %lld elements, expected %lld", name,
+                        (long long)rwe_gguf_nelements(t), (long long)n);
+    const uint16_t *h = t->data;
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = t->type == RWE_TYPE_F32 ? ((const float *)t->data)[i]
+               : t->type == RWE_TYPE_F16 ? rwe_f16_to_f32(h[i]) : rwe_bf16_to_f32(h[i]);
+    return RWE_OK;
+}
+
+/* A per-head [H] or per-channel [H, N] vector, broadcast to (H, N). */
+static rwe_status load_head_vector(rwe_model *m, const char *name, int per_channel, float *dst) {
+    const rwe_gguf_tensor *t = rwe_gguf_find_tensor(&m->file, name);
+    if (t && per_channel && (t->ne[0] != m->N || t->ne[1] != m->H))
+        return rwe_fail(RWE_ERR_SHAPE, "tensor '%s' must be [%lld, %lld] (per channel) in v5.2",
+                        name, (long long)m->H, (long long)m->N);
+    if (per_channel) return load_vector(m, name, m->H * m->N, dst);
+    rwe_status st = load_vector(m, name, m->H, dst);
+    for (int64_t h = m->H - 1; h >= 0 && !st; h--)
+        for (int64_t i = 0; i < m->N; i++) dst[h * m->N + i] = dst[h];
+    return st;
+}
+
+static const char *lname(char *buf, int l, const char *suffix) {
+    snprintf(buf, 96, "blocks.%d.%s", l, suffix);
+    return buf;
+}
+
+/* The decay and bonus of layer l, precomputed as the reference does at load. */
+static rwe_status load_decay_bonus(rwe_model *m, int l, float *w, float *u) {
+    char nm[96];
+    int per_channel = m->info.version == 52;
+    rwe_status st = load_head_vector(m, lname(nm, l, "att.time_decay"), per_channel, w);
+    for (int64_t i = 0; i < m->C && !st; i++) w[i] = expf(-expf(w[i]));
+    if (st) return st;
+    const rwe_gguf_tensor *fa = rwe_gguf_find_tensor(&m->file, lname(nm, l, "att.time_faaaa"));
+    if (fa) /* the raw bonus (v5.1+), per head or per channel */
+        return load_head_vector(m, nm, rwe_gguf_nelements(fa) == m->C, u);
+    st = load_head_vector(m, lname(nm, l, "att.time_first"), 0, u); /* v5.0: log bonus */
+    for (int64_t i = 0; i < m->C && !st; i++) u[i] = expf(u[i]);
+    return st;
+}
+
+/* time_state (H, N, N) is stored [head][value][key]: the initial S is its transpose. */
+static rwe_status load_time_state(rwe_model *m, int l, layer *L) {
+    char nm[96];
+    const rwe_gguf_tensor *t = rwe_gguf_find_tensor(&m->file, lname(nm, l, "att.time_state"));
+    if (!t) return RWE_OK;
+    int64_t H = m->H, N = m->N;
+    if (t->ne[0] != N || t->ne[1] != N || t->ne[2] != H)
+        return rwe_fail(RWE_ERR_SHAPE, "tensor '%s' must be [%lld, %lld, %lld]", nm, (long long)H,
+                        (long long)N, (long long)N);
+    float *raw = malloc((size_t)(H * N * N) * sizeof(float));
+    float *S = malloc((size_t)(H * N * N) * sizeof(float));
+    rwe_status st = raw && S ? load_vector(m, nm, H * N * N, raw)
+                             : rwe_fail(RWE_ERR_NOMEM, "out of memory for '%s'", nm);
+    for (int64_t h = 0; h < H && !st; h++)
+        for (int64_t i = 0; i < N; i++)
+            for (int64_t j = 0; j < N; j++) S[(h * N + i) * N + j] = raw[(h * N + j) * N + i];
+    free(raw);
+    if (st) free(S);
+    else L->time_state = S;
+    return st;
+}
+
+/* Carve n floats off the parameter arena. */
+static float *take(float **arena, int64_t n) {
+    float *p = *arena;
+    *arena += n;
+    return p;
+}
+
+static rwe_status load_layer_vectors(rwe_model *m, int l, layer *L, float **arena) {
+    char nm[96];
+    int64_t C = m->C;
+    float *v[12];
+    static const char *names[12] = {"ln1.weight", "ln1.bias", "ln2.weight", "ln2.bias",
+                                    "att.time_mix_k", "att.time_mix_v", "att.time_mix_r",
+                                    "att.ln_x.weight", "att.ln_x.bias", "ffn.time_mix_k",
+                                    "ffn.time_mix_r", "att.time_mix_g"};
+    int n = m->info.version == 50 ? 11 : 12; /* v5.0 has no gate */
+    rwe_status st = RWE_OK;
+    for (int i = 0; i < n && !st; i++)
+        st = load_vector(m, lname(nm, l, names[i]), C, v[i] = take(arena, C));
+    if (st) return st;
+    L->ln1_w = v[0], L->ln1_b = v[1], L->ln2_w = v[2], L->ln2_b = v[3];
+    L->att_mix_k = v[4], L->att_mix_v = v[5], L->att_mix_r = v[6];
+    L->lnx_w = v[7], L->lnx_b = v[8], L->ffn_mix_k = v[9], L->ffn_mix_r = v[10];
+    L->att_mix_g = n == 12 ? v[11] : NULL;
+    float *w = take(arena, C), *u = take(arena, C);
+    L->decay = w, L->bonus = u;
+    return load_decay_bonus(m, l, w, u);
+}
+
+static rwe_status load_layer_matrices(rwe_model *m, int l, layer *L) {
+    char nm[96];
+    int64_t C = m->C, F = m->F;
+    rwe_status st = RWE_OK;
+    struct { const char *name; int64_t rows, cols; matrix *dst; } mats[] = {
+        {"att.receptance.weight", C, C, &L->att_r}, {"att.key.weight", C, C, &L->att_k},
+        {"att.value.weight", C, C, &L->att_v},      {"att.output.weight", C, C, &L->att_o},
+        {"ffn.key.weight", F, C, &L->ffn_k},        {"ffn.receptance.weight", C, C, &L->ffn_r},
+        {"ffn.value.weight", C, F, &L->ffn_v},      {"att.gate.weight", C, C, &L->att_g},
+    };
+    int n = m->info.version == 50 ? 7 : 8;
+    for (int i = 0; i < n && !st; i++)
+        st = load_matrix(m, lname(nm, l, mats[i].name), mats[i].rows, mats[i].cols, mats[i].dst);
+    if (!st && n == 7 && rwe_gguf_find_tensor(&m->file, lname(nm, l, "att.gate.weight")))
+        st = rwe_fail(RWE_ERR_FORMAT, "a v5.0 model has no gate, but '%s' is present", nm);
+    return st;
+}
+
+static rwe_status load_weights(rwe_model *m) {
+    int64_t C = m->C, V = m->V, L = m->info.n_layer;
+    m->layers = calloc((size_t)L, sizeof *m->layers);
+    m->params = malloc((size_t)(4 * C + L * 14 * C) * sizeof(float));
+    if (!m->layers || !m->params) return rwe_fail(RWE_ERR_NOMEM, "out of memory for the model");
+    float *arena = m->params, *g[4];
+    static const char *gnames[4] = {"blocks.0.ln0.weight", "blocks.0.ln0.bias", "ln_out.weight",
+                                    "ln_out.bias"};
+    rwe_status st = RWE_OK;
+    for (int i = 0; i < 4 && !st; i++) st = load_vector(m, gnames[i], C, g[i] = take(&arena, C));
+    m->ln0_w = g[0], m->ln0_b = g[1], m->lnout_w = g[2], m->lnout_b = g[3];
+    if (!st) st = load_matrix(m, "emb.weight", V, C, &m->emb);
+    if (!st) st = load_matrix(m, "head.weight", V, C, &m->head);
+    for (int l = 0; l < L && !st; l++) {
+        st = load_layer_vectors(m, l, &m->layers[l], &arena);
+        if (!st) st = load_layer_matrices(m, l, &m->layers[l]);
+        if (!st) st = load_time_state(m, l, &m->layers[l]);
+    }
+    return st;
+}
+
+/* Hyper-parameters (rwkv_edge/gguf_schema.py), each range-checked. */
+static rwe_status load_hparams(rwe_model *m) {
+    const rwe_gguf *f = &m->file;
+    char s[32];
+    uint32_t fv, v[7];
+    static const char *keys[7] = {"rwkv5.version", "rwkv5.block_count", "rwkv5.embedding_length",
+                                  "rwkv5.attention.head_count", "rwkv5.wkv.head_size",
+                                  "rwkv5.feed_forward_length", "rwkv5.vocab_size"};
+    rwe_status st = rwe_gguf_get_str(f, "general.architecture", s, sizeof s);
+    if (st) return st;
+    if (strcmp(s, "rwkv5"))
+        return rwe_fail(RWE_ERR_VERSION, "architecture '%s' is not supported (expected 'rwkv5')", s);
+    if ((st = rwe_gguf_get_u32(f, "rwkv_edge.file_version", &fv))) return st;
+    if (fv != FILE_VERSION)
+        return rwe_fail(RWE_ERR_VERSION, "rwkv_edge.file_version %u is not supported (expected %d)",
+                        fv, FILE_VERSION);
+    for (int i = 0; i < 7 && !st; i++) st = rwe_gguf_get_u32(f, keys[i], &v[i]);
+    if (!st) st = rwe_gguf_get_f32(f, "rwkv5.attention.layer_norm_epsilon", &m->ln_eps);
+    if (!st) st = rwe_gguf_get_f32(f, "rwkv5.group_norm_epsilon", &m->gn_eps);
+    if (st) return st;
+    if (v[0] != 50 && v[0] != 51 && v[0] != 52)
+        return rwe_fail(RWE_ERR_VERSION, "RWKV version %u is not supported (50, 51 or 52)", v[0]);
+    if (v[1] < 1 || v[1] > 4096 || v[2] < 1 || v[2] > 65536 || v[3] < 1 || v[4] < 1 ||
+        (uint64_t)v[3] * v[4] != v[2] || v[5] < 1 || v[5] > (1u << 20) || v[6] < 1 ||
+        v[6] > (1u << 24))
+        return rwe_fail(RWE_ERR_FORMAT, "bad hyper-parameters: %u layers, n_embd %u, %u heads of "
+                        "%u, ffn %u, vocab %u", v[1], v[2], v[3], v[4], v[5], v[6]);
+    if (!(m->ln_eps > 0 && m->ln_eps < 1) || !(m->gn_eps > 0 && m->gn_eps < 1))
+        return rwe_fail(RWE_ERR_FORMAT, "bad epsilons: layer norm %g, group norm %g", m->ln_eps,
+                        m->gn_eps);
+    m->info.version = v[0], m->info.n_layer = v[1], m->info.n_embd = v[2], m->info.n_head = v[3];
+    m->info.head_size = v[4], m->info.n_ffn = v[5], m->info.n_vocab = v[6];
+    m->C = v[2], m->H = v[3], m->N = v[4], m->F = v[5], m->V = v[6];
+    return RWE_OK;
+}
+
+/* rwkv5.emb_ln_dtype: absent or "f32" = no rounding. */
+static rwe_status load_emb_rounding(rwe_model *m) {
+    char s[16];
+    m->emb_round = EMB_F32;
+    if (!rwe_gguf_find_kv(&m->file, "rwkv5.emb_ln_dtype")) return RWE_OK;
+    rwe_status st = rwe_gguf_get_str(&m->file, "rwkv5.emb_ln_dtype", s, sizeof s);
+    if (st) return st;
+    if (!strcmp(s, "bf16")) m->emb_round = EMB_BF16;
+    else if (!strcmp(s, "f16")) m->emb_round = EMB_F16;
+    else if (strcmp(s, "f32"))
+        return rwe_fail(RWE_ERR_FORMAT, "rwkv5.emb_ln_dtype '%s' is not f32, bf16 or f16", s);
+    return RWE_OK;
+}
+
+/* Bytes of the activation rows of n elements in the largest activation type. */
+static size_t act_row_bytes(int64_t n) { return (size_t)((n + RWE_QK - 1) / RWE_QK) * 36 + 4 * n; }
+
+static rwe_status alloc_scratch(rwe_model *m) {
+    scratch *s = &m->s;
+    size_t c = (size_t)(CHUNK * m->C) * sizeof(float);
+    float **bufs[] = {&s->x, &s->xx, &s->xk, &s->xv, &s->xr, &s->xg, &s->r, &s->k, &s->v,
+                      &s->g, &s->y, &s->out};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        if (!(*bufs[i] = malloc(c))) return rwe_fail(RWE_ERR_NOMEM, "out of memory for scratch");
+    s->fk = malloc((size_t)(CHUNK * m->F) * sizeof(float));
+    s->act_f = malloc(CHUNK * act_row_bytes(m->F));
+    for (int i = 0; i < 4; i++)
+        if (!(s->act[i] = malloc(CHUNK * act_row_bytes(m->C))))
+            return rwe_fail(RWE_ERR_NOMEM, "out of memory for scratch");
+    if (!s->fk || !s->act_f) return rwe_fail(RWE_ERR_NOMEM, "out of memory for scratch");
+    return RWE_OK;
+}
+
+static void free_scratch(scratch *s) {
+    float *bufs[] = {s->x, s->xx, s->xk, s->xv, s->xr, s->xg, s->r, s->k, s->v, s->g, s->y,
+                     s->out, s->fk};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    for (int i = 0; i < 4; i++) free(s->act[i]);
+    free(s->act_f);
+}
+
+static uint64_t matrix_bytes(const matrix *w) {
+    return (uint64_t)w->rows * rwe_row_bytes(w->type, w->cols);
+}
+
+/* Bytes read per decoded token: every layer matrix, the head and one emb row. */
+static uint64_t weight_bytes(const rwe_model *m) {
+    uint64_t b = matrix_bytes(&m->head) + rwe_row_bytes(m->emb.type, m->C);
+    for (uint32_t l = 0; l < m->info.n_layer; l++) {
+        const layer *L = &m->layers[l];
+        const matrix *ws[] = {&L->att_r, &L->att_k, &L->att_v, &L->att_o, &L->ffn_k, &L->ffn_r,
+                              &L->ffn_v, &L->att_g};
+        for (int i = 0; i < (L->att_mix_g ? 8 : 7); i++) b += matrix_bytes(ws[i]);
+    }
+    return b;
+}
+
+static rwe_status pick_kernels(rwe_isa isa, const rwe_kernels **out) {
+    if (isa == RWE_ISA_AUTO) isa = rwe_cpu_best_isa();
+    if (isa < RWE_ISA_REF || isa > RWE_ISA_DOTPROD)
+        return rwe_fail(RWE_ERR_ISA, "unknown kernel set %d", (int)isa);
+    if (!rwe_cpu_supports(isa))
+        return rwe_fail(RWE_ERR_ISA, "this CPU does not support kernel set %d", (int)isa);
+    *out = rwe_kernels_get(isa);
+    if (!*out) return rwe_fail(RWE_ERR_ISA, "kernel set %d is not compiled into this build", (int)isa);
+    return RWE_OK;
+}
+
+static uint32_t default_threads(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : (uint32_t)n;
+}
+
+static rwe_status start_pool(rwe_model *m, uint32_t n_threads) {
+    if (n_threads == 0) n_threads = default_threads();
+    if (n_threads > MAX_THREADS)
+        return rwe_fail(RWE_ERR_ARG, "n_threads %u is more than %d", n_threads, MAX_THREADS);
+    rwe_threadpool *p = rwe_threadpool_create((int)n_threads);
+    if (!p) return rwe_fail(RWE_ERR_NOMEM, "cannot start %u threads", n_threads);
+    rwe_threadpool_free(m->pool);
+    m->pool = p;
+    m->info.n_threads = n_threads;
+    return RWE_OK;
+}
+
+/* ---------------------------------------------------------- forward blocks */
+
+/* T rows of n floats in a matrix's activation type; f32 rows are used in place. */
+static const void *to_act(const rwe_model *m, rwe_type act, const float *x, int64_t T, int64_t n,
+                          void *buf, size_t *stride) {
+    if (act == RWE_TYPE_F32) {
+        *stride = (size_t)n * sizeof(float);
+        return x;
+    }
+    rwe_quantize_row_fn q = act == RWE_TYPE_Q8_1 ? m->kern->quantize_row_q8_1
+                                                 : m->kern->quantize_row_q8_0;
+    *stride = rwe_row_bytes(act, n);
+    for (int64_t t = 0; t < T; t++) q(x + t * n, (char *)buf + t * *stride, n);
+    return buf;
+}
+
+/* Up to four independent matmuls Y = W X over one chunk, run as one parallel region. */
+typedef struct {
+    const matrix *w;
+    const void *x;
+    size_t x_stride;
+    float *y;
+    int64_t y_stride;
+} mm_job;
+
+typedef struct {
+    mm_job job[4];
+    int n;
+    int64_t T;
+} mm_batch;
+
+static void mm_task(void *ctx, int ith, int nth) {
+    const mm_batch *b = ctx;
+    for (int i = 0; i < b->n; i++) {
+        const mm_job *j = &b->job[i];
+        int64_t r0, r1;
+        rwe_split_range(j->w->rows, ROW_GRAIN, ith, nth, &r0, &r1);
+        if (r0 < r1) j->w->matmul(j->w->cols, j->w->data, j->x, j->x_stride, j->y, j->y_stride, b->T, r0, r1);
+    }
+}
+
+/* Add y = W x for one (matrix, input, output) triple to a batch; input converted once here. */
+static void mm_add(const rwe_model *m, mm_batch *b, const matrix *w, const float *x, void *act_buf,
+                   float *y, int64_t y_stride) {
+    mm_job *j = &b->job[b->n++];
+    j->w = w;
+    j->x = to_act(m, w->act, x, b->T, w->cols, act_buf, &j->x_stride);
+    j->y = y;
+    j->y_stride = y_stride;
+}
+
+static void layer_norm_rows(const rwe_model *m, const float *x, const float *w, const float *b,
+                            float *y, int64_t T) {
+    for (int64_t t = 0; t < T; t++) m->kern->layer_norm(x + t * m->C, w, b, y + t * m->C, m->C, m->ln_eps);
+}
+
+/* out[t] = xx[t]*mix + prev*(1-mix), prev = the token before t (shift state for t = 0). */
+static void token_shift(const float *xx, const float *shift, const float *mix, float *out,
+                        int64_t T, int64_t C) {
+    for (int64_t t = 0; t < T; t++) {
+        const float *prev = t ? xx + (t - 1) * C : shift;
+        for (int64_t c = 0; c < C; c++)
+            out[t * C + c] = xx[t * C + c] * mix[c] + prev[c] * (1.0f - mix[c]);
+    }
+}
+
+/* The embedding rows of T tokens: dequantized, LN(ln0), rounded like the reference. */
+static void embed(const rwe_model *m, const int32_t *tokens, int64_t T, float *x) {
+    int64_t C = m->C;
+    for (int64_t t = 0; t < T; t++) {
+        float *row = x + t * C;
+        const void *src = (const char *)m->emb.data + (size_t)tokens[t] * rwe_row_bytes(m->emb.type, C);
+        const uint16_t *h = src;
+        switch (m->emb.type) {
+        case RWE_TYPE_F32: memcpy(row, src, (size_t)C * sizeof(float)); break;
+        case RWE_TYPE_F16: for (int64_t c = 0; c < C; c++) row[c] = rwe_f16_to_f32(h[c]); break;
+        case RWE_TYPE_BF16: for (int64_t c = 0; c < C; c++) row[c] = rwe_bf16_to_f32(h[c]); break;
+        case RWE_TYPE_Q8_0: rwe_dequantize_row_q8_0_ref(src, row, C); break;
+        case RWE_TYPE_Q4_0: rwe_dequantize_row_q4_0_ref(src, row, C); break;
+        default: rwe_dequantize_row_q4_1_ref(src, row, C); break; /* load_matrix allows no other */
+        }
+        m->kern->layer_norm(row, m->ln0_w, m->ln0_b, row, C, m->ln_eps);
+        for (int64_t c = 0; c < C && m->emb_round == EMB_BF16; c++) row[c] = rwe_bf16_to_f32(rwe_f32_to_bf16(row[c]));
+        for (int64_t c = 0; c < C && m->emb_round == EMB_F16; c++) row[c] = rwe_f16_to_f32(rwe_f32_to_f16(row[c]));
+    }
+}
+
+/* WKV over the chunk, heads split across threads (the recurrence runs along t). */
+typedef struct {
+    const rwe_model *m;
+    const layer *L;
+    int64_t T;
+    float *S;
+} wkv_job;
+
+static void wkv_task(void *ctx, int ith, int nth) {
+    const wkv_job *j = ctx;
+    const rwe_model *m = j->m;
+    const scratch *s = &m->s;
+    int64_t h0, h1, C = m->C, N = m->N;
+    rwe_split_range(m->H, 1, ith, nth, &h0, &h1);
+    if (h0 == 0 && h1 == m->H) { /* the whole layer: one call over the chunk */
+        m->kern->wkv5(j->T, m->H, N, s->r, s->k, s->v, j->L->decay, j->L->bonus, j->S, s->y);
+        return;
+    }
+    for (int64_t t = 0; t < j->T && h0 < h1; t++) { /* a slice of heads: token by token */
+        int64_t o = t * C + h0 * N;
+        m->kern->wkv5(1, h1 - h0, N, s->r + o, s->k + o, s->v + o, j->L->decay + h0 * N,
+                      j->L->bonus + h0 * N, j->S + h0 * N * N, s->y + o);
+    }
+}
+
+static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* Attention (time mix) of one layer over T tokens; x += W_o (GroupNorm(wkv) * silu(g)). */
+static void time_mix(rwe_model *m, const layer *L, int64_t T, float *shift, float *S) {
+    scratch *s = &m->s;
+    int64_t C = m->C;
+    layer_norm_rows(m, s->x, L->ln1_w, L->ln1_b, s->xx, T);
+    token_shift(s->xx, shift, L->att_mix_r, s->xr, T, C);
+    token_shift(s->xx, shift, L->att_mix_k, s->xk, T, C);
+    token_shift(s->xx, shift, L->att_mix_v, s->xv, T, C);
+    if (L->att_mix_g) token_shift(s->xx, shift, L->att_mix_g, s->xg, T, C);
+    memcpy(shift, s->xx + (T - 1) * C, (size_t)C * sizeof(float));
+
+    mm_batch b = {.T = T};                       /* r, k, v, g in one region */
+    mm_add(m, &b, &L->att_r, s->xr, s->act[0], s->r, C);
+    mm_add(m, &b, &L->att_k, s->xk, s->act[1], s->k, C);
+    mm_add(m, &b, &L->att_v, s->xv, s->act[2], s->v, C);
+    if (L->att_mix_g) mm_add(m, &b, &L->att_g, s->xg, s->act[3], s->g, C);
+    rwe_threadpool_run(m->pool, mm_task, &b);
+
+    wkv_job w = {m, L, T, S};
+    rwe_threadpool_run(m->pool, wkv_task, &w);
+
+    for (int64_t t = 0; t < T; t++) {            /* ln_x, then the gate silu(g) */
+        float *y = s->y + t * C, *g = s->g + t * C;
+        m->kern->group_norm(y, L->lnx_w, L->lnx_b, m->H, m->N, m->gn_eps);
+        for (int64_t c = 0; c < C && L->att_mix_g; c++) y[c] *= g[c] * sigmoidf(g[c]);
+    }
+    mm_batch o = {.T = T};
+    mm_add(m, &o, &L->att_o, s->y, s->act[0], s->out, C);
+    rwe_threadpool_run(m->pool, mm_task, &o);
+    for (int64_t i = 0; i < T * C; i++) s->x[i] += s->out[i];
+}
+
+/* FFN (channel mix) of one layer over T tokens; x += sigmoid(W_r xr) * W_v relu(W_k xk)^2. */
+static void channel_mix(rwe_model *m, const layer *L, int64_t T, float *shift) {
+    scratch *s = &m->s;
+    int64_t C = m->C, F = m->F;
+    layer_norm_rows(m, s->x, L->ln2_w, L->ln2_b, s->xx, T);
+    token_shift(s->xx, shift, L->ffn_mix_k, s->xk, T, C);
+    token_shift(s->xx, shift, L->ffn_mix_r, s->xr, T, C);
+    memcpy(shift, s->xx + (T - 1) * C, (size_t)C * sizeof(float));
+
+    mm_batch b = {.T = T};                       /* key and receptance in one region */
+    mm_add(m, &b, &L->ffn_k, s->xk, s->act[0], s->fk, F);
+    mm_add(m, &b, &L->ffn_r, s->xr, s->act[1], s->r, C);
+    rwe_threadpool_run(m->pool, mm_task, &b);
+
+    for (int64_t i = 0; i < T * F; i++) {
+        float k = s->fk[i] > 0.0f ? s->fk[i] : 0.0f;
+        s->fk[i] = k * k;
+    }
+    mm_batch v = {.T = T};
+    mm_add(m, &v, &L->ffn_v, s->fk, s->act_f, s->out, C);
+    rwe_threadpool_run(m->pool, mm_task, &v);
+    for (int64_t i = 0; i < T * C; i++) s->x[i] += sigmoidf(s->r[i]) * s->out[i];
+}
+
+/* logits (T, V) = head . LN(x; ln_out) for T rows of x. */
+static void head(rwe_model *m, const float *x, int64_t T, float *logits) {
+    scratch *s = &m->s;
+    for (int64_t t = 0; t < T; t++)
+        m->kern->layer_norm(x + t * m->C, m->lnout_w, m->lnout_b, s->xx + t * m->C, m->C, m->ln_eps);
+    mm_batch b = {.T = T};
+    mm_add(m, &b, &m->head, s->xx, s->act[0], logits, m->V);
+    rwe_threadpool_run(m->pool, mm_task, &b);
+}
+
+/* One chunk of T <= CHUNK tokens. logits: NULL, the last row's (all == 0) or every row's. */
+static void forward_chunk(rwe_model *m, const int32_t *tokens, int64_t T, float *state,
+                          float *logits, int all) {
+    int64_t C = m->C, layer_len = 2 * C + m->H * m->N * m->N;
+    embed(m, tokens, T, m->s.x);
+    for (uint32_t l = 0; l < m->info.n_layer; l++) {
+        float *ls = state + l * layer_len;      /* att_x (C), ffn_x (C), wkv (H, N, N) */
+        time_mix(m, &m->layers[l], T, ls, ls + 2 * C);
+        channel_mix(m, &m->layers[l], T, ls + C);
+    }
+    if (logits && all) head(m, m->s.x, T, logits);
+    else if (logits) head(m, m->s.x + (T - 1) * C, 1, logits);
+}
+
+/* ------------------------------------------------------------- public API */
 
 rwe_status rwe_model_load(const char *path, uint32_t n_threads, rwe_isa isa, rwe_model **out) {
-    (void)n_threads; (void)isa;
-    if (out) *out = NULL;
-    return rwe_fail(RWE_ERR_IO, "cannot load '%s': the C model loader is not built yet",
-                    path ? path : "(null)");
+    rwe_clear_error();
+    if (!out) return rwe_fail(RWE_ERR_ARG, "rwe_model_load: out_model is NULL");
+    *out = NULL;
+    if (!path) return rwe_fail(RWE_ERR_ARG, "rwe_model_load: path is NULL");
+    rwe_model *m = calloc(1, sizeof *m);
+    if (!m) return rwe_fail(RWE_ERR_NOMEM, "out of memory for the model");
+    pthread_mutex_init(&m->lock, NULL);
+    rwe_status st = pick_kernels(isa, &m->kern);
+    if (!st) st = rwe_gguf_open(path, &m->file);
+    if (!st) st = load_hparams(m);
+    if (!st) st = load_emb_rounding(m);
+    if (!st) st = load_weights(m);
+    if (!st) st = alloc_scratch(m);
+    if (!st) st = start_pool(m, n_threads);
+    if (st) {
+        rwe_model_free(m);
+        return st;
+    }
+    m->info.isa = m->kern->isa;
+    m->info.state_len = (uint64_t)m->info.n_layer * (uint64_t)(2 * m->C + m->H * m->N * m->N);
+    m->info.weight_bytes = weight_bytes(m);
+    *out = m;
+    return RWE_OK;
 }
-void rwe_model_free(rwe_model *model) { (void)model; }
-rwe_status rwe_model_get_info(const rwe_model *m, rwe_model_info *o) { (void)m; (void)o; return rwe_fail(RWE_ERR_ARG, "no model"); }
-rwe_status rwe_model_set_threads(rwe_model *m, uint32_t n) { (void)m; (void)n; return rwe_fail(RWE_ERR_ARG, "no model"); }
-rwe_status rwe_state_init(const rwe_model *m, float *s, size_t n) { (void)m; (void)s; (void)n; return rwe_fail(RWE_ERR_ARG, "no model"); }
-rwe_status rwe_eval(rwe_model *m, int32_t t, float *s, size_t sl, float *l, size_t ll) { (void)m; (void)t; (void)s; (void)sl; (void)l; (void)ll; return rwe_fail(RWE_ERR_ARG, "no model"); }
-rwe_status rwe_eval_sequence(rwe_model *m, const int32_t *t, size_t n, float *s, size_t sl, float *l, size_t ll, int a) { (void)m; (void)t; (void)n; (void)s; (void)sl; (void)l; (void)ll; (void)a; return rwe_fail(RWE_ERR_ARG, "no model"); }
+
+void rwe_model_free(rwe_model *m) {
+    if (!m) return;
+    rwe_threadpool_free(m->pool);
+    free_scratch(&m->s);
+    for (uint32_t l = 0; m->layers && l < m->info.n_layer; l++) free((void *)m->layers[l].time_state);
+    free(m->layers);
+    free(m->params);
+    rwe_gguf_close(&m->file);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
+
+rwe_status rwe_model_get_info(const rwe_model *m, rwe_model_info *out) {
+    if (!m || !out) return rwe_fail(RWE_ERR_ARG, "rwe_model_get_info: NULL argument");
+    *out = m->info;
+    return RWE_OK;
+}
+
+rwe_status rwe_model_set_threads(rwe_model *m, uint32_t n_threads) {
+    if (!m) return rwe_fail(RWE_ERR_ARG, "rwe_model_set_threads: model is NULL");
+    pthread_mutex_lock(&m->lock);
+    rwe_status st = start_pool(m, n_threads);
+    pthread_mutex_unlock(&m->lock);
+    return st;
+}
+
+static rwe_status check_state(const rwe_model *m, const float *state, size_t state_len) {
+    if (!m || !state) return rwe_fail(RWE_ERR_ARG, "model or state is NULL");
+    if (state_len != m->info.state_len)
+        return rwe_fail(RWE_ERR_SHAPE, "state has %zu floats, this model's has %llu", state_len,
+                        (unsigned long long)m->info.state_len);
+    return RWE_OK;
+}
+
+rwe_status rwe_state_init(const rwe_model *m, float *state, size_t state_len) {
+    rwe_status st = check_state(m, state, state_len);
+    if (st) return st;
+    int64_t C = m->C, wkv_len = m->H * m->N * m->N;
+    for (uint32_t l = 0; l < m->info.n_layer; l++) {
+        float *ls = state + l * (2 * C + wkv_len);
+        memset(ls, 0, (size_t)(2 * C) * sizeof(float));
+        if (m->layers[l].time_state) memcpy(ls + 2 * C, m->layers[l].time_state, (size_t)wkv_len * sizeof(float));
+        else memset(ls + 2 * C, 0, (size_t)wkv_len * sizeof(float));
+    }
+    return RWE_OK;
+}
+
+rwe_status rwe_eval(rwe_model *m, int32_t token, float *state, size_t state_len, float *logits,
+                    size_t logits_len) {
+    return rwe_eval_sequence(m, &token, 1, state, state_len, logits, logits_len, 0);
+}
+
+/* Everything is checked before the state is touched, so a failed call changes nothing. */
+static rwe_status check_eval_args(const rwe_model *m, const int32_t *tokens, size_t n,
+                                  const float *state, size_t state_len, const float *logits,
+                                  size_t logits_len, int all) {
+    rwe_status st = check_state(m, state, state_len);
+    if (st) return st;
+    if (!tokens || n == 0) return rwe_fail(RWE_ERR_ARG, "no tokens (NULL or n_tokens == 0)");
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || (uint32_t)tokens[i] >= m->info.n_vocab)
+            return rwe_fail(RWE_ERR_TOKEN, "token %d at position %zu is out of range [0, %u)",
+                            tokens[i], i, m->info.n_vocab);
+    size_t want = (all ? n : 1) * (size_t)m->V;
+    if (logits && logits_len != want)
+        return rwe_fail(RWE_ERR_SHAPE, "logits has %zu floats, expected %zu", logits_len, want);
+    return RWE_OK;
+}
+
+rwe_status rwe_eval_sequence(rwe_model *m, const int32_t *tokens, size_t n_tokens, float *state,
+                             size_t state_len, float *logits, size_t logits_len, int all_logits) {
+    rwe_clear_error();
+    rwe_status st = check_eval_args(m, tokens, n_tokens, state, state_len, logits, logits_len,
+                                    all_logits);
+    if (st) return st;
+    pthread_mutex_lock(&m->lock);
+    for (size_t t0 = 0; t0 < n_tokens; t0 += CHUNK) {
+        int64_t T = n_tokens - t0 < CHUNK ? (int64_t)(n_tokens - t0) : CHUNK;
+        int last = t0 + (size_t)T == n_tokens;
+        float *lg = !logits ? NULL : all_logits ? logits + t0 * (size_t)m->V : last ? logits : NULL;
+        forward_chunk(m, tokens + t0, T, state, lg, all_logits);
+    }
+    pthread_mutex_unlock(&m->lock);
+    return RWE_OK;
+}

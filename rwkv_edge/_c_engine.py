@@ -1,0 +1,210 @@
+"""The C/SIMD engine behind ``Model(backend="c")``: a thin owner of one ``rwe_model``.
+
+Every C call goes through ``_check``, which turns an ``rwe_status`` into the
+matching ``rwkv_edge.errors`` exception carrying ``rwe_last_error()``. cffi
+releases the GIL around each call; evaluations on one model from several
+Python threads are serialised by the model's mutex in C (csrc/model.c), so
+sharing a CEngine between threads is safe, just not parallel.
+
+Float checkpoints (.pth, safetensors, HF directories) are converted to a
+temporary float GGUF (``write_checkpoint_gguf``) and loaded from there.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import gguf_schema as schema
+from ._rwkv_edge_c import ffi, lib
+from .checkpoint import Checkpoint, open_checkpoint
+from .config import ModelConfig
+from .errors import STATUS_ERRORS, InternalError, UnsupportedIsaError
+
+ISAS: dict[str, int] = {
+    "auto": lib.RWE_ISA_AUTO,
+    "ref": lib.RWE_ISA_REF,
+    "avx2": lib.RWE_ISA_AVX2,
+    "avx512": lib.RWE_ISA_AVX512,
+    "neon": lib.RWE_ISA_NEON,
+    "dotprod": lib.RWE_ISA_DOTPROD,
+}
+ISA_NAMES = {v: k for k, v in ISAS.items()}
+
+
+def _check(status: int) -> None:
+    """Raise the rwkv_edge exception of a failed C call."""
+    if status == lib.RWE_OK:
+        return
+    cls = STATUS_ERRORS.get(status, InternalError)
+    detail = ffi.string(lib.rwe_last_error()).decode("utf-8", errors="replace")
+    name = ffi.string(lib.rwe_status_name(status)).decode()
+    raise cls(detail or name)
+
+
+def supported_isas() -> list[str]:
+    """The kernel sets this CPU (and build) can run, lowest first ("ref" always)."""
+    return [n for n, v in ISAS.items() if n != "auto" and lib.rwe_cpu_supports(v)]
+
+
+def isa_code(isa: str) -> int:
+    if isa not in ISAS:
+        raise UnsupportedIsaError(f"unknown isa {isa!r}; expected one of {sorted(ISAS)}")
+    code = ISAS[isa]
+    if code != lib.RWE_ISA_AUTO and not lib.rwe_cpu_supports(code):
+        raise UnsupportedIsaError(f"this CPU does not support the {isa!r} kernels")
+    return code
+
+
+class CEngine:
+    """One loaded C model (implements rwkv_edge.model.Engine)."""
+
+    name = "c"
+
+    def __init__(self, handle: Any, config: ModelConfig, info: Any) -> None:
+        self._handle: Any = handle
+        self.config = config
+        self.isa: str = ISA_NAMES.get(int(info.isa), "?")
+        self.n_threads: int = int(info.n_threads)
+        self.weight_bytes: int = int(info.weight_bytes)
+        self.state_len: int = int(info.state_len)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], threads: int | None = None,
+             isa: str = "auto") -> CEngine:
+        """Load a GGUF model, or convert a float checkpoint to a temporary GGUF first."""
+        code = isa_code(isa)
+        n_threads = (os.cpu_count() or 1) if threads is None else int(threads)
+        p = Path(path)
+        if _is_gguf(p):
+            return cls._load(p, n_threads, code)
+        with open_checkpoint(p) as ckpt, tempfile.TemporaryDirectory(prefix="rwe-") as tmp:
+            gguf_path = Path(tmp) / "model.gguf"
+            write_checkpoint_gguf(ckpt, gguf_path)
+            return cls._load(gguf_path, n_threads, code)  # the map outlives the file
+
+    @classmethod
+    def _load(cls, path: Path, n_threads: int, isa: int) -> CEngine:
+        if n_threads < 0:
+            raise STATUS_ERRORS[lib.RWE_ERR_ARG](f"threads must be >= 0, got {n_threads}")
+        out = ffi.new("rwe_model **")
+        _check(lib.rwe_model_load(os.fsencode(path), n_threads, isa, out))
+        handle = ffi.gc(out[0], lib.rwe_model_free)
+        info = ffi.new("rwe_model_info *")
+        _check(lib.rwe_model_get_info(handle, info))
+        config = ModelConfig.from_version_code(
+            int(info.version), n_layer=info.n_layer, n_embd=info.n_embd, n_head=info.n_head,
+            head_size=info.head_size, n_ffn=info.n_ffn, n_vocab=info.n_vocab)
+        return cls(handle, config, info)
+
+    @property
+    def handle(self) -> Any:
+        if self._handle is None:
+            raise STATUS_ERRORS[lib.RWE_ERR_ARG]("this engine has been closed")
+        return self._handle
+
+    def set_threads(self, n_threads: int) -> None:
+        _check(lib.rwe_model_set_threads(self.handle, n_threads))
+        self.n_threads = n_threads
+
+    def initial_state(self) -> npt.NDArray[np.float32]:
+        state = np.empty(self.state_len, dtype=np.float32)
+        _check(lib.rwe_state_init(self.handle, ffi.from_buffer("float[]", state), state.size))
+        return state
+
+    def forward(self, tokens: npt.NDArray[np.int32], state: npt.NDArray[np.float32],
+                full_output: bool) -> npt.NDArray[np.float32]:
+        """Advance ``state`` in place over ``tokens``; last (or every) position's logits."""
+        logits = np.empty((len(tokens), self.config.n_vocab) if full_output
+                          else self.config.n_vocab, dtype=np.float32)
+        self.eval(tokens, state, logits, full_output)
+        return logits
+
+    def eval(self, tokens: npt.NDArray[np.int32], state: npt.NDArray[np.float32],
+             logits: npt.NDArray[np.float32] | None, all_logits: bool = False) -> None:
+        """rwe_eval_sequence on caller buffers; ``logits=None`` skips the head."""
+        toks = np.ascontiguousarray(tokens, dtype=np.int32)
+        if state.dtype != np.float32 or not state.flags.c_contiguous:
+            raise STATUS_ERRORS[lib.RWE_ERR_SHAPE]("state must be a contiguous float32 array")
+        lg = ffi.NULL if logits is None else ffi.from_buffer("float[]", logits,
+                                                             require_writable=True)
+        _check(lib.rwe_eval_sequence(
+            self.handle, ffi.from_buffer("int32_t[]", toks), toks.size,
+            ffi.from_buffer("float[]", state, require_writable=True), state.size,
+            lg, 0 if logits is None else logits.size, int(all_logits)))
+
+    def close(self) -> None:
+        if self._handle is not None:
+            ffi.release(self._handle)  # runs rwe_model_free now
+            self._handle = None
+
+
+def _is_gguf(p: Path) -> bool:
+    if not p.is_file():
+        return False
+    with open(p, "rb") as f:
+        return f.read(4) == b"GGUF"
+
+
+# ---------------------------------------------------------------------------
+# Float checkpoint -> GGUF (the C core only reads GGUF)
+# ---------------------------------------------------------------------------
+
+_MATRIX_SUFFIXES = (".weight",)
+_EMB_LN_DTYPES = {"bf16": "bf16", "f16": "f16"}
+
+
+def _is_matrix(name: str, shape: tuple[int, ...]) -> bool:
+    return len(shape) == 2 and name.endswith(_MATRIX_SUFFIXES) and ".ln" not in name
+
+
+def write_checkpoint_gguf(ckpt: Checkpoint, path: Path, matrix_type: str | None = None) -> None:
+    """Write a checkpoint as an rwkv5 GGUF: float matrices as stored (f32/f16/bf16),
+    every small tensor as f32, ``time_mix_*`` squeezed to [C].
+
+    ``matrix_type`` ("q8_0", "q4_0", "q4_1") quantizes every matrix with
+    gguf.quants instead; tests use it to build quantized fixtures.
+    """
+    import gguf
+
+    cfg = ckpt.config
+    w = gguf.GGUFWriter(str(path), arch=schema.ARCH)
+    w.add_custom_alignment(schema.ALIGNMENT)
+    w.add_uint32(schema.KEY_FILE_VERSION, schema.FILE_VERSION)
+    for key, val in ((schema.KEY_VERSION, cfg.version_code), (schema.KEY_N_LAYER, cfg.n_layer),
+                     (schema.KEY_N_EMBD, cfg.n_embd), (schema.KEY_N_HEAD, cfg.n_head),
+                     (schema.KEY_HEAD_SIZE, cfg.head_size), (schema.KEY_N_FFN, cfg.n_ffn),
+                     (schema.KEY_N_VOCAB, cfg.n_vocab)):
+        w.add_uint32(key, val)
+    w.add_float32(schema.KEY_LN_EPS, cfg.ln_eps)
+    w.add_float32(schema.KEY_GN_EPS, cfg.gn_eps)
+    w.add_string(schema.KEY_EMB_LN_DTYPE, _EMB_LN_DTYPES.get(ckpt.source_dtype, "f32"))
+    for name in ckpt:
+        _add_tensor(w, gguf, name, ckpt[name], matrix_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def _add_tensor(w: Any, gguf: Any, name: str, t: Any, matrix_type: str | None) -> None:
+    if not _is_matrix(name, t.shape):
+        arr = t.to_f32()
+        if ".time_mix_" in name:
+            arr = arr.reshape(-1)
+        w.add_tensor(name, np.ascontiguousarray(arr, dtype=np.float32))
+    elif matrix_type is not None:
+        qtype = gguf.GGMLQuantizationType[matrix_type.upper()]
+        w.add_tensor(name, gguf.quants.quantize(t.to_f32(), qtype), raw_dtype=qtype)
+    elif t.dtype == "bf16":
+        w.add_tensor(name, np.ascontiguousarray(t.raw, dtype=np.uint16),
+                     raw_dtype=gguf.GGMLQuantizationType.BF16)
+    elif t.dtype == "f16":
+        w.add_tensor(name, np.ascontiguousarray(t.raw, dtype=np.float16))
+    else:
+        w.add_tensor(name, np.ascontiguousarray(t.to_f32()))
