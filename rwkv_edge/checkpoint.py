@@ -16,7 +16,9 @@ HF names (``rwkv.blocks.0.attention.key.weight``) are mapped onto BlinkDL's
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import mmap
 import os
 import pickle
@@ -69,6 +71,9 @@ class Checkpoint(Mapping[str, Tensor]):
         except KeyError:
             raise FormatError(f"{self.path.name}: no tensor '{name}'") from None
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._tensors
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._tensors)
 
@@ -84,10 +89,9 @@ class Checkpoint(Mapping[str, Tensor]):
         """Drop the tensors and unmap the file (arrays taken from it must not be used after)."""
         self._tensors = {}
         for obj in self._keepalive:
-            try:
+            # A numpy view may still reference the map; then it closes when freed.
+            with contextlib.suppress(BufferError, OSError):
                 obj.close()
-            except (BufferError, OSError):
-                pass  # a numpy view still references the map; it closes when freed
         self._keepalive = []
 
     def __enter__(self) -> Checkpoint:
@@ -177,16 +181,47 @@ _STORAGE_DTYPES = {
     "BFloat16Storage": ("bf16", np.dtype("<u2")),
     "DoubleStorage": ("f64", np.dtype("<f8")),
 }
-_TORCH_DTYPES = {"float32": "FloatStorage", "float": "FloatStorage", "float16": "HalfStorage",
-                 "half": "HalfStorage", "bfloat16": "BFloat16Storage", "float64": "DoubleStorage"}
+_TORCH_DTYPES = {
+    "float32": "FloatStorage",
+    "float": "FloatStorage",
+    "float16": "HalfStorage",
+    "half": "HalfStorage",
+    "bfloat16": "BFloat16Storage",
+    "float64": "DoubleStorage",
+}
+
+
+def _refuse_build(obj: object, _state: object) -> None:
+    """``__setstate__`` of every object a pickle can reach: the BUILD opcode is refused.
+
+    The whitelisted globals are module-level singletons, so a BUILD on one would
+    change how every later file loads in this process (e.g. retag FloatStorage as
+    bf16); a BUILD on a tensor could replace its validated array.
+    """
+    raise FormatError(f"checkpoint pickle tries to modify a {type(obj).__name__} (BUILD)")
 
 
 class _StorageType:
     """Stand-in for ``torch.FloatStorage`` & co: just a dtype tag."""
 
+    __setstate__ = _refuse_build
+
     def __init__(self, storage_name: str) -> None:
         self.name = storage_name
         self.tag, self.np_dtype = _STORAGE_DTYPES[storage_name]
+
+
+class _SafeFunction:
+    """A whitelisted function as the pickle sees it: callable, with no attributes to set."""
+
+    __slots__ = ("_fn",)
+    __setstate__ = _refuse_build
+
+    def __init__(self, fn: Any) -> None:
+        self._fn = fn
+
+    def __call__(self, *args: Any) -> Any:
+        return self._fn(*args)
 
 
 class _Storage:
@@ -202,21 +237,32 @@ class _Storage:
 class _LazyTensor:
     """What ``_rebuild_tensor_v2`` returns here: a view, validated against its storage."""
 
-    def __init__(self, storage: _Storage, offset: int, size: tuple[int, ...],
-                 stride: tuple[int, ...]) -> None:
+    __setstate__ = _refuse_build
+
+    def __init__(
+        self, storage: _Storage, offset: int, size: tuple[int, ...], stride: tuple[int, ...]
+    ) -> None:
         if not isinstance(storage, _Storage):
             raise FormatError("tensor rebuilt from something that is not a storage")
         size = tuple(int(s) for s in size)
         stride = tuple(int(s) for s in stride)
         if len(size) != len(stride) or any(s < 0 for s in size + stride) or offset < 0:
             raise FormatError(f"bad tensor geometry size={size} stride={stride} offset={offset}")
-        if int(np.prod(size)) > 0:
-            last = offset + sum((s - 1) * st for s, st in zip(size, stride))
+        numel = math.prod(size)  # Python ints: np.prod wraps around at 2**63
+        if numel > 0:
+            last = offset + sum((s - 1) * st for s, st in zip(size, stride, strict=True))
             if last >= storage.numel:
                 raise FormatError(
                     f"tensor of size {size} at offset {offset} reads past its storage "
                     f"of {storage.numel} elements"
                 )
+        if numel > storage.numel:
+            # Only stride-0 or overlapping views get here: never weights, and a
+            # huge one would turn into a huge allocation at to_f32().
+            raise FormatError(
+                f"tensor of size {size} has {numel} elements but its storage only "
+                f"{storage.numel} elements"
+            )
         item = storage.stype.np_dtype.itemsize
         base = storage.data
         view = np.lib.stride_tricks.as_strided(
@@ -240,8 +286,8 @@ def _rebuild_parameter(data: Any, *_rest: Any) -> Any:
 # module, name -> the object handed to the pickle. Nothing else is reachable.
 _SAFE_GLOBALS: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): OrderedDict,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch._utils", "_rebuild_tensor_v2"): _SafeFunction(_rebuild_tensor_v2),
+    ("torch._utils", "_rebuild_parameter"): _SafeFunction(_rebuild_parameter),
     **{("torch", n): _StorageType(n) for n in _STORAGE_DTYPES},
     **{("torch", d): _StorageType(s) for d, s in _TORCH_DTYPES.items()},
 }
@@ -275,7 +321,10 @@ class _RestrictedUnpickler(pickle.Unpickler):
 def _zip_entry_array(zf: zipfile.ZipFile, mm: mmap.mmap, info: zipfile.ZipInfo) -> np.ndarray:
     """The bytes of one zip entry as a uint8 array; a view of the map when stored."""
     if info.compress_type != zipfile.ZIP_STORED:
-        return np.frombuffer(zf.read(info), dtype=np.uint8)
+        # torch.save stores tensor data uncompressed; inflating a lying entry
+        # (a zip bomb) could take any amount of memory.
+        raise FormatError(f"zip entry '{info.filename}' is compressed; torch never compresses "
+                          "tensor data")
     off = info.header_offset
     if off + 30 > len(mm) or mm[off : off + 4] != b"PK\x03\x04":
         raise FormatError(f"zip entry '{info.filename}' has a bad local header")
@@ -286,24 +335,47 @@ def _zip_entry_array(zf: zipfile.ZipFile, mm: mmap.mmap, info: zipfile.ZipInfo) 
     return np.frombuffer(mm, dtype=np.uint8, count=info.file_size, offset=start)
 
 
+_MAX_PICKLE_BYTES = 1 << 30  # a 7B model's data.pkl is ~100 KB; bounds a lying zip
+
+
 def _read_torch_zip(p: Path) -> tuple[dict[str, Tensor], list[Any]]:
     f = open(p, "rb")
+    mm: mmap.mmap | None = None
     try:
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        zf = zipfile.ZipFile(f)
-    except (zipfile.BadZipFile, ValueError, OSError) as e:
+        tensors = _unpickle_zip(p, _open_zip(p, f), mm)
+    except BaseException:
+        # Close now rather than at garbage collection: a process that probes
+        # many bad files must not run out of descriptors.
+        if mm is not None:
+            with contextlib.suppress(BufferError):  # a view still alive; freed with it
+                mm.close()
         f.close()
-        raise FormatError(f"{p.name}: not a readable torch zip checkpoint ({e})") from None
+        raise
+    return tensors, [mm, f]
+
+
+def _open_zip(p: Path, f: Any) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(f)
+    except Exception as e:  # zipfile raises many types on a damaged directory
+        raise FormatError(f"{p.name}: not a readable torch zip checkpoint "
+                          f"({type(e).__name__}: {e})") from None
+
+
+def _unpickle_zip(p: Path, zf: zipfile.ZipFile, mm: mmap.mmap) -> dict[str, Tensor]:
     pkl_names = [n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
     if len(pkl_names) != 1:
         raise FormatError(f"{p.name}: expected one data.pkl in the zip, found {len(pkl_names)}")
     prefix = pkl_names[0][: -len("data.pkl")]
     entries = {i.filename: i for i in zf.infolist()}
+    if entries[pkl_names[0]].file_size > _MAX_PICKLE_BYTES:
+        raise FormatError(f"{p.name}: data.pkl claims {entries[pkl_names[0]].file_size} bytes")
 
     def load_storage(stype: _StorageType, key: str, numel: int) -> _Storage:
         info = entries.get(f"{prefix}data/{key}")
         if info is None:
-            raise FormatError(f"{p.name}: storage '{key}' is missing from the zip")
+            raise FormatError(f"{p.name}: storage '{key:.80}' is missing from the zip")
         raw = _zip_entry_array(zf, mm, info)
         need = numel * stype.np_dtype.itemsize
         if raw.size < need:
@@ -315,8 +387,9 @@ def _read_torch_zip(p: Path) -> tuple[dict[str, Tensor], list[Any]]:
     except (FormatError, UnsafeCheckpointError):
         raise
     except Exception as e:  # any other unpickling failure is a corrupt file
-        raise FormatError(f"{p.name}: corrupt checkpoint pickle ({type(e).__name__}: {e})") from None
-    return _tensors_from_state_dict(obj, p), [mm, f]
+        msg = f"{p.name}: corrupt checkpoint pickle ({type(e).__name__}: {e})"
+        raise FormatError(msg) from None
+    return _tensors_from_state_dict(obj, p)
 
 
 def _tensors_from_state_dict(obj: Any, p: Path) -> dict[str, Tensor]:
@@ -327,7 +400,8 @@ def _tensors_from_state_dict(obj: Any, p: Path) -> dict[str, Tensor]:
     out: dict[str, Tensor] = {}
     for name, val in obj.items():
         if not isinstance(name, str):
-            raise FormatError(f"{p.name}: non-string tensor name {name!r:.40}")
+            # type name only: repr() of a hostile key can recurse or be huge
+            raise FormatError(f"{p.name}: tensor name is a {type(name).__name__}, not a str")
         if not isinstance(val, _LazyTensor):
             if name.startswith("_"):
                 out[name] = Tensor(name, (), "f32", np.zeros(0, np.float32))  # flagged later
@@ -341,8 +415,12 @@ def _tensors_from_state_dict(obj: Any, p: Path) -> dict[str, Tensor]:
 # safetensors
 # ---------------------------------------------------------------------------
 
-_ST_DTYPES = {"F32": ("f32", np.dtype("<f4")), "F16": ("f16", np.dtype("<f2")),
-              "BF16": ("bf16", np.dtype("<u2")), "F64": ("f64", np.dtype("<f8"))}
+_ST_DTYPES = {
+    "F32": ("f32", np.dtype("<f4")),
+    "F16": ("f16", np.dtype("<f2")),
+    "BF16": ("bf16", np.dtype("<u2")),
+    "F64": ("f64", np.dtype("<f8")),
+}
 _ST_MAX_HEADER = 100 * 1024 * 1024
 
 
@@ -354,12 +432,23 @@ def _read_safetensors(p: Path) -> tuple[dict[str, Tensor], list[Any]]:
         f.close()
         raise FormatError(f"{p.name}: cannot map ({e})") from None
     try:
-        (hlen,) = struct.unpack_from("<Q", mm, 0)
-        if hlen > min(_ST_MAX_HEADER, len(mm) - 8):
-            raise FormatError(f"{p.name}: safetensors header length {hlen} is impossible")
+        return _parse_safetensors(p, mm), [mm, f]
+    except BaseException:
+        with contextlib.suppress(BufferError):  # a view still alive; freed with it
+            mm.close()
+        f.close()
+        raise
+
+
+def _parse_safetensors(p: Path, mm: mmap.mmap) -> dict[str, Tensor]:
+    (hlen,) = struct.unpack_from("<Q", mm, 0) if len(mm) >= 8 else (-1,)
+    if not 0 <= hlen <= min(_ST_MAX_HEADER, len(mm) - 8):
+        raise FormatError(f"{p.name}: safetensors header length {hlen} is impossible")
+    try:
         header = json.loads(bytes(mm[8 : 8 + hlen]))
-    except (struct.error, ValueError, UnicodeDecodeError) as e:
-        raise FormatError(f"{p.name}: bad safetensors header ({e})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        # RecursionError: deeply nested JSON arrays
+        raise FormatError(f"{p.name}: bad safetensors header ({type(e).__name__}: {e})") from None
     if not isinstance(header, dict):
         raise FormatError(f"{p.name}: safetensors header is not a JSON object")
     base = 8 + hlen
@@ -368,7 +457,7 @@ def _read_safetensors(p: Path) -> tuple[dict[str, Tensor], list[Any]]:
         if name == "__metadata__":
             continue
         out[name] = _safetensors_entry(p, mm, base, name, info)
-    return out, [mm, f]
+    return out
 
 
 def _safetensors_entry(p: Path, mm: mmap.mmap, base: int, name: str, info: Any) -> Tensor:
@@ -380,7 +469,7 @@ def _safetensors_entry(p: Path, mm: mmap.mmap, base: int, name: str, info: Any) 
         raise FormatError(f"{p.name}: tensor '{name}' has unsupported or missing {e}") from None
     except (TypeError, ValueError):
         raise FormatError(f"{p.name}: tensor '{name}' has a malformed header entry") from None
-    count = int(np.prod(shape)) if shape else 1
+    count = math.prod(shape)  # Python ints: np.prod wraps around at 2**63
     if any(s < 0 for s in shape) or begin < 0 or end - begin != count * dt.itemsize:
         raise FormatError(f"{p.name}: tensor '{name}' size does not match its shape {shape}")
     if base + end > len(mm):
@@ -407,4 +496,4 @@ def _open_hf_dir(d: Path) -> Checkpoint:
     return Checkpoint(d, tensors, "hf", keepalive=keep)
 
 
-__all__ = ["Checkpoint", "open_checkpoint", "hf_to_blink", "VersionError"]
+__all__ = ["Checkpoint", "VersionError", "hf_to_blink", "open_checkpoint"]

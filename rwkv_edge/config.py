@@ -102,8 +102,5 @@ def detect_config(shapes: Mapping[str, Sequence[int]]) -> ModelConfig:
     n_ffn = _require(shapes, "blocks.0.ffn.key.weight")[0]
     has_gate = "blocks.0.att.gate.weight" in names
     per_channel = len(decay) >= 2 and decay[1] > 1
-    if not has_gate:
-        version = "5.0"
-    else:
-        version = "5.2" if per_channel else "5.1"
+    version = "5.0" if not has_gate else ("5.2" if per_channel else "5.1")
     return ModelConfig(version, n_layer, n_embd, n_head, head_size, n_ffn, n_vocab)

@@ -34,8 +34,9 @@ class Engine(Protocol):
 
     def initial_state(self) -> npt.NDArray[np.float32]: ...
 
-    def forward(self, tokens: npt.NDArray[np.int32], state: npt.NDArray[np.float32],
-                full_output: bool) -> npt.NDArray[np.float32]: ...
+    def forward(
+        self, tokens: npt.NDArray[np.int32], state: npt.NDArray[np.float32], full_output: bool
+    ) -> npt.NDArray[np.float32]: ...
 
     def close(self) -> None: ...
 
@@ -80,8 +81,14 @@ class Model:
         self._model_id: str | None = None
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str] | None = None, *, backend: str = "auto",
-             threads: int | None = None, isa: str = "auto") -> Model:
+    def load(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        backend: str = "auto",
+        threads: int | None = None,
+        isa: str = "auto",
+    ) -> Model:
         """Open a model file (GGUF, BlinkDL .pth, safetensors or an HF directory)."""
         if path is None:
             from .default_model import default_model_path
@@ -121,8 +128,13 @@ class Model:
         """The initial state (zeros, or the model's trained time_state)."""
         return State(self.config, self.engine.initial_state(), self.model_id)
 
-    def forward(self, tokens: int | Sequence[int] | npt.ArrayLike, state: State | None = None,
-                *, full_output: bool = False) -> npt.NDArray[np.float32]:
+    def forward(
+        self,
+        tokens: int | Sequence[int] | npt.ArrayLike,
+        state: State | None = None,
+        *,
+        full_output: bool = False,
+    ) -> npt.NDArray[np.float32]:
         """Run tokens through the model, advancing ``state`` in place.
 
         Returns the last position's logits, float32 [n_vocab], or with
@@ -168,8 +180,10 @@ class Model:
 
     def __repr__(self) -> str:
         c = self.config
-        return (f"Model({self.path.name!r}, v{c.version}, {c.n_layer}x{c.n_embd}, "
-                f"vocab {c.n_vocab}, backend={self.backend!r})")
+        return (
+            f"Model({self.path.name!r}, v{c.version}, {c.n_layer}x{c.n_embd}, "
+            f"vocab {c.n_vocab}, backend={self.backend!r})"
+        )
 
 
 def _load_tokenizer(path: Path) -> Any:

@@ -27,8 +27,9 @@ class LayerState(NamedTuple):
 class State:
     """One sequence's recurrent state; ``data`` is a flat float32 array owned by the state."""
 
-    def __init__(self, config: ModelConfig, data: npt.NDArray[np.float32] | None = None,
-                 model_id: str = "") -> None:
+    def __init__(
+        self, config: ModelConfig, data: npt.NDArray[np.float32] | None = None, model_id: str = ""
+    ) -> None:
         self.config = config
         self.model_id = model_id  # hash of the model this state belongs to ("" = unbound)
         if data is None:
