@@ -5,7 +5,7 @@
  *
  * Naming: rwe_<op>_<weight format>_<isa>, e.g. rwe_matmul_q4_0_avx512.
  * Every SIMD kernel has a scalar twin (_ref) in ref.c and is tested against it
- * (tests/c/test_kernels.c).
+ * (csrc/tests/test_kernels.c).
  *
  * Matrix products (matvec is the T == 1 case):
  *   W: rows x cols, row-major, each row stored in the weight format
@@ -64,7 +64,12 @@ typedef struct rwe_kernels {
 /* NULL when the kernel set is not compiled in; does not check the CPU. */
 const rwe_kernels *rwe_kernels_get(rwe_isa isa);
 
-/* Activation type of a weight type (RWE_TYPE_F32 for float weights). */
+/* q8_1 is an activation-only type (the partner of q4_1 weights), so it is not
+ * in the ABI's rwe_type; its value is ggml's type id. */
+#define RWE_TYPE_Q8_1 ((rwe_type)9)
+
+/* Activation type of a weight type (RWE_TYPE_F32 for float weights,
+ * RWE_TYPE_Q8_1 for q4_1, RWE_TYPE_Q8_0 for q8_0/q4_0). */
 rwe_type rwe_act_type(rwe_type weight_type);
 /* Bytes of one row of n elements of a type; 0 if n is not a whole number of blocks. */
 size_t rwe_row_bytes(rwe_type type, int64_t n);

@@ -1,0 +1,43 @@
+/* Kernel-set lookup and the type helpers of kernels.h. */
+#include "kernels_impl.h"
+
+const rwe_kernels *rwe_kernels_get(rwe_isa isa) {
+    switch (isa) {
+    case RWE_ISA_REF: return &rwe_kernels_ref;
+#if defined(__x86_64__)
+    case RWE_ISA_AVX2: return &rwe_kernels_avx2;
+    case RWE_ISA_AVX512: return &rwe_kernels_avx512;
+#endif
+#if defined(__aarch64__)
+    case RWE_ISA_NEON: return &rwe_kernels_neon;
+    case RWE_ISA_DOTPROD: return &rwe_kernels_dotprod;
+#endif
+    default: return NULL; /* AUTO is resolved by the caller (rwe_cpu_best_isa) */
+    }
+}
+
+rwe_type rwe_act_type(rwe_type weight_type) {
+    switch (weight_type) {
+    case RWE_TYPE_Q8_0:
+    case RWE_TYPE_Q4_0: return RWE_TYPE_Q8_0;
+    case RWE_TYPE_Q4_1: return RWE_TYPE_Q8_1;
+    default: return RWE_TYPE_F32;
+    }
+}
+
+size_t rwe_row_bytes(rwe_type type, int64_t n) {
+    if (n < 0)
+        return 0;
+    size_t nb = (size_t)n / RWE_QK;
+    int whole = n % RWE_QK == 0;
+    switch ((int)type) {
+    case RWE_TYPE_F32: return (size_t)n * 4;
+    case RWE_TYPE_F16:
+    case RWE_TYPE_BF16: return (size_t)n * 2;
+    case RWE_TYPE_Q8_0: return whole ? nb * sizeof(rwe_block_q8_0) : 0;
+    case 9 /* RWE_TYPE_Q8_1 */: return whole ? nb * sizeof(rwe_block_q8_1) : 0;
+    case RWE_TYPE_Q4_0: return whole ? nb * sizeof(rwe_block_q4_0) : 0;
+    case RWE_TYPE_Q4_1: return whole ? nb * sizeof(rwe_block_q4_1) : 0;
+    default: return 0;
+    }
+}

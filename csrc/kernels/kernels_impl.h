@@ -1,0 +1,58 @@
+/*
+ * Private to csrc/kernels/: the per-ISA kernel tables that rwe_kernels_get
+ * hands out, and the reference pieces that SIMD files fall back to (a table
+ * entry an ISA has no better version of points at the next-lower one).
+ */
+#ifndef RWE_KERNELS_IMPL_H
+#define RWE_KERNELS_IMPL_H
+
+#include "kernels.h"
+
+extern const rwe_kernels rwe_kernels_ref;
+#if defined(__x86_64__)
+extern const rwe_kernels rwe_kernels_avx2;
+extern const rwe_kernels rwe_kernels_avx512;
+#endif
+#if defined(__aarch64__)
+extern const rwe_kernels rwe_kernels_neon;
+extern const rwe_kernels rwe_kernels_dotprod;
+#endif
+
+/* Dot products of nb blocks of one weight row with one activation row
+ * (scalar; SIMD files use them for nothing but odd tails). */
+float rwe_vec_dot_q8_0_q8_0_ref(int64_t nb, const void *w, const void *x);
+float rwe_vec_dot_q4_0_q8_0_ref(int64_t nb, const void *w, const void *x);
+float rwe_vec_dot_q4_1_q8_1_ref(int64_t nb, const void *w, const void *x);
+
+void rwe_matmul_f32_ref(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
+                        int64_t y_stride, int64_t T, int64_t r0, int64_t r1);
+void rwe_matmul_f16_ref(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
+                        int64_t y_stride, int64_t T, int64_t r0, int64_t r1);
+void rwe_matmul_bf16_ref(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
+                         int64_t y_stride, int64_t T, int64_t r0, int64_t r1);
+void rwe_matmul_q8_0_ref(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
+                         int64_t y_stride, int64_t T, int64_t r0, int64_t r1);
+void rwe_matmul_q4_0_ref(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
+                         int64_t y_stride, int64_t T, int64_t r0, int64_t r1);
+void rwe_matmul_q4_1_ref(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
+                         int64_t y_stride, int64_t T, int64_t r0, int64_t r1);
+
+void rwe_wkv5_ref(int64_t T, int64_t H, int64_t N, const float *r, const float *k, const float *v,
+                  const float *w, const float *u, float *S, float *out);
+void rwe_layer_norm_ref(const float *x, const float *weight, const float *bias, float *y,
+                        int64_t n, float eps);
+void rwe_group_norm_ref(float *x, const float *weight, const float *bias, int64_t H, int64_t N,
+                        float eps);
+
+#if defined(__x86_64__)
+void rwe_wkv5_avx2(int64_t T, int64_t H, int64_t N, const float *r, const float *k,
+                   const float *v, const float *w, const float *u, float *S, float *out);
+void rwe_layer_norm_avx2(const float *x, const float *weight, const float *bias, float *y,
+                         int64_t n, float eps);
+void rwe_group_norm_avx2(float *x, const float *weight, const float *bias, int64_t H, int64_t N,
+                         float eps);
+void rwe_quantize_row_q8_0_avx2(const float *x, void *y, int64_t n);
+void rwe_quantize_row_q8_1_avx2(const float *x, void *y, int64_t n);
+#endif
+
+#endif

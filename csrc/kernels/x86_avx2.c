@@ -1,0 +1,369 @@
+/*
+ * AVX2 + FMA + F16C kernels (x86-64 CPUs from Haswell / Zen 1 on).
+ *
+ * Lane layouts: one q8_0/q4_0/q4_1 block of 32 elements is one __m256i of
+ * int8 in element order (a q4 block's 16 bytes of nibbles are unpacked to
+ * low nibbles in bytes 0-15 and high nibbles in bytes 16-31, which is the
+ * element order of blocks.h).  Float kernels work on 8 f32 lanes.
+ *
+ * Matmuls keep a tile of up to 4 tokens in registers: a weight block is
+ * loaded and unpacked once, then multiplied with each token's block, so
+ * prefill reads every weight once per 4 tokens.
+ */
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+#include <math.h>
+
+#include "../quant/quant.h"
+#include "kernels_impl.h"
+
+#pragma GCC target("avx2,fma,f16c")
+
+#define RWE_TILE_T 4 /* tokens per register tile */
+
+static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline float f16(uint16_t h) { return _cvtsh_ss(h); }
+
+/* ------------------------------------------------- activation quantizers */
+
+/* roundf (half away from zero) of 8 lanes, bit-exact with the scalar ref:
+ * t = trunc(v); t += sign(v) where |v - t| >= 0.5 (v - t is exact). */
+static inline __m256i round_away8(__m256 v) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __m256 frac = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t));
+    __m256 one = _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ),
+                               _mm256_set1_ps(1.0f));
+    return _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_or_ps(one, _mm256_and_ps(v, sign))));
+}
+
+/* One block: writes qs, returns d (f32) and, through sum, sum(qs). */
+static inline float quantize_block8(const float *x, int8_t *qs, int *sum) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 v[4], amax = _mm256_setzero_ps();
+    for (int i = 0; i < 4; i++) {
+        v[i] = _mm256_loadu_ps(x + 8 * i);
+        amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[i]));
+    }
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    float d = _mm_cvtss_f32(m) / 127.0f;
+    __m256 id = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+    __m256i q[4];
+    for (int i = 0; i < 4; i++)
+        q[i] = round_away8(_mm256_mul_ps(v[i], id));
+    __m256i s32 = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1));
+    s = _mm_hadd_epi32(s, s);
+    *sum = _mm_cvtsi128_si32(_mm_hadd_epi32(s, s));
+    /* packs interleave the 128-bit lanes; the permute puts elements back in order */
+    __m256i p16 = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    p16 = _mm256_permutevar8x32_epi32(p16, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)qs, p16);
+    return d;
+}
+
+void rwe_quantize_row_q8_0_avx2(const float *x, void *vy, int64_t n) {
+    rwe_block_q8_0 *y = vy;
+    int sum;
+    for (int64_t b = 0; b < n / RWE_QK; b++)
+        y[b].d = rwe_f32_to_f16(quantize_block8(x + b * RWE_QK, y[b].qs, &sum));
+}
+
+void rwe_quantize_row_q8_1_avx2(const float *x, void *vy, int64_t n) {
+    rwe_block_q8_1 *y = vy;
+    int sum;
+    for (int64_t b = 0; b < n / RWE_QK; b++) {
+        float d = quantize_block8(x + b * RWE_QK, y[b].qs, &sum);
+        y[b].d = rwe_f32_to_f16(d);
+        y[b].s = rwe_f32_to_f16((float)sum * d);
+    }
+}
+
+/* ------------------------------------------------ quantized matmul */
+
+enum { FMT_Q8_0, FMT_Q4_0, FMT_Q4_1 };
+
+/* Sum over 4-byte groups of u[i]*s[i] into 8 int32 lanes; u unsigned, s
+ * signed.  maddubs saturates at 2^15, which |u| <= 128, |s| <= 127 never
+ * reaches for one pair.  Scalar: lane k = sum_{i=4k}^{4k+3} u[i]*s[i]. */
+static inline __m256i dot_us8(__m256i u, __m256i s) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+/* Weight block -> 32 int8 in element order (q4_0: nibble - 8; q4_1: nibble). */
+static inline __m256i load_wblock(int fmt, const uint8_t *blk) {
+    if (fmt == FMT_Q8_0)
+        return _mm256_loadu_si256((const __m256i *)(blk + 2));
+    const uint8_t *qs = blk + (fmt == FMT_Q4_0 ? 2 : 4);
+    __m128i q = _mm_loadu_si128((const __m128i *)qs);
+    __m256i v = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0x0f));
+    return fmt == FMT_Q4_0 ? _mm256_sub_epi8(v, _mm256_set1_epi8(8)) : v;
+}
+
+static inline size_t wblock_bytes(int fmt) {
+    return fmt == FMT_Q8_0 ? sizeof(rwe_block_q8_0)
+                           : (fmt == FMT_Q4_0 ? sizeof(rwe_block_q4_0) : sizeof(rwe_block_q4_1));
+}
+
+/* out[t] = dot(weight row, token t) for TT tokens of nb blocks.
+ * Signed weights use the sign trick: w*x = |w| * (x with w's sign). */
+static inline __attribute__((always_inline)) void qdot_tile(int fmt, int TT, int64_t nb,
+                                                            const uint8_t *wrow,
+                                                            const uint8_t *const *x, float *out) {
+    size_t wbs = wblock_bytes(fmt), xbs = fmt == FMT_Q4_1 ? sizeof(rwe_block_q8_1) : sizeof(rwe_block_q8_0);
+    size_t xqs = fmt == FMT_Q4_1 ? 4 : 2;
+    __m256 acc[RWE_TILE_T];
+    float mterm[RWE_TILE_T] = {0};
+    for (int t = 0; t < TT; t++)
+        acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = wrow + b * wbs;
+        __m256i w = load_wblock(fmt, blk);
+        __m256i wu = fmt == FMT_Q4_1 ? w : _mm256_sign_epi8(w, w);
+        float dw = f16(*(const uint16_t *)blk);
+        for (int t = 0; t < TT; t++) {
+            const uint8_t *xb = x[t] + b * xbs;
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(xb + xqs));
+            __m256i xs = fmt == FMT_Q4_1 ? xv : _mm256_sign_epi8(xv, w);
+            __m256 d = _mm256_set1_ps(dw * f16(*(const uint16_t *)xb));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_us8(wu, xs)), d, acc[t]);
+            if (fmt == FMT_Q4_1)
+                mterm[t] += f16(*(const uint16_t *)(blk + 2)) * f16(*(const uint16_t *)(xb + 2));
+        }
+    }
+    for (int t = 0; t < TT; t++)
+        out[t] = hsum8(acc[t]) + mterm[t];
+}
+
+static inline __attribute__((always_inline)) void qmatmul(int fmt, int64_t cols, const void *W,
+                                                          const void *X, size_t x_stride, float *Y,
+                                                          int64_t y_stride, int64_t T, int64_t r0,
+                                                          int64_t r1) {
+    int64_t nb = cols / RWE_QK;
+    size_t row_bytes = (size_t)nb * wblock_bytes(fmt);
+    for (int64_t t0 = 0; t0 < T; t0 += RWE_TILE_T) {
+        int tt = T - t0 < RWE_TILE_T ? (int)(T - t0) : RWE_TILE_T;
+        const uint8_t *x[RWE_TILE_T];
+        for (int t = 0; t < tt; t++)
+            x[t] = (const uint8_t *)X + (size_t)(t0 + t) * x_stride;
+        for (int64_t r = r0; r < r1; r++) {
+            float out[RWE_TILE_T];
+            const uint8_t *wrow = (const uint8_t *)W + (size_t)r * row_bytes;
+            switch (tt) { /* constant tile sizes, so the token loop unrolls */
+            case 1: qdot_tile(fmt, 1, nb, wrow, x, out); break;
+            case 2: qdot_tile(fmt, 2, nb, wrow, x, out); break;
+            case 3: qdot_tile(fmt, 3, nb, wrow, x, out); break;
+            default: qdot_tile(fmt, 4, nb, wrow, x, out); break;
+            }
+            for (int t = 0; t < tt; t++)
+                Y[(t0 + t) * y_stride + r] = out[t];
+        }
+    }
+}
+
+static void matmul_q8_0_avx2(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
+                             int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {
+    qmatmul(FMT_Q8_0, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
+}
+
+static void matmul_q4_0_avx2(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
+                             int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {
+    qmatmul(FMT_Q4_0, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
+}
+
+static void matmul_q4_1_avx2(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
+                             int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {
+    qmatmul(FMT_Q4_1, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
+}
+
+/* ---------------------------------------------------- float matmul */
+
+enum { FMT_F32, FMT_F16, FMT_BF16 };
+
+/* 8 weights from element i as f32 (bf16: the 16 bits are the top of an f32). */
+static inline __m256 load8_w(int fmt, const void *w, int64_t i) {
+    if (fmt == FMT_F32)
+        return _mm256_loadu_ps((const float *)w + i);
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + i));
+    if (fmt == FMT_F16)
+        return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+static inline float load1_w(int fmt, const void *w, int64_t i) {
+    if (fmt == FMT_F32)
+        return ((const float *)w)[i];
+    uint16_t h = ((const uint16_t *)w)[i];
+    return fmt == FMT_F16 ? f16(h) : rwe_bf16_to_f32(h);
+}
+
+static inline __attribute__((always_inline)) void fdot_tile(int fmt, int TT, int64_t n,
+                                                            const void *w,
+                                                            const float *const *x, float *out) {
+    __m256 acc[RWE_TILE_T];
+    for (int t = 0; t < TT; t++)
+        acc[t] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 wv = load8_w(fmt, w, i);
+        for (int t = 0; t < TT; t++)
+            acc[t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x[t] + i), acc[t]);
+    }
+    for (int t = 0; t < TT; t++) {
+        out[t] = hsum8(acc[t]);
+        for (int64_t j = i; j < n; j++)
+            out[t] += load1_w(fmt, w, j) * x[t][j];
+    }
+}
+
+static inline __attribute__((always_inline)) void fmatmul(int fmt, int64_t cols, const void *W,
+                                                          const void *X, size_t x_stride, float *Y,
+                                                          int64_t y_stride, int64_t T, int64_t r0,
+                                                          int64_t r1) {
+    size_t row_bytes = (size_t)cols * (fmt == FMT_F32 ? 4 : 2);
+    for (int64_t t0 = 0; t0 < T; t0 += RWE_TILE_T) {
+        int tt = T - t0 < RWE_TILE_T ? (int)(T - t0) : RWE_TILE_T;
+        const float *x[RWE_TILE_T];
+        for (int t = 0; t < tt; t++)
+            x[t] = (const float *)((const char *)X + (size_t)(t0 + t) * x_stride);
+        for (int64_t r = r0; r < r1; r++) {
+            float out[RWE_TILE_T];
+            const void *wrow = (const char *)W + (size_t)r * row_bytes;
+            switch (tt) {
+            case 1: fdot_tile(fmt, 1, cols, wrow, x, out); break;
+            case 2: fdot_tile(fmt, 2, cols, wrow, x, out); break;
+            case 3: fdot_tile(fmt, 3, cols, wrow, x, out); break;
+            default: fdot_tile(fmt, 4, cols, wrow, x, out); break;
+            }
+            for (int t = 0; t < tt; t++)
+                Y[(t0 + t) * y_stride + r] = out[t];
+        }
+    }
+}
+
+static void matmul_f32_avx2(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
+                            int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {
+    fmatmul(FMT_F32, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
+}
+
+static void matmul_f16_avx2(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
+                            int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {
+    fmatmul(FMT_F16, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
+}
+
+static void matmul_bf16_avx2(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
+                             int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {
+    fmatmul(FMT_BF16, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
+}
+
+/* ------------------------------------------------------------- wkv5 */
+
+/* One head, one token, N % 8 == 0; 8 value channels j per vector:
+ *   out[j] = sum_i (r[i] u[i] k[i]) v[j] + r[i] S[i][j]
+ *   S[i][j] = k[i] v[j] + w[i] S[i][j]                                  */
+static void wkv5_head_avx2(int64_t N, const float *r, const float *k, const float *v,
+                           const float *w, const float *u, float *S, float *out) {
+    for (int64_t j = 0; j < N; j++)
+        out[j] = 0.0f;
+    for (int64_t i = 0; i < N; i++) {
+        __m256 ruk = _mm256_set1_ps(r[i] * u[i] * k[i]), ri = _mm256_set1_ps(r[i]);
+        __m256 ki = _mm256_set1_ps(k[i]), wi = _mm256_set1_ps(w[i]);
+        float *Si = S + i * N;
+        for (int64_t j = 0; j < N; j += 8) {
+            __m256 vj = _mm256_loadu_ps(v + j), s = _mm256_loadu_ps(Si + j);
+            __m256 o = _mm256_fmadd_ps(ruk, vj, _mm256_loadu_ps(out + j));
+            _mm256_storeu_ps(out + j, _mm256_fmadd_ps(ri, s, o));
+            _mm256_storeu_ps(Si + j, _mm256_fmadd_ps(ki, vj, _mm256_mul_ps(wi, s)));
+        }
+    }
+}
+
+void rwe_wkv5_avx2(int64_t T, int64_t H, int64_t N, const float *r, const float *k,
+                   const float *v, const float *w, const float *u, float *S, float *out) {
+    if (N % 8 != 0) {
+        rwe_wkv5_ref(T, H, N, r, k, v, w, u, S, out);
+        return;
+    }
+    int64_t C = H * N;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t h = 0; h < H; h++) {
+            int64_t o = t * C + h * N;
+            wkv5_head_avx2(N, r + o, k + o, v + o, w + h * N, u + h * N, S + h * N * N, out + o);
+        }
+}
+
+/* ------------------------------------------------------------ norms */
+
+static float sum_avx2(const float *x, int64_t n) {
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        acc = _mm256_add_ps(acc, _mm256_loadu_ps(x + i));
+    float s = hsum8(acc);
+    for (; i < n; i++)
+        s += x[i];
+    return s;
+}
+
+/* sum (x[i] - mean)^2 */
+static float sqdev_avx2(const float *x, int64_t n, float mean) {
+    __m256 acc = _mm256_setzero_ps(), m = _mm256_set1_ps(mean);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), m);
+        acc = _mm256_fmadd_ps(d, d, acc);
+    }
+    float s = hsum8(acc);
+    for (; i < n; i++)
+        s += (x[i] - mean) * (x[i] - mean);
+    return s;
+}
+
+/* Two passes (mean, then squared deviations) like the ref, 8 lanes each. */
+void rwe_layer_norm_avx2(const float *x, const float *weight, const float *bias, float *y,
+                         int64_t n, float eps) {
+    float mean = sum_avx2(x, n) / (float)n;
+    float rstd = 1.0f / sqrtf(sqdev_avx2(x, n, mean) / (float)n + eps);
+    __m256 vm = _mm256_set1_ps(mean), vr = _mm256_set1_ps(rstd);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 xn = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), vr);
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(xn, _mm256_loadu_ps(weight + i),
+                                                _mm256_loadu_ps(bias + i)));
+    }
+    for (; i < n; i++)
+        y[i] = (x[i] - mean) * rstd * weight[i] + bias[i];
+}
+
+void rwe_group_norm_avx2(float *x, const float *weight, const float *bias, int64_t H, int64_t N,
+                         float eps) {
+    for (int64_t h = 0; h < H; h++)
+        rwe_layer_norm_avx2(x + h * N, weight + h * N, bias + h * N, x + h * N, N, eps);
+}
+
+const rwe_kernels rwe_kernels_avx2 = {
+    .isa = RWE_ISA_AVX2,
+    .name = "avx2",
+    .quantize_row_q8_0 = rwe_quantize_row_q8_0_avx2,
+    .quantize_row_q8_1 = rwe_quantize_row_q8_1_avx2,
+    .matmul_f32 = matmul_f32_avx2,
+    .matmul_f16 = matmul_f16_avx2,
+    .matmul_bf16 = matmul_bf16_avx2,
+    .matmul_q8_0 = matmul_q8_0_avx2,
+    .matmul_q4_0 = matmul_q4_0_avx2,
+    .matmul_q4_1 = matmul_q4_1_avx2,
+    .wkv5 = rwe_wkv5_avx2,
+    .layer_norm = rwe_layer_norm_avx2,
+    .group_norm = rwe_group_norm_avx2,
+};
+
+#endif /* __x86_64__ */

@@ -1,0 +1,396 @@
+/*
+ * AVX-512 F/BW/VL + VNNI kernels (Ice Lake, Sapphire Rapids, Zen 4 on).
+ *
+ * Quantized matmul works on groups of 4 consecutive blocks (128 elements):
+ *   weights: two unaligned zmm loads and one vpermt2w gather the 4 blocks'
+ *     quants into one zmm, split into two zmm of bytes
+ *       lo = [blk0 e0-15 | blk1 e0-15 | blk2 e0-15 | blk3 e0-15]
+ *       hi = [blk0 e16-31| blk1 e16-31| ...                     ]
+ *     (for q4 that is the low and the high nibbles, so unpacking is one
+ *     shift and two ANDs); one vpermw gathers the 4 fp16 scales as
+ *       d  = [d0 d0 d0 d0 | d1 x4 | d2 x4 | d3 x4]  (16 f32 lanes)
+ *   activations: repacked once per call into the same lane order (xgroup),
+ *     so 128-bit lane j of every vector belongs to block j.
+ * vpdpbusd multiplies unsigned by signed bytes, so weights are made
+ * unsigned and the offset is removed through a per-block integer bias:
+ *   q8_0: sum (w+128) x - 128 sum x     (w+128 is w XOR 0x80)
+ *   q4_0: sum nib x     -   8 sum x     (nib = q + 8 is already unsigned)
+ *   q4_1: sum nib x, plus m * s in float (s = the q8_1 block sum)
+ * Scalar equivalent per block: sumi = bias + sum_j u[j] x[j];
+ *   y += dw*dx*sumi (+ m*s), summed over blocks (rwe_vec_dot_*_ref).
+ * Tiles of 2 rows x up to 4 tokens stay in registers: each weight group is
+ * unpacked once per 4 tokens (prefill), and decode streams 2 rows at a time.
+ */
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+#include <string.h>
+
+#include "../quant/quant.h"
+#include "kernels_impl.h"
+
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")
+
+#define RWE_TILE_T 4       /* tokens per register tile */
+#define RWE_TILE_R 2       /* rows per register tile */
+#define RWE_CHUNK_G 64     /* 4-block groups per column chunk (8192 columns) */
+
+enum { FMT_Q8_0, FMT_Q4_0, FMT_Q4_1 };
+
+/* ------------------------------------------------- activation quantizers */
+
+/* One block (2 x 16 lanes): writes qs, returns d, sets *sum = sum(qs).
+ * roundf is trunc(v) + sign(v) where |v - trunc(v)| >= 0.5, bit-exact. */
+static inline float quantize_block16(const float *x, int8_t *qs, int *sum) {
+    __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+    float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+    float d = amax / 127.0f;
+    __m512 id = _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+    __m512i s = _mm512_setzero_si512();
+    for (int h = 0; h < 2; h++) {
+        __m512 v = _mm512_mul_ps(h ? v1 : v0, id);
+        __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+        __mmask16 up = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(v, t)),
+                                          _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+        __m512i vsign = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(INT32_MIN));
+        __m512 one = _mm512_castsi512_ps(_mm512_or_si512(vsign, _mm512_set1_epi32(0x3f800000)));
+        __m512i q = _mm512_cvttps_epi32(_mm512_mask_add_ps(t, up, t, one));
+        s = _mm512_add_epi32(s, q);
+        _mm_storeu_si128((__m128i *)(qs + 16 * h), _mm512_cvtsepi32_epi8(q));
+    }
+    *sum = _mm512_reduce_add_epi32(s);
+    return d;
+}
+
+static void quantize_row_q8_0_avx512(const float *x, void *vy, int64_t n) {
+    rwe_block_q8_0 *y = vy;
+    int sum;
+    for (int64_t b = 0; b < n / RWE_QK; b++)
+        y[b].d = rwe_f32_to_f16(quantize_block16(x + b * RWE_QK, y[b].qs, &sum));
+}
+
+static void quantize_row_q8_1_avx512(const float *x, void *vy, int64_t n) {
+    rwe_block_q8_1 *y = vy;
+    int sum;
+    for (int64_t b = 0; b < n / RWE_QK; b++) {
+        float d = quantize_block16(x + b * RWE_QK, y[b].qs, &sum);
+        y[b].d = rwe_f32_to_f16(d);
+        y[b].s = rwe_f32_to_f16((float)sum * d);
+    }
+}
+
+/* ---------------------------------------------- activation repacking */
+
+/* 4 activation blocks in the weight groups' lane order (see top). */
+typedef struct {
+    int8_t lo[64];
+    int8_t hi[64];
+    int32_t bias[16]; /* lane 4j: -zero_point * sum(qs of block j); others 0 */
+    float d[16];      /* lanes 4j..4j+3: d of block j */
+    float s[16];      /* q8_1 only, lane 4j: s of block j; others 0 */
+} __attribute__((aligned(64))) xgroup;
+
+/* Repack groups [g0, g0+ng) of one activation row of nb blocks; blocks past
+ * nb are zero so a zero-padded weight tail group adds exactly 0. */
+static void repack_x(int fmt, const uint8_t *x, int64_t nb, int64_t g0, int64_t ng, xgroup *out) {
+    size_t xbs = fmt == FMT_Q4_1 ? sizeof(rwe_block_q8_1) : sizeof(rwe_block_q8_0);
+    size_t qoff = fmt == FMT_Q4_1 ? 4 : 2;
+    int zero_point = fmt == FMT_Q8_0 ? 128 : (fmt == FMT_Q4_0 ? 8 : 0);
+    memset(out, 0, (size_t)ng * sizeof *out);
+    for (int64_t g = 0; g < ng; g++)
+        for (int j = 0; j < 4; j++) {
+            int64_t b = (g0 + g) * 4 + j;
+            if (b >= nb)
+                break;
+            const uint8_t *blk = x + (size_t)b * xbs;
+            const int8_t *qs = (const int8_t *)(blk + qoff);
+            int sum = 0;
+            for (int e = 0; e < RWE_QK; e++)
+                sum += qs[e];
+            memcpy(out[g].lo + 16 * j, qs, 16);
+            memcpy(out[g].hi + 16 * j, qs + 16, 16);
+            out[g].bias[4 * j] = -zero_point * sum;
+            float d = rwe_f16_to_f32(*(const uint16_t *)blk);
+            for (int l = 0; l < 4; l++)
+                out[g].d[4 * j + l] = d;
+            if (fmt == FMT_Q4_1)
+                out[g].s[4 * j] = rwe_f16_to_f32(*(const uint16_t *)(blk + 2));
+        }
+}
+
+/* ------------------------------------------------ weight group unpack */
+
+/* Word indices for vpermw / vpermt2w (bit 5 picks the second source). */
+static const uint16_t idx_q4_0_qs[32] = {1,  2,  3,  4,  5,  6,  7,  8,  10, 11, 12,
+                                         13, 14, 15, 16, 17, 19, 20, 21, 22, 23, 24,
+                                         25, 26, 28, 29, 30, 31, 60, 61, 62, 63};
+static const uint16_t idx_q4_0_d[32] = {0, 0, 0, 0, 9, 9, 9, 9, 18, 18, 18, 18, 27, 27, 27, 27};
+static const uint16_t idx_q8_0_lo[32] = {1,  2,  3,  4,  5,  6,  7,  8,  18, 19, 20,
+                                         21, 22, 23, 24, 25, 35, 36, 37, 38, 39, 40,
+                                         41, 42, 52, 53, 54, 55, 56, 57, 58, 59};
+static const uint16_t idx_q8_0_hi[32] = {5,  6,  7,  8,  9,  10, 11, 12, 22, 23, 24,
+                                         25, 26, 27, 28, 29, 39, 40, 41, 42, 43, 44,
+                                         45, 46, 56, 57, 58, 59, 60, 61, 62, 63};
+static const uint16_t idx_q8_0_d[32] = {0, 0, 0, 0, 17, 17, 17, 17, 34, 34, 34, 34, 51, 51, 51, 51};
+static const uint16_t idx_q4_1_qs[32] = {2,  3,  4,  5,  6,  7,  8,  9,  12, 13, 14,
+                                         15, 16, 17, 18, 19, 22, 23, 24, 25, 26, 27,
+                                         28, 29, 56, 57, 58, 59, 60, 61, 62, 63};
+static const uint16_t idx_q4_1_dm[32] = {0, 0, 0, 0, 10, 10, 10, 10, 20, 20, 20, 20, 30, 30, 30, 30,
+                                         1, 1, 1, 1, 11, 11, 11, 11, 21, 21, 21, 21, 31, 31, 31, 31};
+
+static inline __m512i load_idx(const uint16_t *idx) { return _mm512_loadu_si512(idx); }
+
+typedef struct {
+    __m512i lo, hi; /* unsigned bytes, lane order of the top comment */
+    __m512 d, m;    /* m: q4_1 only */
+} wgroup;
+
+static inline size_t group_bytes(int fmt) {
+    return 4 * (fmt == FMT_Q8_0 ? sizeof(rwe_block_q8_0)
+                                : (fmt == FMT_Q4_0 ? sizeof(rwe_block_q4_0) : sizeof(rwe_block_q4_1)));
+}
+
+/* Reads exactly the group's bytes [p, p + group_bytes). */
+static inline wgroup unpack_group(int fmt, const uint8_t *p) {
+    const __m512i nib_mask = _mm512_set1_epi8(0x0f);
+    wgroup w;
+    if (fmt == FMT_Q8_0) { /* 136 bytes: words 0-31 | 32-63, and 4-35 | 36-67 */
+        __m512i a = _mm512_loadu_si512(p), b = _mm512_loadu_si512(p + 64);
+        __m512i c = _mm512_loadu_si512(p + 8), e = _mm512_loadu_si512(p + 72);
+        const __m512i flip = _mm512_set1_epi8((char)0x80);
+        w.lo = _mm512_xor_si512(_mm512_permutex2var_epi16(a, load_idx(idx_q8_0_lo), b), flip);
+        w.hi = _mm512_xor_si512(_mm512_permutex2var_epi16(c, load_idx(idx_q8_0_hi), e), flip);
+        __m512i d = _mm512_permutex2var_epi16(a, load_idx(idx_q8_0_d), b);
+        w.d = _mm512_cvtph_ps(_mm512_castsi512_si256(d));
+        w.m = _mm512_setzero_ps();
+        return w;
+    }
+    __m512i a = _mm512_loadu_si512(p), b, q, dm;
+    if (fmt == FMT_Q4_0) { /* 72 bytes: words 0-31 and 4-35 */
+        b = _mm512_loadu_si512(p + 8);
+        q = _mm512_permutex2var_epi16(a, load_idx(idx_q4_0_qs), b);
+        dm = _mm512_permutexvar_epi16(load_idx(idx_q4_0_d), a);
+    } else { /* q4_1, 80 bytes: words 0-31 and 8-39 */
+        b = _mm512_loadu_si512(p + 16);
+        q = _mm512_permutex2var_epi16(a, load_idx(idx_q4_1_qs), b);
+        dm = _mm512_permutexvar_epi16(load_idx(idx_q4_1_dm), a);
+    }
+    w.lo = _mm512_and_si512(q, nib_mask);
+    w.hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), nib_mask);
+    w.d = _mm512_cvtph_ps(_mm512_castsi512_si256(dm));
+    w.m = fmt == FMT_Q4_1 ? _mm512_cvtph_ps(_mm512_extracti64x4_epi64(dm, 1)) : _mm512_setzero_ps();
+    return w;
+}
+
+/* ------------------------------------------------------ quantized tile */
+
+/* acc[i][t] += sum over groups [0, ng) of W row i . X token t (16 lanes,
+ * summed by the caller).  wp[i][g] is the address of row i's group g. */
+static inline __attribute__((always_inline)) void qtile(int fmt, int R, int TT, int64_t ng,
+                                                        const uint8_t *const *wrow,
+                                                        int64_t nfull, const uint8_t *const *wtail,
+                                                        const xgroup *const *xp,
+                                                        __m512 acc[RWE_TILE_R][RWE_TILE_T]) {
+    size_t gbytes = group_bytes(fmt);
+    for (int64_t g = 0; g < ng; g++) {
+        wgroup w[RWE_TILE_R];
+        for (int i = 0; i < R; i++)
+            w[i] = unpack_group(fmt, g < nfull ? wrow[i] + (size_t)g * gbytes : wtail[i]);
+        for (int t = 0; t < TT; t++) {
+            const xgroup *x = xp[t] + g;
+            __m512i xlo = _mm512_load_si512(x->lo), xhi = _mm512_load_si512(x->hi);
+            __m512i bias = _mm512_load_si512(x->bias);
+            __m512 xd = _mm512_load_ps(x->d);
+            for (int i = 0; i < R; i++) {
+                __m512i s = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(bias, w[i].lo, xlo), w[i].hi, xhi);
+                acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(w[i].d, xd), acc[i][t]);
+                if (fmt == FMT_Q4_1)
+                    acc[i][t] = _mm512_fmadd_ps(w[i].m, _mm512_load_ps(x->s), acc[i][t]);
+            }
+        }
+    }
+}
+
+/* Everything one call needs to run tiles over one column chunk. */
+typedef struct {
+    int fmt;
+    int64_t nb;             /* blocks per row */
+    size_t row_bytes;
+    const uint8_t *W;
+    int64_t g0, ng;         /* chunk: groups [g0, g0+ng) */
+    const xgroup *xp[RWE_TILE_T];
+    float *Y;
+    int64_t y_stride, t0;
+} qjob;
+
+/* Rows [r, r+R) x tokens [t0, t0+TT) over the chunk; adds into Y after the first chunk. */
+static inline __attribute__((always_inline)) void qjob_rows(const qjob *j, int R, int TT, int64_t r) {
+    size_t gbytes = group_bytes(j->fmt);
+    int64_t nfull = j->nb / 4 - j->g0; /* full groups left from the chunk start */
+    uint8_t tail[RWE_TILE_R][4 * sizeof(rwe_block_q8_0)] __attribute__((aligned(64)));
+    const uint8_t *wrow[RWE_TILE_R], *wtail[RWE_TILE_R];
+    for (int i = 0; i < R; i++) {
+        wrow[i] = j->W + (size_t)(r + i) * j->row_bytes + (size_t)j->g0 * gbytes;
+        wtail[i] = tail[i];
+        if (j->nb % 4 && j->g0 + j->ng > j->nb / 4) { /* zero-padded copy of the partial group */
+            memset(tail[i], 0, sizeof tail[i]);
+            memcpy(tail[i], wrow[i] + (size_t)nfull * gbytes, (j->nb % 4) * (gbytes / 4));
+        }
+    }
+    __m512 acc[RWE_TILE_R][RWE_TILE_T];
+    for (int i = 0; i < R; i++)
+        for (int t = 0; t < TT; t++)
+            acc[i][t] = _mm512_setzero_ps();
+    qtile(j->fmt, R, TT, j->ng, wrow, nfull, wtail, j->xp, acc);
+    for (int i = 0; i < R; i++)
+        for (int t = 0; t < TT; t++) {
+            float *y = j->Y + (j->t0 + t) * j->y_stride + r + i;
+            float v = _mm512_reduce_add_ps(acc[i][t]);
+            *y = j->g0 == 0 ? v : *y + v;
+        }
+}
+
+#define RWE_QJOB_TT(R)                                                                      \
+    switch (tt) {                                                                           \
+    case 1: qjob_rows(j, R, 1, r); break;                                                   \
+    case 2: qjob_rows(j, R, 2, r); break;                                                   \
+    case 3: qjob_rows(j, R, 3, r); break;                                                   \
+    default: qjob_rows(j, R, 4, r); break;                                                  \
+    }
+
+/* Constant (R, TT) instances so every tile loop is fully unrolled. */
+static inline __attribute__((always_inline)) void qjob_run(const qjob *j, int tt, int64_t r0, int64_t r1) {
+    int64_t r = r0;
+    for (; r + RWE_TILE_R <= r1; r += RWE_TILE_R)
+        RWE_QJOB_TT(RWE_TILE_R)
+    for (; r < r1; r++)
+        RWE_QJOB_TT(1)
+}
+
+static inline __attribute__((always_inline)) void qmatmul(int fmt, int64_t cols, const void *W,
+                                                          const void *X, size_t x_stride, float *Y,
+                                                          int64_t y_stride, int64_t T, int64_t r0,
+                                                          int64_t r1) {
+    xgroup panel[RWE_TILE_T][RWE_CHUNK_G];
+    qjob j = {.fmt = fmt, .nb = cols / RWE_QK, .W = W, .Y = Y, .y_stride = y_stride};
+    j.row_bytes = (size_t)j.nb * (group_bytes(fmt) / 4);
+    int64_t groups = (j.nb + 3) / 4;
+    for (j.t0 = 0; j.t0 < T; j.t0 += RWE_TILE_T) {
+        int tt = T - j.t0 < RWE_TILE_T ? (int)(T - j.t0) : RWE_TILE_T;
+        for (j.g0 = 0; j.g0 < groups; j.g0 += RWE_CHUNK_G) {
+            j.ng = groups - j.g0 < RWE_CHUNK_G ? groups - j.g0 : RWE_CHUNK_G;
+            for (int t = 0; t < tt; t++) {
+                const uint8_t *x = (const uint8_t *)X + (size_t)(j.t0 + t) * x_stride;
+                repack_x(fmt, x, j.nb, j.g0, j.ng, panel[t]);
+                j.xp[t] = panel[t];
+            }
+            qjob_run(&j, tt, r0, r1);
+        }
+    }
+}
+
+static void matmul_q8_0_avx512(int64_t cols, const void *W, const void *X, size_t x_stride,
+                               float *Y, int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {
+    qmatmul(FMT_Q8_0, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
+}
+
+static void matmul_q4_0_avx512(int64_t cols, const void *W, const void *X, size_t x_stride,
+                               float *Y, int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {
+    qmatmul(FMT_Q4_0, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
+}
+
+static void matmul_q4_1_avx512(int64_t cols, const void *W, const void *X, size_t x_stride,
+                               float *Y, int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {
+    qmatmul(FMT_Q4_1, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
+}
+
+/* ---------------------------------------------------- float matmul */
+
+enum { FMT_F32, FMT_F16, FMT_BF16 };
+
+/* 16 weights from element i as f32 (masked lanes read nothing and are 0). */
+static inline __m512 load16_w(int fmt, const void *w, int64_t i, __mmask16 m) {
+    if (fmt == FMT_F32)
+        return _mm512_maskz_loadu_ps(m, (const float *)w + i);
+    __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)w + i);
+    if (fmt == FMT_F16)
+        return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* out[t] = sum_i w[i] x_t[i], 16 lanes; the last partial vector is masked. */
+static inline __attribute__((always_inline)) void fdot_tile(int fmt, int TT, int64_t n,
+                                                            const void *w,
+                                                            const float *const *x, float *out) {
+    __m512 acc[RWE_TILE_T];
+    for (int t = 0; t < TT; t++)
+        acc[t] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 wv = load16_w(fmt, w, i, m);
+        for (int t = 0; t < TT; t++)
+            acc[t] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x[t] + i), acc[t]);
+    }
+    for (int t = 0; t < TT; t++)
+        out[t] = _mm512_reduce_add_ps(acc[t]);
+}
+
+static inline __attribute__((always_inline)) void fmatmul(int fmt, int64_t cols, const void *W,
+                                                          const void *X, size_t x_stride, float *Y,
+                                                          int64_t y_stride, int64_t T, int64_t r0,
+                                                          int64_t r1) {
+    size_t row_bytes = (size_t)cols * (fmt == FMT_F32 ? 4 : 2);
+    for (int64_t t0 = 0; t0 < T; t0 += RWE_TILE_T) {
+        int tt = T - t0 < RWE_TILE_T ? (int)(T - t0) : RWE_TILE_T;
+        const float *x[RWE_TILE_T];
+        for (int t = 0; t < tt; t++)
+            x[t] = (const float *)((const char *)X + (size_t)(t0 + t) * x_stride);
+        for (int64_t r = r0; r < r1; r++) {
+            float out[RWE_TILE_T];
+            const void *wrow = (const char *)W + (size_t)r * row_bytes;
+            switch (tt) {
+            case 1: fdot_tile(fmt, 1, cols, wrow, x, out); break;
+            case 2: fdot_tile(fmt, 2, cols, wrow, x, out); break;
+            case 3: fdot_tile(fmt, 3, cols, wrow, x, out); break;
+            default: fdot_tile(fmt, 4, cols, wrow, x, out); break;
+            }
+            for (int t = 0; t < tt; t++)
+                Y[(t0 + t) * y_stride + r] = out[t];
+        }
+    }
+}
+
+static void matmul_f32_avx512(int64_t cols, const void *W, const void *X, size_t x_stride,
+                              float *Y, int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {
+    fmatmul(FMT_F32, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
+}
+
+static void matmul_f16_avx512(int64_t cols, const void *W, const void *X, size_t x_stride,
+                              float *Y, int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {
+    fmatmul(FMT_F16, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
+}
+
+static void matmul_bf16_avx512(int64_t cols, const void *W, const void *X, size_t x_stride,
+                               float *Y, int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {
+    fmatmul(FMT_BF16, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
+}
+
+/* wkv5 and the norms are a small share of a token's time, so this set
+ * reuses the AVX2 versions (next-lower ISA). */
+const rwe_kernels rwe_kernels_avx512 = {
+    .isa = RWE_ISA_AVX512,
+    .name = "avx512",
+    .quantize_row_q8_0 = quantize_row_q8_0_avx512,
+    .quantize_row_q8_1 = quantize_row_q8_1_avx512,
+    .matmul_f32 = matmul_f32_avx512,
+    .matmul_f16 = matmul_f16_avx512,
+    .matmul_bf16 = matmul_bf16_avx512,
+    .matmul_q8_0 = matmul_q8_0_avx512,
+    .matmul_q4_0 = matmul_q4_0_avx512,
+    .matmul_q4_1 = matmul_q4_1_avx512,
+    .wkv5 = rwe_wkv5_avx2,
+    .layer_norm = rwe_layer_norm_avx2,
+    .group_norm = rwe_group_norm_avx2,
+};
+
+#endif /* __x86_64__ */
