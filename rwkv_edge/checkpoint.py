@@ -323,8 +323,9 @@ def _zip_entry_array(zf: zipfile.ZipFile, mm: mmap.mmap, info: zipfile.ZipInfo) 
     if info.compress_type != zipfile.ZIP_STORED:
         # torch.save stores tensor data uncompressed; inflating a lying entry
         # (a zip bomb) could take any amount of memory.
-        raise FormatError(f"zip entry '{info.filename}' is compressed; torch never compresses "
-                          "tensor data")
+        raise FormatError(
+            f"zip entry '{info.filename}' is compressed; torch never compresses tensor data"
+        )
     off = info.header_offset
     if off + 30 > len(mm) or mm[off : off + 4] != b"PK\x03\x04":
         raise FormatError(f"zip entry '{info.filename}' has a bad local header")
@@ -359,8 +360,9 @@ def _open_zip(p: Path, f: Any) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(f)
     except Exception as e:  # zipfile raises many types on a damaged directory
-        raise FormatError(f"{p.name}: not a readable torch zip checkpoint "
-                          f"({type(e).__name__}: {e})") from None
+        raise FormatError(
+            f"{p.name}: not a readable torch zip checkpoint ({type(e).__name__}: {e})"
+        ) from None
 
 
 def _unpickle_zip(p: Path, zf: zipfile.ZipFile, mm: mmap.mmap) -> dict[str, Tensor]:
