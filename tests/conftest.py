@@ -40,3 +40,12 @@ def tiny_v1() -> Path:
 @pytest.fixture(scope="session")
 def text_tokens() -> list[int]:
     return list(TEXT.encode("utf-8"))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Where the C core is required (CI), its absence is a failure, not a skip."""
+    if os.environ.get("RWKV_EDGE_REQUIRE_C"):
+        from rwkv_edge import c_backend_available
+
+        if not c_backend_available():
+            raise pytest.UsageError("RWKV_EDGE_REQUIRE_C is set but the C extension is missing")
