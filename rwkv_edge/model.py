@@ -147,6 +147,21 @@ class Model:
         self._check_state(state)
         return self.engine.forward(toks, state.data, full_output)
 
+    def generate(
+        self, prompt: str | Sequence[int], state: State | None = None, **options: Any
+    ) -> Any:
+        """Stream a continuation as text pieces; see ``rwkv_edge.generate.generate``.
+
+        ``state`` (if given) is advanced past the prompt and every generated
+        token, ready for the next turn. Options: max_tokens, temperature (0 =
+        greedy), top_p, top_k, presence_penalty, frequency_penalty,
+        penalty_decay, stop, seed, logit_bias, banned_tokens, chunk_len,
+        on_progress.
+        """
+        from .generate import generate
+
+        return generate(self, prompt, state, **options)
+
     def _check_tokens(self, tokens: int | Sequence[int] | npt.ArrayLike) -> npt.NDArray[np.int32]:
         arr = np.atleast_1d(np.asarray(tokens))
         if arr.ndim != 1:
