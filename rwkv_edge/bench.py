@@ -1,0 +1,467 @@
+"""End-to-end benchmarks: decode against the memory-bandwidth roofline, prefill, context.
+
+Decode reads every weight once per token, so its floor is
+``weight_bytes / read_bandwidth``. Bandwidth is measured in the same run as
+the model (it drifts with load on a shared machine, and a figure from another
+day is meaningless), by two independent methods: a numba ``prange`` read loop
+here and ``benchmarks/bandwidth.c`` (plain C + pthreads) when its source and
+gcc are at hand. Every decode figure is reported with its ratio to that
+roofline, which stays comparable across machines where raw ms/token do not.
+
+    from rwkv_edge.bench import BenchOptions, BenchPlan, bench_model
+    result = bench_model("m.gguf", [BenchOptions(threads=2), BenchOptions(threads=1)])
+    print(format_report(result))                 # result is JSON-ready
+
+Timing only happens here and in benchmarks/, never in tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit, prange
+
+from .checkpoint import open_checkpoint
+from .config import ModelConfig
+from .errors import ArgumentError
+
+SCHEMA = "rwkv-edge-bench/1"
+GB = 1e9
+KV_BYTES_PER_VALUE = 2  # the transformer we compare against keeps its KV cache in fp16
+CROSS_CHECK_TOLERANCE = 0.15  # numba and C bandwidth must agree this closely
+
+
+# ---------------------------------------------------------------------------
+# What to run
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """One engine configuration to measure (a `vs` comparison has two)."""
+
+    backend: str = "auto"
+    threads: int = 2
+    isa: str = "auto"
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend}/{self.isa}/{self.threads}t"
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """What to measure and how much of it; the defaults are the standard run."""
+
+    n_decode: int = 64
+    warmup: int = 8
+    prefill_lengths: tuple[int, ...] = (64, 512)
+    context_positions: tuple[int, ...] = ()  # e.g. (0, 1024, 8192, 32768); empty: skip
+    context_chunk: int = 512
+    context_decode: int = 16
+    bandwidth_mib: int = 1024
+    bandwidth_reps: int = 5
+    bandwidth_c_source: Path | None = None  # benchmarks/bandwidth.c; None: look for it
+    seed: int = 0
+
+
+def parse_vs(spec: str, base: BenchOptions) -> BenchOptions:
+    """'threads=1', 'isa=ref,threads=1', 'backend=numba', or a bare '1' / 'ref' / 'numba'."""
+    out = base
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        key, _, val = part.partition("=")
+        if not val:
+            key, val = _guess_vs_key(key), key
+        if key == "threads":
+            if not val.isdigit() or int(val) < 1:
+                raise ArgumentError(f"--vs threads must be a positive integer, got {val!r}")
+            out = replace(out, threads=int(val))
+        elif key in ("isa", "backend"):
+            out = replace(out, **{key: val})
+        else:
+            raise ArgumentError(f"--vs understands threads=, isa=, backend=; got {part!r}")
+    if out == base:
+        raise ArgumentError(f"--vs {spec!r} describes the same configuration as the base run")
+    return out
+
+
+def _guess_vs_key(value: str) -> str:
+    if value.isdigit():
+        return "threads"
+    return "backend" if value in ("auto", "c", "numba") else "isa"
+
+
+# ---------------------------------------------------------------------------
+# Memory read bandwidth
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bandwidth:
+    method: str  # "numba" | "c"
+    threads: int
+    best_gbps: float
+    runs_gbps: list[float]
+
+
+@njit(cache=True)
+def _sum_slice(w: npt.NDArray[np.int64]) -> int:
+    """One thread's read loop: a single int64 accumulator, which LLVM vectorises."""
+    s = np.int64(0)
+    for i in range(w.size):
+        s += w[i]
+    return s
+
+
+@njit(parallel=True, cache=True)
+def _read_sum(words: npt.NDArray[np.int64], parts: int) -> int:
+    """Each of ``parts`` threads sums one contiguous slice. (The same loop written inline in
+    the prange body is not vectorised and runs ~7x slower, measuring numba, not memory.)"""
+    per = words.size // parts
+    total = 0
+    for p in prange(parts):
+        hi = words.size if p == parts - 1 else (p + 1) * per
+        total += _sum_slice(words[p * per : hi])
+    return total
+
+
+@contextmanager
+def numba_threads(n: int) -> Iterator[None]:
+    """Run a block with numba's pool limited to n threads (capped at what numba has)."""
+    import numba
+
+    old = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
+
+
+def measure_bandwidth(threads: int, mib: int = 1024, reps: int = 5) -> Bandwidth:
+    """Best-of-``reps`` read bandwidth in GB/s over a buffer of ``mib`` MiB (make it >> caches)."""
+    words = np.ones(mib * (1 << 20) // 8, dtype=np.int64)  # ones(): every page faulted in
+    runs: list[float] = []
+    with numba_threads(threads):
+        _read_sum(words[: 1 << 12], threads)  # compile outside the timing
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            _read_sum(words, threads)
+            runs.append(words.nbytes / (time.perf_counter() - t0) / GB)
+    return Bandwidth("numba", threads, max(runs), [round(r, 3) for r in runs])
+
+
+def find_bandwidth_c() -> Path | None:
+    """benchmarks/bandwidth.c of a source checkout: beside the package, or above the cwd."""
+    here = Path(__file__).resolve().parent.parent
+    for root in (here, Path.cwd(), *Path.cwd().parents):
+        cand = root / "benchmarks" / "bandwidth.c"
+        if cand.is_file():
+            return cand
+    return None
+
+
+def measure_bandwidth_c(source: Path, threads: int, mib: int = 1024,
+                        reps: int = 5) -> Bandwidth | None:
+    """Compile and run benchmarks/bandwidth.c; None when gcc is missing or it fails."""
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="rwe-bw-") as tmp:
+        exe = Path(tmp) / "bandwidth"
+        build = [cc, "-O3", "-march=native", "-pthread", str(source), "-o", str(exe)]
+        if subprocess.run(build, capture_output=True).returncode != 0:
+            return None
+        proc = subprocess.run([str(exe), str(mib), str(threads), str(reps)],
+                              capture_output=True, text=True)
+    if proc.returncode != 0:
+        return None
+    out = json.loads(proc.stdout)
+    return Bandwidth("c", threads, float(out["best_gbps"]), [float(x) for x in out["gbps"]])
+
+
+def bandwidth_table(thread_counts: list[int], plan: BenchPlan) -> dict[str, Any]:
+    """Both methods for every thread count; the roofline uses the better of the two."""
+    source = plan.bandwidth_c_source or find_bandwidth_c()
+    table: dict[str, Any] = {"buffer_mib": plan.bandwidth_mib, "by_threads": {}}
+    for t in sorted(set(thread_counts)):
+        nb = measure_bandwidth(t, plan.bandwidth_mib, plan.bandwidth_reps)
+        cb = measure_bandwidth_c(source, t, plan.bandwidth_mib, plan.bandwidth_reps) \
+            if source else None
+        entry: dict[str, Any] = {"numba": asdict(nb), "c": asdict(cb) if cb else None,
+                                 "roofline_gbps": max(nb.best_gbps, cb.best_gbps if cb else 0)}
+        if cb:
+            entry["c_over_numba"] = cb.best_gbps / nb.best_gbps
+            entry["cross_check_ok"] = abs(entry["c_over_numba"] - 1) <= CROSS_CHECK_TOLERANCE
+        table["by_threads"][str(t)] = entry
+    return table
+
+
+# ---------------------------------------------------------------------------
+# Model facts: bytes per token, state size, the KV cache a transformer would need
+# ---------------------------------------------------------------------------
+
+
+def file_weight_bytes(path: str | os.PathLike[str]) -> tuple[int, str]:
+    """Bytes read per decoded token as stored in the file, and the matrices' format.
+
+    Every tensor is read once per token except the embedding, of which one row is.
+    """
+    with open_checkpoint(path) as ck:
+        emb = ck["emb.weight"]
+        total = sum(t.nbytes for name, t in ck.items() if name != "emb.weight")
+        fmt = ck["blocks.0.att.key.weight"].dtype
+        return total + emb.nbytes // emb.shape[0], fmt
+
+
+def kv_cache_bytes(config: ModelConfig, context: int) -> int:
+    """A transformer of the same depth and width keeps K and V for every past position."""
+    return 2 * config.n_layer * config.n_embd * context * KV_BYTES_PER_VALUE
+
+
+def current_rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def peak_rss_bytes() -> int:
+    """The process's high-water mark (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if platform.system() == "Darwin" else peak * 1024)
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("model name", "Model", "Hardware")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def system_info() -> dict[str, Any]:
+    import numba
+
+    return {"cpu": cpu_name(), "logical_cpus": os.cpu_count(), "machine": platform.machine(),
+            "python": platform.python_version(), "numpy": np.__version__,
+            "numba": numba.__version__,
+            "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+# ---------------------------------------------------------------------------
+# Timings
+# ---------------------------------------------------------------------------
+
+
+def spread(samples_s: list[float]) -> dict[str, float]:
+    """Median and spread of per-token times, in ms."""
+    ms = sorted(s * 1e3 for s in samples_s)
+    q = np.percentile(ms, [10, 25, 75, 90])
+    return {"n": len(ms), "median_ms": statistics.median(ms), "mean_ms": statistics.fmean(ms),
+            "min_ms": ms[0], "max_ms": ms[-1], "p10_ms": float(q[0]), "p25_ms": float(q[1]),
+            "p75_ms": float(q[2]), "p90_ms": float(q[3])}
+
+
+def time_decode(model: Any, state: Any, tokens: npt.NDArray[np.int32], warmup: int) -> list[float]:
+    """Seconds per token for tokens[warmup:], fed one at a time (logits computed each time)."""
+    times: list[float] = []
+    for i, tok in enumerate(tokens):
+        t0 = time.perf_counter()
+        model.forward(int(tok), state)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def time_prefill(model: Any, tokens: npt.NDArray[np.int32]) -> dict[str, float]:
+    """One prompt from a fresh state (last logits only, as generation needs)."""
+    state = model.new_state()
+    t0 = time.perf_counter()
+    model.forward(tokens, state)
+    dt = time.perf_counter() - t0
+    return {"tokens": len(tokens), "seconds": dt, "tokens_per_s": len(tokens) / dt}
+
+
+def context_sweep(model: Any, plan: BenchPlan, rng: np.random.Generator) -> list[dict[str, Any]]:
+    """Decode speed and RSS at growing positions of one state, advanced in prompt-sized chunks.
+
+    Decoding at each point runs on a copy, so the state sits exactly at the position.
+    """
+    cfg, state, pos, out = model.config, model.new_state(), 0, []
+    for target in sorted(plan.context_positions):
+        while pos < target:
+            n = min(plan.context_chunk, target - pos)
+            model.forward(rng.integers(0, cfg.n_vocab, n, dtype=np.int32), state)
+            pos += n
+        probe = state.copy()
+        toks = rng.integers(0, cfg.n_vocab, plan.context_decode + 2, dtype=np.int32)
+        d = spread(time_decode(model, probe, toks, warmup=2))
+        out.append({"position": target, "decode_median_ms": d["median_ms"],
+                    "decode_p90_ms": d["p90_ms"], "rss_bytes": current_rss_bytes(),
+                    "state_bytes": cfg.state_len * 4,
+                    "transformer_kv_cache_bytes": kv_cache_bytes(cfg, target)})
+    return out
+
+
+# ---------------------------------------------------------------------------
+# One configuration, then the whole run
+# ---------------------------------------------------------------------------
+
+
+def _engine_facts(model: Any) -> dict[str, Any]:
+    """What the engine says of itself where it says it (the C engine: ISA, threads, bytes)."""
+    facts: dict[str, Any] = {}
+    for key in ("weight_bytes", "isa", "n_threads"):
+        val = getattr(model.engine, key, None)
+        if val is not None:
+            facts[key] = val if isinstance(val, int | float) else str(val)
+    return facts
+
+
+def bench_one(path: Path, opts: BenchOptions, plan: BenchPlan) -> dict[str, Any]:
+    """Load, decode, prefill (and sweep context) for one configuration."""
+    from .model import Model
+
+    rng = np.random.default_rng(plan.seed)
+    with numba_threads(opts.threads):
+        t0 = time.perf_counter()
+        model = Model.load(path, backend=opts.backend, threads=opts.threads, isa=opts.isa)
+        load_s = time.perf_counter() - t0
+        try:
+            return _measure(model, opts, plan, rng, load_s)
+        finally:
+            model.close()
+
+
+def _measure(model: Any, opts: BenchOptions, plan: BenchPlan, rng: np.random.Generator,
+             load_s: float) -> dict[str, Any]:
+    vocab = model.config.n_vocab
+    state = model.new_state()
+    t0 = time.perf_counter()
+    model.forward(int(rng.integers(vocab)), state)  # page-in, JIT, thread-pool start
+    first_ms = (time.perf_counter() - t0) * 1e3
+    rss_loaded = current_rss_bytes()
+    toks = rng.integers(0, vocab, plan.warmup + plan.n_decode, dtype=np.int32)
+    decode = spread(time_decode(model, state, toks, plan.warmup))
+    prefill = [time_prefill(model, rng.integers(0, vocab, n, dtype=np.int32))
+               for n in plan.prefill_lengths]
+    ctx = context_sweep(model, plan, rng) if plan.context_positions else None
+    return {"label": opts.label, "options": asdict(opts), "backend": model.backend,
+            "engine": _engine_facts(model), "load_s": load_s, "first_token_ms": first_ms,
+            "decode": decode, "prefill": prefill, "context": ctx,
+            "rss_after_load_bytes": rss_loaded, "peak_rss_bytes": peak_rss_bytes()}
+
+
+def _add_roofline(run: dict[str, Any], weight_bytes: int, bw: dict[str, Any]) -> None:
+    """achieved GB/s = bytes per token / median time; ratio to the same thread count's bandwidth."""
+    entry = bw["by_threads"][str(run["options"]["threads"])]
+    achieved = weight_bytes / (run["decode"]["median_ms"] / 1e3) / GB
+    run["weight_bytes_per_token"] = weight_bytes
+    run["achieved_gbps"] = achieved
+    run["bandwidth_gbps"] = entry["roofline_gbps"]
+    run["roofline_ms"] = weight_bytes / (entry["roofline_gbps"] * GB) * 1e3
+    run["roofline_ratio"] = achieved / entry["roofline_gbps"]
+
+
+def _compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """How much faster run a is than run b (> 1: a is faster)."""
+    return {"a": a["label"], "b": b["label"],
+            "decode_speedup": b["decode"]["median_ms"] / a["decode"]["median_ms"],
+            "prefill_speedup": {str(pa["tokens"]): pa["tokens_per_s"] / pb["tokens_per_s"]
+                                for pa, pb in zip(a["prefill"], b["prefill"], strict=True)}}
+
+
+def bench_model(path: str | os.PathLike[str], runs: list[BenchOptions],
+                plan: BenchPlan | None = None) -> dict[str, Any]:
+    """The whole benchmark of one model file: bandwidth first (no model in memory), then each run.
+
+    Two runs make a `vs` comparison (first against second).
+    """
+    if not runs:
+        raise ArgumentError("bench_model needs at least one configuration")
+    plan = plan or BenchPlan()
+    p = Path(path)
+    with open_checkpoint(p) as ck:
+        cfg = ck.config
+    file_bytes, fmt = file_weight_bytes(p)
+    bw = bandwidth_table([1, *(r.threads for r in runs)], plan)
+    results = [bench_one(p, r, plan) for r in runs]
+    for r in results:
+        _add_roofline(r, r["engine"].get("weight_bytes", file_bytes), bw)
+    return {
+        "schema": SCHEMA, "system": system_info(), "bandwidth": bw, "plan": _plan_json(plan),
+        "model": {"path": str(p), "name": p.name, "file_bytes": p.stat().st_size, "format": fmt,
+                  "config": asdict(cfg), "shape": f"{cfg.n_layer}x{cfg.n_embd}",
+                  "weight_bytes_per_token_file": file_bytes, "state_bytes": cfg.state_len * 4},
+        "runs": results,
+        "vs": _compare(results[0], results[1]) if len(results) == 2 else None,
+    }
+
+
+def _plan_json(plan: BenchPlan) -> dict[str, Any]:
+    d = asdict(plan)
+    d["bandwidth_c_source"] = str(plan.bandwidth_c_source) if plan.bandwidth_c_source else None
+    return d
+
+
+# ---------------------------------------------------------------------------
+# The readable table
+# ---------------------------------------------------------------------------
+
+
+def format_report(result: dict[str, Any]) -> str:
+    """A plain-text summary of a bench_model result."""
+    m = result["model"]
+    per_tok = m["weight_bytes_per_token_file"] / 1e6
+    lines = [f"{m['name']}: {m['shape']} {m['format']}, {per_tok:.1f} MB read per token"
+             f", state {m['state_bytes'] / 1e6:.2f} MB",
+             f"CPU: {result['system']['cpu']} ({result['system']['logical_cpus']} logical)"]
+    for t, e in result["bandwidth"]["by_threads"].items():
+        c = f", C {e['c']['best_gbps']:.1f}" if e["c"] else ", C n/a"
+        lines.append(f"bandwidth {t}t: numba {e['numba']['best_gbps']:.1f}{c} GB/s")
+    lines.append(f"{'run':<18}{'decode ms/tok':>15}{'p10-p90':>14}{'GB/s':>8}{'roofline':>10}"
+                 + "".join(f"{'pp' + str(p['tokens']) + ' tok/s':>14}"
+                           for p in result["runs"][0]["prefill"]))
+    for r in result["runs"]:
+        d = r["decode"]
+        lines.append(f"{r['label']:<18}{d['median_ms']:>15.2f}"
+                     f"{d['p10_ms']:>7.2f}-{d['p90_ms']:<6.2f}{r['achieved_gbps']:>8.1f}"
+                     f"{r['roofline_ratio']:>9.0%} " +
+                     "".join(f"{p['tokens_per_s']:>14.1f}" for p in r["prefill"]))
+        lines += _format_context(r.get("context"))
+    if result.get("vs"):
+        v = result["vs"]
+        lines.append(f"vs: {v['a']} decodes {v['decode_speedup']:.2f}x as fast as {v['b']}")
+    return "\n".join(lines)
+
+
+def _format_context(ctx: list[dict[str, Any]] | None) -> list[str]:
+    if not ctx:
+        return []
+    out = [f"  {'position':>9}{'decode ms':>11}{'RSS MB':>9}{'state MB':>10}{'KV cache MB':>13}"]
+    for c in ctx:
+        rss = c["rss_bytes"] / 1e6 if c["rss_bytes"] else float("nan")
+        out.append(f"  {c['position']:>9}{c['decode_median_ms']:>11.2f}{rss:>9.0f}"
+                   f"{c['state_bytes'] / 1e6:>10.2f}{c['transformer_kv_cache_bytes'] / 1e6:>13.0f}")
+    return out

@@ -1,0 +1,217 @@
+"""Benchmark infrastructure: the synthetic checkpoint writer and the bench library.
+
+Nothing here asserts on a timing (the machine is shared); the bench test only
+checks that a run produces every field with sane types and arithmetic.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pickle
+import shutil
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from rwkv_edge import bench
+from rwkv_edge.checkpoint import open_checkpoint
+from rwkv_edge.config import ModelConfig
+
+from .conftest import REPO
+
+TINY = {"n_layer": 2, "n_embd": 128, "n_vocab": 300}  # two heads of 64: real head size
+
+
+def _load_writer() -> ModuleType:
+    src = REPO / "tools" / "make_synthetic.py"
+    spec = importlib.util.spec_from_file_location("make_synthetic_under_test", src)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+ms = _load_writer()
+
+
+def _write(tmp: Path, dtype: str, zip64: bool = False, seed: int = 0) -> Path:
+    path = tmp / f"syn-{dtype}-{int(zip64)}-{seed}.pth"
+    ms.write_synthetic(path, ms.SyntheticSpec(**TINY, dtype=dtype, seed=seed), force_zip64=zip64)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_bf16(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _write(tmp_path_factory.mktemp("syn"), "bf16")
+
+
+# ---------------------------------------------------------------------------
+# The writer
+# ---------------------------------------------------------------------------
+
+
+def test_real_shapes() -> None:
+    # FFN widths of the released v5 models, and the 7B file size in bf16 (~15 GB).
+    assert [ms.SyntheticSpec(*ms.SHAPES[s]).n_ffn for s in ms.SHAPES] == [2688, 3584, 7168, 14336]
+    eagle = ms.SyntheticSpec(*ms.SHAPES["32x4096"], dtype="bf16")
+    assert eagle.n_head == 64
+    assert 14.9e9 < ms.checkpoint_bytes(eagle) < 15.2e9
+    assert ms.parse_shape("3x192") == (3, 192)
+    with pytest.raises(ValueError):
+        ms.parse_shape("24by1024")
+    with pytest.raises(ValueError):
+        ms.SyntheticSpec(2, 100).check()  # not a multiple of the head size
+
+
+@pytest.mark.parametrize(("dtype", "zip64"), [("fp32", False), ("fp16", True), ("bf16", True)])
+def test_three_readers_agree(tmp_path: Path, dtype: str, zip64: bool) -> None:
+    torch = pytest.importorskip("torch")
+    path = _write(tmp_path, dtype, zip64)
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    with open_checkpoint(path) as ck:
+        assert ck.config == ModelConfig("5.2", 2, 128, 2, 64, 448, 300)
+        assert list(ck) == list(sd)  # same names, same (BlinkDL) order
+        for name, t in sd.items():
+            assert np.array_equal(t.float().numpy(), ck[name].to_f32()), name
+    assert sd["emb.weight"].dtype == {"fp32": torch.float32, "fp16": torch.float16,
+                                      "bf16": torch.bfloat16}[dtype]
+
+
+def test_rwkv_pip_reads_it(tiny_bf16: Path) -> None:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("rwkv")
+    import os
+
+    os.environ.setdefault("RWKV_JIT_ON", "0")
+    os.environ.setdefault("RWKV_CUDA_ON", "0")
+    from rwkv.model import RWKV
+
+    sd = torch.load(tiny_bf16, map_location="cpu", weights_only=True)
+    m = RWKV(model=str(tiny_bf16), strategy="cpu fp32")
+    assert m.version == 5.2
+    # the pip package transposes matrices and turns time_decay into exp(-exp(w)) at load
+    key = "blocks.1.att.key.weight"
+    assert torch.equal(m.w[key], sd[key].float().t())
+    decay = torch.exp(-torch.exp(sd["blocks.1.att.time_decay"].float()))
+    assert torch.equal(m.w["blocks.1.att.time_decay"].flatten(), decay.flatten())
+    logits, _ = m.forward([1, 2, 3], None)
+    assert torch.isfinite(logits).all() and 0.1 < float(logits.std()) < 10
+
+
+def test_values_are_plausible(tiny_bf16: Path) -> None:
+    with open_checkpoint(tiny_bf16) as ck:
+        decay = np.exp(-np.exp(ck["blocks.0.att.time_decay"].to_f32()))
+        assert decay.min() >= 0.69 and decay.max() <= 0.999
+        assert decay.min() < 0.72 and decay.max() > 0.99  # spans the range
+        mixes = np.concatenate([ck[f"blocks.1.att.time_mix_{x}"].to_f32().ravel() for x in "kvrg"])
+        assert mixes.min() > 0 and mixes.max() < 1
+        assert abs(float(ck["ln_out.weight"].to_f32().mean()) - 1) < 0.05
+        assert float(np.abs(ck["blocks.0.att.time_faaaa"].to_f32()).max()) < 1
+        assert float(np.abs(ck["emb.weight"].to_f32()).std()) < 0.05
+        key = ck["blocks.0.att.key.weight"].to_f32()
+        assert abs(float(key.std()) * np.sqrt(128) - 1) < 0.1  # N(0, 1/sqrt(fan_in))
+
+
+def test_same_seed_same_bytes(tmp_path: Path) -> None:
+    a, b = (tmp_path / "a", tmp_path / "b")
+    a.mkdir(), b.mkdir()
+    pa, pb = _write(a, "fp16"), _write(b, "fp16")
+    assert pa.read_bytes() == pb.read_bytes()
+    assert _write(a, "fp16", seed=1).read_bytes() != pa.read_bytes()
+
+
+def test_data_is_64_byte_aligned(tiny_bf16: Path) -> None:
+    import struct
+    import zipfile
+
+    raw = tiny_bf16.read_bytes()
+    with zipfile.ZipFile(tiny_bf16) as zf:
+        for info in zf.infolist():
+            assert info.compress_type == zipfile.ZIP_STORED
+            n, e = struct.unpack_from("<HH", raw, info.header_offset + 26)
+            assert (info.header_offset + 30 + n + e) % 64 == 0, info.filename
+
+
+@pytest.mark.parametrize("v", [0, 255, 256, 65535, 65536, 2**31 - 1, 2**31, 2**40])
+def test_pickle_ints(v: int) -> None:
+    assert pickle.loads(b"\x80\x02" + ms._p_int(v) + b".") == v
+
+
+# ---------------------------------------------------------------------------
+# The bench library
+# ---------------------------------------------------------------------------
+
+
+def test_bandwidth_is_positive() -> None:
+    bw = bench.measure_bandwidth(1, mib=16, reps=2)
+    assert bw.method == "numba" and len(bw.runs_gbps) == 2 and bw.best_gbps > 0
+    assert bw.best_gbps == pytest.approx(max(bw.runs_gbps), rel=1e-3)
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc")
+def test_c_bandwidth_is_positive() -> None:
+    bw = bench.measure_bandwidth_c(REPO / "benchmarks" / "bandwidth.c", 2, mib=16, reps=2)
+    assert bw is not None and bw.method == "c" and bw.threads == 2 and bw.best_gbps > 0
+
+
+def test_kv_cache_and_spread() -> None:
+    cfg = ModelConfig("5.2", 24, 2048, 32, 64, 7168, 65536)
+    assert bench.kv_cache_bytes(cfg, 32768) == 2 * 24 * 2048 * 32768 * 2  # 6.4 GB of fp16
+    s = bench.spread([0.001 * i for i in range(1, 11)])
+    assert s["n"] == 10 and s["median_ms"] == pytest.approx(5.5)
+    assert s["min_ms"] == pytest.approx(1) and s["max_ms"] == pytest.approx(10)
+    assert s["p10_ms"] == pytest.approx(1.9)
+
+
+def test_parse_vs() -> None:
+    base = bench.BenchOptions(backend="c", threads=2, isa="auto")
+    assert bench.parse_vs("threads=1", base) == bench.BenchOptions("c", 1, "auto")
+    assert bench.parse_vs("1", base).threads == 1
+    assert bench.parse_vs("ref", base).isa == "ref"
+    assert bench.parse_vs("numba", base).backend == "numba"
+    assert bench.parse_vs("isa=ref,threads=1", base) == bench.BenchOptions("c", 1, "ref")
+    for bad in ("threads=0", "color=red", "threads=2"):
+        with pytest.raises(ValueError):
+            bench.parse_vs(bad, base)
+
+
+RUN_FIELDS = {"label", "options", "backend", "engine", "load_s", "first_token_ms", "decode",
+              "prefill", "context", "rss_after_load_bytes", "peak_rss_bytes",
+              "weight_bytes_per_token", "achieved_gbps", "bandwidth_gbps", "roofline_ms",
+              "roofline_ratio"}
+
+
+def test_bench_json_has_every_field(tiny_bf16: Path) -> None:
+    backend = "c" if _c_available() else "numba"
+    plan = bench.BenchPlan(n_decode=4, warmup=1, prefill_lengths=(3, 8), context_positions=(0, 8),
+                           context_chunk=4, context_decode=2, bandwidth_mib=16, bandwidth_reps=1,
+                           bandwidth_c_source=REPO / "benchmarks" / "bandwidth.c")
+    runs = [bench.BenchOptions(backend, 2), bench.BenchOptions(backend, 1)]
+    r = bench.bench_model(tiny_bf16, runs, plan)
+    assert r["schema"] == bench.SCHEMA
+    assert r["model"]["shape"] == "2x128" and r["model"]["format"] == "bf16"
+    # every tensor but the embedding, plus one embedding row, in bf16
+    n_params = sum(t.numel for t in ms.tensor_plans(ms.SyntheticSpec(**TINY)))
+    assert r["model"]["weight_bytes_per_token_file"] == 2 * (n_params - 299 * 128)
+    assert set(r["bandwidth"]["by_threads"]) == {"1", "2"}
+    for run in r["runs"]:
+        assert set(run) >= RUN_FIELDS
+        assert run["decode"]["n"] == 4 and run["decode"]["median_ms"] > 0
+        assert [p["tokens"] for p in run["prefill"]] == [3, 8]
+        assert [c["position"] for c in run["context"]] == [0, 8]
+        assert run["context"][1]["transformer_kv_cache_bytes"] == 2 * 2 * 128 * 8 * 2
+        gbps = run["weight_bytes_per_token"] / run["decode"]["median_ms"] * 1e3 / 1e9
+        assert run["achieved_gbps"] == pytest.approx(gbps)
+        assert run["roofline_ratio"] == pytest.approx(gbps / run["bandwidth_gbps"])
+    assert r["vs"]["a"] == runs[0].label and r["vs"]["decode_speedup"] > 0
+    assert "decode ms/tok" in bench.format_report(r)
+
+
+def _c_available() -> bool:
+    from rwkv_edge.model import c_backend_available
+
+    return c_backend_available()
