@@ -1,0 +1,168 @@
+"""State files: a recurrent state saved to disk, bound to the model it belongs to.
+
+Layout (little-endian), version 1:
+
+    offset  size  field
+    0       8     magic b"RWKVSTAT"
+    8       4     u32 format version (1)
+    12      4     u32 header length H
+    16      H     header, UTF-8 JSON: model_id, model_name, config (ModelConfig
+                  fields), state_len, dtype "float32", meta (caller's JSON)
+    16+H    4*N   float32 state data, N = state_len (rwkv_edge.state layout)
+    ...     32    sha256 of every byte before it
+
+Writes are atomic (temp file, fsync, rename), so a crash never leaves half a
+file under the real name; an existing file is kept unless overwrite=True.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import ModelConfig
+from .errors import ArgumentError, FormatError, IoError, VersionError
+from .state import State
+
+MAGIC = b"RWKVSTAT"
+FORMAT_VERSION = 1
+_PREFIX = struct.Struct("<8sII")  # magic, version, header length
+_DIGEST_LEN = 32
+_MAX_HEADER = 16 << 20  # the header is small JSON; anything larger is corruption
+
+
+def _encode(state: State, model: Any, meta: dict[str, Any] | None) -> bytes:
+    header = {
+        "model_id": model.model_id,
+        "model_name": Path(str(getattr(model, "path", ""))).name,
+        "config": dataclasses.asdict(model.config),
+        "state_len": int(state.data.size),
+        "dtype": "float32",
+        "meta": meta or {},
+    }
+    hbytes = json.dumps(header, ensure_ascii=False).encode("utf-8")
+    body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(hbytes)) + hbytes
+    body += np.ascontiguousarray(state.data, "<f4").tobytes()
+    return body + hashlib.sha256(body).digest()
+
+
+def save_state(state: State, path: str | os.PathLike[str], model: Any, *,
+               overwrite: bool = False, meta: dict[str, Any] | None = None) -> Path:
+    """Write ``state`` (of ``model``) to ``path`` atomically; ``meta`` is any JSON-able dict."""
+    if state.config != model.config:
+        raise ArgumentError("this state belongs to a model of another shape")
+    if state.model_id and state.model_id != model.model_id:
+        raise ArgumentError(f"this state belongs to model {state.model_id}, "
+                            f"not to {model.model_id}")
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise IoError(f"{p} already exists; pass overwrite=True to replace it")
+    _atomic_write(p, _encode(state, model, meta), overwrite)
+    return p
+
+
+def _atomic_write(p: Path, data: bytes, overwrite: bool) -> None:
+    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if overwrite:
+            os.replace(tmp, p)
+        else:
+            os.link(tmp, p)  # fails if p appeared meanwhile: never clobbers
+            os.unlink(tmp)
+        _fsync_dir(p.parent)
+    except FileExistsError:
+        raise IoError(f"{p} already exists; pass overwrite=True to replace it") from None
+    except OSError as e:
+        raise IoError(f"cannot write {p}: {e.strerror or e}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _fsync_dir(d: Path) -> None:
+    # Makes the rename itself durable; not every platform can open a directory.
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_state_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], np.ndarray]:
+    """Parse and verify a state file: (header dict, float32 data). No model needed."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise IoError(f"cannot read {p}: {e.strerror or e}") from None
+    if len(raw) < _PREFIX.size or raw[:8] != MAGIC:
+        raise FormatError(f"{p.name}: not an rwkv-edge state file (bad magic)")
+    _, version, hlen = _PREFIX.unpack_from(raw)
+    if version != FORMAT_VERSION:
+        raise VersionError(f"{p.name}: state file version {version}; this rwkv-edge reads "
+                           f"version {FORMAT_VERSION}")
+    if hlen > _MAX_HEADER or len(raw) < _PREFIX.size + hlen + _DIGEST_LEN:
+        raise FormatError(f"{p.name}: truncated state file ({len(raw)} bytes)")
+    body, digest = raw[:-_DIGEST_LEN], raw[-_DIGEST_LEN:]
+    header = _parse_header(raw[_PREFIX.size : _PREFIX.size + hlen], p.name)
+    data_start = _PREFIX.size + hlen
+    want = header["state_len"] * 4
+    if len(body) - data_start != want:
+        raise FormatError(f"{p.name}: truncated or padded state file: {len(body) - data_start} "
+                          f"data bytes, the header says {want}")
+    if hashlib.sha256(body).digest() != digest:
+        raise FormatError(f"{p.name}: checksum mismatch: the state file is corrupt")
+    return header, np.frombuffer(body, "<f4", offset=data_start).astype(np.float32)
+
+
+def _parse_header(hbytes: bytes, name: str) -> dict[str, Any]:
+    try:
+        header = json.loads(hbytes.decode("utf-8"))
+        ok = (isinstance(header, dict) and isinstance(header.get("model_id"), str)
+              and isinstance(header.get("state_len"), int) and header["state_len"] >= 0
+              and header.get("dtype") == "float32" and isinstance(header.get("config"), dict))
+    except (UnicodeDecodeError, ValueError):
+        ok = False
+    if not ok:
+        raise FormatError(f"{name}: corrupt state file header")
+    return header
+
+
+def load_state_and_meta(path: str | os.PathLike[str], model: Any) -> tuple[State, dict[str, Any]]:
+    """The saved state, checked to belong to ``model``, and the ``meta`` saved with it."""
+    header, data = read_state_file(path)
+    name = Path(path).name
+    if header["model_id"] != model.model_id:
+        raise FormatError(
+            f"{name}: this state was saved from model {header['model_id']} "
+            f"({header.get('model_name', '?')}), but the loaded model is {model.model_id} "
+            f"({Path(str(getattr(model, 'path', ''))).name}); states only work with their model")
+    try:
+        config = ModelConfig(**header["config"])
+    except TypeError:
+        raise FormatError(f"{name}: corrupt model config in the state file header") from None
+    if config != model.config or data.size != model.config.state_len:
+        raise FormatError(f"{name}: the state's shape does not match the model's")
+    meta = header.get("meta")
+    return State(model.config, data, model.model_id), meta if isinstance(meta, dict) else {}
+
+
+def load_state(path: str | os.PathLike[str], model: Any) -> State:
+    """Load a state saved by ``save_state`` for this same model."""
+    return load_state_and_meta(path, model)[0]
