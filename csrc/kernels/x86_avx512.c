@@ -19,7 +19,7 @@
  * Scalar equivalent per block: sumi = bias + sum_j u[j] x[j];
  *   y += dw*dx*sumi (+ m*s), summed over blocks (rwe_vec_dot_*_ref).
  * Tiles of 2 rows x up to 4 tokens stay in registers: each weight group is
- * unpacked once per 4 tokens (prefill), and decode streams 2 rows at a time.
+ * unpacked once per 4 tokens (prefill); decode streams 4 rows at a time.
  */
 #if defined(__x86_64__)
 
@@ -32,7 +32,7 @@
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")
 
 #define RWE_TILE_T 4       /* tokens per register tile */
-#define RWE_TILE_R 2       /* rows per register tile */
+#define RWE_TILE_R 4       /* rows per register tile: 4 in decode, 2 with 4 tokens */
 #define RWE_CHUNK_G 64     /* 4-block groups per column chunk (8192 columns) */
 
 enum { FMT_Q8_0, FMT_Q4_0, FMT_Q4_1 };
@@ -140,6 +140,19 @@ static const uint16_t idx_q4_1_dm[32] = {0, 0, 0, 0, 10, 10, 10, 10, 20, 20, 20,
 
 static inline __m512i load_idx(const uint16_t *idx) { return _mm512_loadu_si512(idx); }
 
+/* A format's permutation indices, kept in registers across a tile. */
+typedef struct {
+    __m512i a, b, c; /* q8_0: lo, hi, d;  q4_0/q4_1: quants, scales, unused */
+} widx;
+
+static inline widx load_widx(int fmt) {
+    widx x;
+    x.a = load_idx(fmt == FMT_Q8_0 ? idx_q8_0_lo : (fmt == FMT_Q4_0 ? idx_q4_0_qs : idx_q4_1_qs));
+    x.b = load_idx(fmt == FMT_Q8_0 ? idx_q8_0_hi : (fmt == FMT_Q4_0 ? idx_q4_0_d : idx_q4_1_dm));
+    x.c = load_idx(idx_q8_0_d);
+    return x;
+}
+
 typedef struct {
     __m512i lo, hi; /* unsigned bytes, lane order of the top comment */
     __m512 d, m;    /* m: q4_1 only */
@@ -151,16 +164,16 @@ static inline size_t group_bytes(int fmt) {
 }
 
 /* Reads exactly the group's bytes [p, p + group_bytes). */
-static inline wgroup unpack_group(int fmt, const uint8_t *p) {
+static inline wgroup unpack_group(int fmt, const widx *ix, const uint8_t *p) {
     const __m512i nib_mask = _mm512_set1_epi8(0x0f);
     wgroup w;
     if (fmt == FMT_Q8_0) { /* 136 bytes: words 0-31 | 32-63, and 4-35 | 36-67 */
         __m512i a = _mm512_loadu_si512(p), b = _mm512_loadu_si512(p + 64);
         __m512i c = _mm512_loadu_si512(p + 8), e = _mm512_loadu_si512(p + 72);
         const __m512i flip = _mm512_set1_epi8((char)0x80);
-        w.lo = _mm512_xor_si512(_mm512_permutex2var_epi16(a, load_idx(idx_q8_0_lo), b), flip);
-        w.hi = _mm512_xor_si512(_mm512_permutex2var_epi16(c, load_idx(idx_q8_0_hi), e), flip);
-        __m512i d = _mm512_permutex2var_epi16(a, load_idx(idx_q8_0_d), b);
+        w.lo = _mm512_xor_si512(_mm512_permutex2var_epi16(a, ix->a, b), flip);
+        w.hi = _mm512_xor_si512(_mm512_permutex2var_epi16(c, ix->b, e), flip);
+        __m512i d = _mm512_permutex2var_epi16(a, ix->c, b);
         w.d = _mm512_cvtph_ps(_mm512_castsi512_si256(d));
         w.m = _mm512_setzero_ps();
         return w;
@@ -168,12 +181,12 @@ static inline wgroup unpack_group(int fmt, const uint8_t *p) {
     __m512i a = _mm512_loadu_si512(p), b, q, dm;
     if (fmt == FMT_Q4_0) { /* 72 bytes: words 0-31 and 4-35 */
         b = _mm512_loadu_si512(p + 8);
-        q = _mm512_permutex2var_epi16(a, load_idx(idx_q4_0_qs), b);
-        dm = _mm512_permutexvar_epi16(load_idx(idx_q4_0_d), a);
+        q = _mm512_permutex2var_epi16(a, ix->a, b);
+        dm = _mm512_permutexvar_epi16(ix->b, a);
     } else { /* q4_1, 80 bytes: words 0-31 and 8-39 */
         b = _mm512_loadu_si512(p + 16);
-        q = _mm512_permutex2var_epi16(a, load_idx(idx_q4_1_qs), b);
-        dm = _mm512_permutexvar_epi16(load_idx(idx_q4_1_dm), a);
+        q = _mm512_permutex2var_epi16(a, ix->a, b);
+        dm = _mm512_permutexvar_epi16(ix->b, a);
     }
     w.lo = _mm512_and_si512(q, nib_mask);
     w.hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), nib_mask);
@@ -192,10 +205,11 @@ static inline __attribute__((always_inline)) void qtile(int fmt, int R, int TT, 
                                                         const xgroup *const *xp,
                                                         __m512 acc[RWE_TILE_R][RWE_TILE_T]) {
     size_t gbytes = group_bytes(fmt);
+    const widx ix = load_widx(fmt);
     for (int64_t g = 0; g < ng; g++) {
         wgroup w[RWE_TILE_R];
         for (int i = 0; i < R; i++)
-            w[i] = unpack_group(fmt, g < nfull ? wrow[i] + (size_t)g * gbytes : wtail[i]);
+            w[i] = unpack_group(fmt, &ix, g < nfull ? wrow[i] + (size_t)g * gbytes : wtail[i]);
         for (int t = 0; t < TT; t++) {
             const xgroup *x = xp[t] + g;
             __m512i xlo = _mm512_load_si512(x->lo), xhi = _mm512_load_si512(x->hi);
@@ -258,11 +272,16 @@ static inline __attribute__((always_inline)) void qjob_rows(const qjob *j, int R
     default: qjob_rows(j, R, 4, r); break;                                                  \
     }
 
-/* Constant (R, TT) instances so every tile loop is fully unrolled. */
+/* Constant (R, TT) instances so every tile loop is fully unrolled.  Decode
+ * takes 4 rows at a time (x loads shared by more rows); with more tokens 2
+ * rows x 4 tokens keep the accumulators and unpacked weights in 32 zmm. */
 static inline __attribute__((always_inline)) void qjob_run(const qjob *j, int tt, int64_t r0, int64_t r1) {
     int64_t r = r0;
-    for (; r + RWE_TILE_R <= r1; r += RWE_TILE_R)
-        RWE_QJOB_TT(RWE_TILE_R)
+    if (tt == 1)
+        for (; r + 4 <= r1; r += 4)
+            qjob_rows(j, 4, 1, r);
+    for (; r + 2 <= r1; r += 2)
+        RWE_QJOB_TT(2)
     for (; r < r1; r++)
         RWE_QJOB_TT(1)
 }

@@ -1,0 +1,152 @@
+/*
+ * Matmul micro-benchmark, one thread: GB/s of weights streamed per kernel.
+ *   decode  (T = 1):  weights cycle through ~400 MB of copies, so they come
+ *                     from DRAM as in a real model (24 layers x 2048 wide);
+ *                     compared with a plain read loop over the same memory.
+ *   prefill (T = 16): the same matrices, weight GB/s x tokens shows reuse.
+ * Build (from the repo root):
+ *   gcc -O2 -std=gnu11 -Icsrc -o /tmp/bench benchmarks/bench_kernels.c \
+ *       csrc/kernels/[a-z]*.c csrc/quant/quant_ref.c csrc/cpu_features.c -lm
+ *   /tmp/bench [ROWS COLS] [ISA ...]      (default 7168 2048, all ISAs)
+ */
+#define _POSIX_C_SOURCE 199309L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../csrc/kernels/kernels_impl.h"
+#include "../csrc/quant/quant.h"
+
+#define TOTAL_BYTES (400u << 20)
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Plain streaming read of n bytes (the bandwidth yardstick). */
+#if defined(__x86_64__)
+#include <immintrin.h>
+__attribute__((target("avx2"))) static uint64_t read_all(const uint8_t *p, size_t n) {
+    __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
+    for (size_t i = 0; i + 128 <= n; i += 128) {
+        a = _mm256_add_epi64(a, _mm256_loadu_si256((const __m256i *)(p + i)));
+        b = _mm256_add_epi64(b, _mm256_loadu_si256((const __m256i *)(p + i + 32)));
+        c = _mm256_add_epi64(c, _mm256_loadu_si256((const __m256i *)(p + i + 64)));
+        d = _mm256_add_epi64(d, _mm256_loadu_si256((const __m256i *)(p + i + 96)));
+    }
+    a = _mm256_add_epi64(_mm256_add_epi64(a, b), _mm256_add_epi64(c, d));
+    return (uint64_t)_mm256_extract_epi64(a, 0) + (uint64_t)_mm256_extract_epi64(a, 3);
+}
+#else
+static uint64_t read_all(const uint8_t *p, size_t n) {
+    const uint64_t *q = (const uint64_t *)p;
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (size_t i = 0; i + 4 <= n / 8; i += 4)
+        s0 += q[i], s1 += q[i + 1], s2 += q[i + 2], s3 += q[i + 3];
+    return s0 + s1 + s2 + s3;
+}
+#endif
+
+/* Valid weight rows: quantized from random floats (real scales, no NaN). */
+static void fill_weights(rwe_type type, uint8_t *w, int64_t rows, int64_t cols) {
+    float *x = malloc((size_t)cols * 4);
+    size_t rb = rwe_row_bytes(type, cols);
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t i = 0; i < cols; i++)
+            x[i] = (float)rand() / RAND_MAX - 0.5f;
+        uint8_t *row = w + (size_t)r * rb;
+        if (type == RWE_TYPE_Q8_0) rwe_quantize_row_q8_0_ref(x, row, cols);
+        else if (type == RWE_TYPE_Q4_0) rwe_quantize_row_q4_0_ref(x, row, cols);
+        else if (type == RWE_TYPE_Q4_1) rwe_quantize_row_q4_1_ref(x, row, cols);
+        else for (int64_t i = 0; i < cols; i++) ((uint16_t *)row)[i] = rwe_f32_to_f16(x[i]);
+    }
+    free(x);
+}
+
+static rwe_matmul_fn pick(const rwe_kernels *k, rwe_type t) {
+    return t == RWE_TYPE_Q8_0 ? k->matmul_q8_0 : t == RWE_TYPE_Q4_0 ? k->matmul_q4_0
+         : t == RWE_TYPE_Q4_1 ? k->matmul_q4_1 : k->matmul_f16;
+}
+
+/* Seconds per pass over all copies with T tokens (best of reps). */
+static double time_pass(rwe_matmul_fn fn, const uint8_t *w, size_t mat_bytes, int copies, int64_t rows,
+                        int64_t cols, const void *x, size_t xs, float *y, int64_t T, int reps) {
+    double best = 1e30;
+    for (int rep = 0; rep < reps; rep++) {
+        double t0 = now();
+        for (int c = 0; c < copies; c++)
+            fn(cols, w + (size_t)c * mat_bytes, x, xs, y, rows, T, 0, rows);
+        double dt = now() - t0;
+        best = dt < best ? dt : best;
+    }
+    return best;
+}
+
+static void bench_format(const rwe_kernels *k, rwe_type type, const char *name, int64_t rows, int64_t cols) {
+    size_t mat = rwe_row_bytes(type, cols) * (size_t)rows;
+    int copies = (int)(TOTAL_BYTES / mat) + 1;
+    uint8_t *w = malloc(mat * (size_t)copies);
+    fill_weights(type, w, rows, cols);
+    for (int c = 1; c < copies; c++)
+        memcpy(w + (size_t)c * mat, w, mat);
+    const int64_t T = 16;
+    rwe_type xt = rwe_act_type(type);
+    size_t xs = xt == RWE_TYPE_F32 ? (size_t)cols * 4 : rwe_row_bytes(xt, cols);
+    float *xf = malloc((size_t)cols * 4), *y = malloc((size_t)(rows * T) * 4);
+    uint8_t *x = malloc(xs * (size_t)T);
+    for (int64_t i = 0; i < cols; i++)
+        xf[i] = (float)rand() / RAND_MAX - 0.5f;
+    for (int64_t t = 0; t < T; t++) {
+        if (xt == RWE_TYPE_F32) memcpy(x + (size_t)t * xs, xf, xs);
+        else if (xt == RWE_TYPE_Q8_0) k->quantize_row_q8_0(xf, x + (size_t)t * xs, cols);
+        else k->quantize_row_q8_1(xf, x + (size_t)t * xs, cols);
+    }
+    rwe_matmul_fn fn = pick(k, type);
+    double bytes = (double)mat * copies;
+    double t1 = time_pass(fn, w, mat, copies, rows, cols, x, xs, y, 1, 5);
+    int pcopies = copies < 4 ? copies : 4; /* prefill is compute-bound: fewer copies */
+    double t16 = time_pass(fn, w, mat, pcopies, rows, cols, x, xs, y, T, 2);
+    printf("%-8s %-5s %lldx%lld  decode %6.2f GB/s (%5.2f ms/matrix)   prefill T=16 %7.1f tok-GB/s\n",
+           k->name, name, (long long)rows, (long long)cols, bytes / t1 * 1e-9, t1 / copies * 1e3,
+           (double)mat * pcopies * T / t16 * 1e-9);
+    free(w), free(xf), free(y), free(x);
+}
+
+int main(int argc, char **argv) {
+    int64_t rows = 7168, cols = 2048;
+    int a = 1;
+    if (argc > 2 && atoll(argv[1]) > 0) {
+        rows = atoll(argv[1]), cols = atoll(argv[2]);
+        a = 3;
+    }
+    uint8_t *buf = malloc(TOTAL_BYTES);
+    memset(buf, 1, TOTAL_BYTES);
+    double best = 1e30;
+    uint64_t sink = 0;
+    for (int rep = 0; rep < 5; rep++) {
+        double t0 = now();
+        sink += read_all(buf, TOTAL_BYTES);
+        double dt = now() - t0;
+        best = dt < best ? dt : best;
+    }
+    printf("plain read, one thread: %.2f GB/s (checksum %llu)\n", TOTAL_BYTES / best * 1e-9,
+           (unsigned long long)(sink & 0xff));
+    free(buf);
+    static const rwe_isa isas[] = {RWE_ISA_REF, RWE_ISA_AVX2, RWE_ISA_AVX512, RWE_ISA_NEON, RWE_ISA_DOTPROD};
+    static const struct { rwe_type t; const char *n; } fmts[] = {
+        {RWE_TYPE_Q8_0, "q8_0"}, {RWE_TYPE_Q4_0, "q4_0"}, {RWE_TYPE_Q4_1, "q4_1"}, {RWE_TYPE_F16, "f16"}};
+    for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
+        const rwe_kernels *k = rwe_kernels_get(isas[i]);
+        int wanted = argc <= a;
+        for (int j = a; j < argc; j++)
+            wanted |= k && !strcmp(argv[j], k->name);
+        if (!k || !rwe_cpu_supports(isas[i]) || !wanted)
+            continue;
+        for (size_t f = 0; f < sizeof fmts / sizeof fmts[0]; f++)
+            bench_format(k, fmts[f].t, fmts[f].n, rows, cols);
+    }
+    return 0;
+}

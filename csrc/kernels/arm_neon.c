@@ -1,0 +1,351 @@
+/*
+ * aarch64 kernels: "neon" (Advanced SIMD, every aarch64 CPU) and "dotprod"
+ * (ARMv8.2 SDOT; Cortex-A55/A76+, Apple M1+, Graviton 2+).  Only the int8
+ * block dot differs between the two sets; the dotprod entry points carry the
+ * target attribute themselves, so this file builds with baseline flags.
+ *
+ * Lane layout: a block of 32 int8 is two int8x16_t (elements 0-15, 16-31;
+ * for q4 the low nibbles are elements 0-15 and the high ones 16-31).  The
+ * block dot leaves partial sums in 4 int32 lanes:
+ *   neon:    vmull_s8 / vmlal_s8 into int16 (|pair| <= 2*128*127 < 2^15),
+ *            then pairwise widening adds into int32
+ *   dotprod: vdotq_s32, lane k = sum_{i=4k}^{4k+3} w[i]*x[i] per half
+ * Scalar equivalent: sumi = sum_j w[j]*x[j]; y += dw*dx*sumi (+ m*s for q4_1).
+ * Matmuls keep up to 4 tokens in registers so prefill unpacks each weight
+ * block once per 4 tokens.
+ */
+#if defined(__aarch64__)
+
+#include <arm_neon.h>
+#include <math.h>
+
+#include "../quant/quant.h"
+#include "kernels_impl.h"
+
+#define RWE_TILE_T 4
+#define RWE_DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
+
+enum { FMT_Q8_0, FMT_Q4_0, FMT_Q4_1 };
+enum { FMT_F32, FMT_F16, FMT_BF16 };
+
+/* ------------------------------------------------- activation quantizers */
+
+/* vcvtaq rounds half away from zero, i.e. roundf: bit-exact with the ref. */
+static float quantize_block_neon(const float *x, int8_t *qs, int *sum) {
+    float32x4_t v[8], amax = vdupq_n_f32(0.0f);
+    for (int i = 0; i < 8; i++) {
+        v[i] = vld1q_f32(x + 4 * i);
+        amax = vmaxq_f32(amax, vabsq_f32(v[i]));
+    }
+    float d = vmaxvq_f32(amax) / 127.0f;
+    float id = d != 0.0f ? 1.0f / d : 0.0f;
+    int32x4_t s = vdupq_n_s32(0);
+    for (int i = 0; i < 8; i += 2) {
+        int32x4_t q0 = vcvtaq_s32_f32(vmulq_n_f32(v[i], id));
+        int32x4_t q1 = vcvtaq_s32_f32(vmulq_n_f32(v[i + 1], id));
+        s = vaddq_s32(s, vaddq_s32(q0, q1));
+        int16x8_t q16 = vcombine_s16(vqmovn_s32(q0), vqmovn_s32(q1));
+        vst1_s8(qs + 4 * i, vqmovn_s16(q16));
+    }
+    *sum = vaddvq_s32(s);
+    return d;
+}
+
+static void quantize_row_q8_0_neon(const float *x, void *vy, int64_t n) {
+    rwe_block_q8_0 *y = vy;
+    int sum;
+    for (int64_t b = 0; b < n / RWE_QK; b++)
+        y[b].d = rwe_f32_to_f16(quantize_block_neon(x + b * RWE_QK, y[b].qs, &sum));
+}
+
+static void quantize_row_q8_1_neon(const float *x, void *vy, int64_t n) {
+    rwe_block_q8_1 *y = vy;
+    int sum;
+    for (int64_t b = 0; b < n / RWE_QK; b++) {
+        float d = quantize_block_neon(x + b * RWE_QK, y[b].qs, &sum);
+        y[b].d = rwe_f32_to_f16(d);
+        y[b].s = rwe_f32_to_f16((float)sum * d);
+    }
+}
+
+/* ------------------------------------------------ quantized matmul */
+
+typedef int32x4_t (*block_dot_fn)(int8x16_t w0, int8x16_t w1, int8x16_t x0, int8x16_t x1);
+
+static inline int32x4_t block_dot_neon(int8x16_t w0, int8x16_t w1, int8x16_t x0, int8x16_t x1) {
+    int16x8_t p0 = vmlal_s8(vmull_s8(vget_low_s8(w0), vget_low_s8(x0)), vget_high_s8(w0), vget_high_s8(x0));
+    int16x8_t p1 = vmlal_s8(vmull_s8(vget_low_s8(w1), vget_low_s8(x1)), vget_high_s8(w1), vget_high_s8(x1));
+    return vpadalq_s16(vpaddlq_s16(p0), p1);
+}
+
+static inline RWE_DOTPROD int32x4_t block_dot_sdot(int8x16_t w0, int8x16_t w1, int8x16_t x0,
+                                                   int8x16_t x1) {
+    return vdotq_s32(vdotq_s32(vdupq_n_s32(0), w0, x0), w1, x1);
+}
+
+static inline size_t wblock_bytes(int fmt) {
+    return fmt == FMT_Q8_0 ? sizeof(rwe_block_q8_0)
+                           : (fmt == FMT_Q4_0 ? sizeof(rwe_block_q4_0) : sizeof(rwe_block_q4_1));
+}
+
+static inline float f16(const uint8_t *p) { return rwe_f16_to_f32(*(const uint16_t *)p); }
+
+/* Weight block -> two int8x16 in element order (q4_0: nibble - 8). */
+static inline void load_wblock(int fmt, const uint8_t *blk, int8x16_t *w0, int8x16_t *w1) {
+    if (fmt == FMT_Q8_0) {
+        *w0 = vld1q_s8((const int8_t *)blk + 2);
+        *w1 = vld1q_s8((const int8_t *)blk + 18);
+        return;
+    }
+    uint8x16_t q = vld1q_u8(blk + (fmt == FMT_Q4_0 ? 2 : 4));
+    int8x16_t lo = vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0x0f)));
+    int8x16_t hi = vreinterpretq_s8_u8(vshrq_n_u8(q, 4));
+    int8x16_t off = vdupq_n_s8(fmt == FMT_Q4_0 ? 8 : 0);
+    *w0 = vsubq_s8(lo, off);
+    *w1 = vsubq_s8(hi, off);
+}
+
+static inline __attribute__((always_inline)) void qdot_tile(int fmt, int TT, block_dot_fn dot,
+                                                            int64_t nb, const uint8_t *wrow,
+                                                            const uint8_t *const *x, float *out) {
+    size_t wbs = wblock_bytes(fmt), xbs = fmt == FMT_Q4_1 ? sizeof(rwe_block_q8_1) : sizeof(rwe_block_q8_0);
+    size_t xqs = fmt == FMT_Q4_1 ? 4 : 2;
+    float32x4_t acc[RWE_TILE_T];
+    float mterm[RWE_TILE_T] = {0};
+    for (int t = 0; t < TT; t++)
+        acc[t] = vdupq_n_f32(0.0f);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = wrow + b * wbs;
+        int8x16_t w0, w1;
+        load_wblock(fmt, blk, &w0, &w1);
+        float dw = f16(blk);
+        for (int t = 0; t < TT; t++) {
+            const uint8_t *xb = x[t] + b * xbs;
+            int8x16_t x0 = vld1q_s8((const int8_t *)(xb + xqs)), x1 = vld1q_s8((const int8_t *)(xb + xqs + 16));
+            acc[t] = vfmaq_n_f32(acc[t], vcvtq_f32_s32(dot(w0, w1, x0, x1)), dw * f16(xb));
+            if (fmt == FMT_Q4_1)
+                mterm[t] += f16(blk + 2) * f16(xb + 2);
+        }
+    }
+    for (int t = 0; t < TT; t++)
+        out[t] = vaddvq_f32(acc[t]) + mterm[t];
+}
+
+static inline __attribute__((always_inline)) void qmatmul(int fmt, block_dot_fn dot, int64_t cols,
+                                                          const void *W, const void *X,
+                                                          size_t x_stride, float *Y, int64_t y_stride,
+                                                          int64_t T, int64_t r0, int64_t r1) {
+    int64_t nb = cols / RWE_QK;
+    size_t row_bytes = (size_t)nb * wblock_bytes(fmt);
+    for (int64_t t0 = 0; t0 < T; t0 += RWE_TILE_T) {
+        int tt = T - t0 < RWE_TILE_T ? (int)(T - t0) : RWE_TILE_T;
+        const uint8_t *x[RWE_TILE_T];
+        for (int t = 0; t < tt; t++)
+            x[t] = (const uint8_t *)X + (size_t)(t0 + t) * x_stride;
+        for (int64_t r = r0; r < r1; r++) {
+            float out[RWE_TILE_T];
+            const uint8_t *wrow = (const uint8_t *)W + (size_t)r * row_bytes;
+            switch (tt) {
+            case 1: qdot_tile(fmt, 1, dot, nb, wrow, x, out); break;
+            case 2: qdot_tile(fmt, 2, dot, nb, wrow, x, out); break;
+            case 3: qdot_tile(fmt, 3, dot, nb, wrow, x, out); break;
+            default: qdot_tile(fmt, 4, dot, nb, wrow, x, out); break;
+            }
+            for (int t = 0; t < tt; t++)
+                Y[(t0 + t) * y_stride + r] = out[t];
+        }
+    }
+}
+
+#define RWE_MATMUL_ARGS                                                                        \
+    int64_t cols, const void *W, const void *X, size_t x_stride, float *Y, int64_t y_stride,   \
+        int64_t T, int64_t r0, int64_t r1
+#define RWE_MATMUL_PASS cols, W, X, x_stride, Y, y_stride, T, r0, r1
+
+static void matmul_q8_0_neon(RWE_MATMUL_ARGS) { qmatmul(FMT_Q8_0, block_dot_neon, RWE_MATMUL_PASS); }
+static void matmul_q4_0_neon(RWE_MATMUL_ARGS) { qmatmul(FMT_Q4_0, block_dot_neon, RWE_MATMUL_PASS); }
+static void matmul_q4_1_neon(RWE_MATMUL_ARGS) { qmatmul(FMT_Q4_1, block_dot_neon, RWE_MATMUL_PASS); }
+static RWE_DOTPROD void matmul_q8_0_dotprod(RWE_MATMUL_ARGS) {
+    qmatmul(FMT_Q8_0, block_dot_sdot, RWE_MATMUL_PASS);
+}
+static RWE_DOTPROD void matmul_q4_0_dotprod(RWE_MATMUL_ARGS) {
+    qmatmul(FMT_Q4_0, block_dot_sdot, RWE_MATMUL_PASS);
+}
+static RWE_DOTPROD void matmul_q4_1_dotprod(RWE_MATMUL_ARGS) {
+    qmatmul(FMT_Q4_1, block_dot_sdot, RWE_MATMUL_PASS);
+}
+
+/* ---------------------------------------------------- float matmul */
+
+static inline float32x4_t load4_w(int fmt, const void *w, int64_t i) {
+    if (fmt == FMT_F32)
+        return vld1q_f32((const float *)w + i);
+    if (fmt == FMT_F16)
+        return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)w + i)));
+    return vreinterpretq_f32_u32(vshlq_n_u32(vmovl_u16(vld1_u16((const uint16_t *)w + i)), 16));
+}
+
+static inline float load1_w(int fmt, const void *w, int64_t i) {
+    if (fmt == FMT_F32)
+        return ((const float *)w)[i];
+    uint16_t h = ((const uint16_t *)w)[i];
+    return fmt == FMT_F16 ? rwe_f16_to_f32(h) : rwe_bf16_to_f32(h);
+}
+
+static inline __attribute__((always_inline)) void fdot_tile(int fmt, int TT, int64_t n, const void *w,
+                                                            const float *const *x, float *out) {
+    float32x4_t acc[RWE_TILE_T];
+    for (int t = 0; t < TT; t++)
+        acc[t] = vdupq_n_f32(0.0f);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t wv = load4_w(fmt, w, i);
+        for (int t = 0; t < TT; t++)
+            acc[t] = vfmaq_f32(acc[t], wv, vld1q_f32(x[t] + i));
+    }
+    for (int t = 0; t < TT; t++) {
+        out[t] = vaddvq_f32(acc[t]);
+        for (int64_t j = i; j < n; j++)
+            out[t] += load1_w(fmt, w, j) * x[t][j];
+    }
+}
+
+static inline __attribute__((always_inline)) void fmatmul(int fmt, RWE_MATMUL_ARGS) {
+    size_t row_bytes = (size_t)cols * (fmt == FMT_F32 ? 4 : 2);
+    for (int64_t t0 = 0; t0 < T; t0 += RWE_TILE_T) {
+        int tt = T - t0 < RWE_TILE_T ? (int)(T - t0) : RWE_TILE_T;
+        const float *x[RWE_TILE_T];
+        for (int t = 0; t < tt; t++)
+            x[t] = (const float *)((const char *)X + (size_t)(t0 + t) * x_stride);
+        for (int64_t r = r0; r < r1; r++) {
+            float out[RWE_TILE_T];
+            const void *wrow = (const char *)W + (size_t)r * row_bytes;
+            switch (tt) {
+            case 1: fdot_tile(fmt, 1, cols, wrow, x, out); break;
+            case 2: fdot_tile(fmt, 2, cols, wrow, x, out); break;
+            case 3: fdot_tile(fmt, 3, cols, wrow, x, out); break;
+            default: fdot_tile(fmt, 4, cols, wrow, x, out); break;
+            }
+            for (int t = 0; t < tt; t++)
+                Y[(t0 + t) * y_stride + r] = out[t];
+        }
+    }
+}
+
+static void matmul_f32_neon(RWE_MATMUL_ARGS) { fmatmul(FMT_F32, RWE_MATMUL_PASS); }
+static void matmul_f16_neon(RWE_MATMUL_ARGS) { fmatmul(FMT_F16, RWE_MATMUL_PASS); }
+static void matmul_bf16_neon(RWE_MATMUL_ARGS) { fmatmul(FMT_BF16, RWE_MATMUL_PASS); }
+
+/* ------------------------------------------------------------- wkv5 */
+
+/* One head, one token, N % 4 == 0, 4 value channels j per vector:
+ *   out[j] = sum_i (r[i] u[i] k[i]) v[j] + r[i] S[i][j];  S[i][j] = k[i] v[j] + w[i] S[i][j] */
+static void wkv5_head_neon(int64_t N, const float *r, const float *k, const float *v,
+                           const float *w, const float *u, float *S, float *out) {
+    for (int64_t j = 0; j < N; j++)
+        out[j] = 0.0f;
+    for (int64_t i = 0; i < N; i++) {
+        float ruk = r[i] * u[i] * k[i];
+        float *Si = S + i * N;
+        for (int64_t j = 0; j < N; j += 4) {
+            float32x4_t vj = vld1q_f32(v + j), s = vld1q_f32(Si + j);
+            float32x4_t o = vfmaq_n_f32(vld1q_f32(out + j), vj, ruk);
+            vst1q_f32(out + j, vfmaq_n_f32(o, s, r[i]));
+            vst1q_f32(Si + j, vfmaq_n_f32(vmulq_n_f32(s, w[i]), vj, k[i]));
+        }
+    }
+}
+
+static void wkv5_neon(int64_t T, int64_t H, int64_t N, const float *r, const float *k,
+                      const float *v, const float *w, const float *u, float *S, float *out) {
+    if (N % 4 != 0) {
+        rwe_wkv5_ref(T, H, N, r, k, v, w, u, S, out);
+        return;
+    }
+    int64_t C = H * N;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t h = 0; h < H; h++) {
+            int64_t o = t * C + h * N;
+            wkv5_head_neon(N, r + o, k + o, v + o, w + h * N, u + h * N, S + h * N * N, out + o);
+        }
+}
+
+/* ------------------------------------------------------------ norms */
+
+static float sum_neon(const float *x, int64_t n) {
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        acc = vaddq_f32(acc, vld1q_f32(x + i));
+    float s = vaddvq_f32(acc);
+    for (; i < n; i++)
+        s += x[i];
+    return s;
+}
+
+static float sqdev_neon(const float *x, int64_t n, float mean) {
+    float32x4_t acc = vdupq_n_f32(0.0f), m = vdupq_n_f32(mean);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t d = vsubq_f32(vld1q_f32(x + i), m);
+        acc = vfmaq_f32(acc, d, d);
+    }
+    float s = vaddvq_f32(acc);
+    for (; i < n; i++)
+        s += (x[i] - mean) * (x[i] - mean);
+    return s;
+}
+
+static void layer_norm_neon(const float *x, const float *weight, const float *bias, float *y,
+                            int64_t n, float eps) {
+    float mean = sum_neon(x, n) / (float)n;
+    float rstd = 1.0f / sqrtf(sqdev_neon(x, n, mean) / (float)n + eps);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t xn = vmulq_n_f32(vsubq_f32(vld1q_f32(x + i), vdupq_n_f32(mean)), rstd);
+        vst1q_f32(y + i, vfmaq_f32(vld1q_f32(bias + i), xn, vld1q_f32(weight + i)));
+    }
+    for (; i < n; i++)
+        y[i] = (x[i] - mean) * rstd * weight[i] + bias[i];
+}
+
+static void group_norm_neon(float *x, const float *weight, const float *bias, int64_t H, int64_t N,
+                            float eps) {
+    for (int64_t h = 0; h < H; h++)
+        layer_norm_neon(x + h * N, weight + h * N, bias + h * N, x + h * N, N, eps);
+}
+
+const rwe_kernels rwe_kernels_neon = {
+    .isa = RWE_ISA_NEON,
+    .name = "neon",
+    .quantize_row_q8_0 = quantize_row_q8_0_neon,
+    .quantize_row_q8_1 = quantize_row_q8_1_neon,
+    .matmul_f32 = matmul_f32_neon,
+    .matmul_f16 = matmul_f16_neon,
+    .matmul_bf16 = matmul_bf16_neon,
+    .matmul_q8_0 = matmul_q8_0_neon,
+    .matmul_q4_0 = matmul_q4_0_neon,
+    .matmul_q4_1 = matmul_q4_1_neon,
+    .wkv5 = wkv5_neon,
+    .layer_norm = layer_norm_neon,
+    .group_norm = group_norm_neon,
+};
+
+/* Only the int8 block dot changes; everything else is the neon set's. */
+const rwe_kernels rwe_kernels_dotprod = {
+    .isa = RWE_ISA_DOTPROD,
+    .name = "dotprod",
+    .quantize_row_q8_0 = quantize_row_q8_0_neon,
+    .quantize_row_q8_1 = quantize_row_q8_1_neon,
+    .matmul_f32 = matmul_f32_neon,
+    .matmul_f16 = matmul_f16_neon,
+    .matmul_bf16 = matmul_bf16_neon,
+    .matmul_q8_0 = matmul_q8_0_dotprod,
+    .matmul_q4_0 = matmul_q4_0_dotprod,
+    .matmul_q4_1 = matmul_q4_1_dotprod,
+    .wkv5 = wkv5_neon,
+    .layer_norm = layer_norm_neon,
+    .group_norm = group_norm_neon,
+};
+
+#endif /* __aarch64__ */
