@@ -366,6 +366,8 @@ rwe_status rwe_gguf_get_str(const rwe_gguf *g, const char *key, char *buf, size_
     if (kv->len >= buf_size)
         return rwe_fail(RWE_ERR_FORMAT, "GGUF: metadata string '%s' is too long (%llu bytes)", key,
                         (unsigned long long)kv->len);
+    if (memchr(kv->value, '\0', (size_t)kv->len))
+        return rwe_fail(RWE_ERR_FORMAT, "GGUF: metadata string '%s' contains a NUL byte", key);
     memcpy(buf, kv->value, (size_t)kv->len);
     buf[kv->len] = '\0';
     return RWE_OK;

@@ -28,6 +28,7 @@
 #define CHUNK 64              /* tokens per batched chunk (sizes the scratch) */
 #define MAX_THREADS 256
 #define ROW_GRAIN 16          /* matmul rows per thread come in multiples of this */
+#define PARALLEL_MIN_WORK (1 << 16) /* multiply-adds below which waking threads costs more */
 
 /* ------------------------------------------------------------------ structs */
 
@@ -403,6 +404,12 @@ static const void *to_act(const rwe_model *m, rwe_type act, const float *x, int6
     return buf;
 }
 
+/* Run fn on the pool, or on this thread alone when the region is too small to share. */
+static void run(rwe_model *m, rwe_task_fn fn, void *ctx, int64_t work) {
+    if (work < PARALLEL_MIN_WORK) fn(ctx, 0, 1);
+    else rwe_threadpool_run(m->pool, fn, ctx);
+}
+
 /* Up to four independent matmuls Y = W X over one chunk, run as one parallel region. */
 typedef struct {
     const matrix *w;
@@ -416,6 +423,7 @@ typedef struct {
     mm_job job[4];
     int n;
     int64_t T;
+    int64_t work;             /* multiply-adds in the batch */
 } mm_batch;
 
 static void mm_task(void *ctx, int ith, int nth) {
@@ -436,6 +444,7 @@ static void mm_add(const rwe_model *m, mm_batch *b, const matrix *w, const float
     j->x = to_act(m, w->act, x, b->T, w->cols, act_buf, &j->x_stride);
     j->y = y;
     j->y_stride = y_stride;
+    b->work += w->rows * w->cols * b->T;
 }
 
 static void layer_norm_rows(const rwe_model *m, const float *x, const float *w, const float *b,
@@ -517,10 +526,10 @@ static void time_mix(rwe_model *m, const layer *L, int64_t T, float *shift, floa
     mm_add(m, &b, &L->att_k, s->xk, s->act[1], s->k, C);
     mm_add(m, &b, &L->att_v, s->xv, s->act[2], s->v, C);
     if (L->att_mix_g) mm_add(m, &b, &L->att_g, s->xg, s->act[3], s->g, C);
-    rwe_threadpool_run(m->pool, mm_task, &b);
+    run(m, mm_task, &b, b.work);
 
     wkv_job w = {m, L, T, S};
-    rwe_threadpool_run(m->pool, wkv_task, &w);
+    run(m, wkv_task, &w, T * m->H * m->N * m->N * 2);
 
     for (int64_t t = 0; t < T; t++) {            /* ln_x, then the gate silu(g) */
         float *y = s->y + t * C, *g = s->g + t * C;
@@ -529,7 +538,7 @@ static void time_mix(rwe_model *m, const layer *L, int64_t T, float *shift, floa
     }
     mm_batch o = {.T = T};
     mm_add(m, &o, &L->att_o, s->y, s->act[0], s->out, C);
-    rwe_threadpool_run(m->pool, mm_task, &o);
+    run(m, mm_task, &o, o.work);
     for (int64_t i = 0; i < T * C; i++) s->x[i] += s->out[i];
 }
 
@@ -545,7 +554,7 @@ static void channel_mix(rwe_model *m, const layer *L, int64_t T, float *shift) {
     mm_batch b = {.T = T};                       /* key and receptance in one region */
     mm_add(m, &b, &L->ffn_k, s->xk, s->act[0], s->fk, F);
     mm_add(m, &b, &L->ffn_r, s->xr, s->act[1], s->r, C);
-    rwe_threadpool_run(m->pool, mm_task, &b);
+    run(m, mm_task, &b, b.work);
 
     for (int64_t i = 0; i < T * F; i++) {
         float k = s->fk[i] > 0.0f ? s->fk[i] : 0.0f;
@@ -553,7 +562,7 @@ static void channel_mix(rwe_model *m, const layer *L, int64_t T, float *shift) {
     }
     mm_batch v = {.T = T};
     mm_add(m, &v, &L->ffn_v, s->fk, s->act_f, s->out, C);
-    rwe_threadpool_run(m->pool, mm_task, &v);
+    run(m, mm_task, &v, v.work);
     for (int64_t i = 0; i < T * C; i++) s->x[i] += sigmoidf(s->r[i]) * s->out[i];
 }
 
@@ -564,7 +573,7 @@ static void head(rwe_model *m, const float *x, int64_t T, float *logits) {
         m->kern->layer_norm(x + t * m->C, m->lnout_w, m->lnout_b, s->xx + t * m->C, m->C, m->ln_eps);
     mm_batch b = {.T = T};
     mm_add(m, &b, &m->head, s->xx, s->act[0], logits, m->V);
-    rwe_threadpool_run(m->pool, mm_task, &b);
+    run(m, mm_task, &b, b.work);
 }
 
 /* One chunk of T <= CHUNK tokens. logits: NULL, the last row's (all == 0) or every row's. */

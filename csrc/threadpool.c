@@ -43,6 +43,7 @@ static unsigned wait_next(rwe_threadpool *p, unsigned seen) {
         unsigned g = atomic_load_explicit(&p->generation, memory_order_acquire);
         if (g != seen) return g;
         cpu_relax();
+        if ((i & 255) == 255) sched_yield(); /* give the core away when oversubscribed */
     }
     pthread_mutex_lock(&p->mutex);
     while (atomic_load(&p->generation) == seen) {
@@ -126,7 +127,7 @@ void rwe_threadpool_run(rwe_threadpool *p, rwe_task_fn fn, void *ctx) {
     /* The workers' share is about the same size as ours: spin, yielding now and then. */
     for (unsigned i = 0; atomic_load_explicit(&p->done, memory_order_acquire) < p->n_threads - 1; i++) {
         cpu_relax();
-        if ((i & 1023) == 1023) sched_yield();
+        if ((i & 255) == 255) sched_yield();
     }
 }
 

@@ -143,6 +143,12 @@ class CEngine:
             ffi.release(self._handle)  # runs rwe_model_free now
             self._handle = None
 
+    def __enter__(self) -> CEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def _is_gguf(p: Path) -> bool:
     if not p.is_file():
@@ -163,12 +169,14 @@ def _is_matrix(name: str, shape: tuple[int, ...]) -> bool:
     return len(shape) == 2 and name.endswith(_MATRIX_SUFFIXES) and ".ln" not in name
 
 
-def write_checkpoint_gguf(ckpt: Checkpoint, path: Path, matrix_type: str | None = None) -> None:
+def write_checkpoint_gguf(ckpt: Checkpoint, path: Path, matrix_type: str | None = None,
+                          emb_ln_dtype: str | None = None) -> None:
     """Write a checkpoint as an rwkv5 GGUF: float matrices as stored (f32/f16/bf16),
     every small tensor as f32, ``time_mix_*`` squeezed to [C].
 
     ``matrix_type`` ("q8_0", "q4_0", "q4_1") quantizes every matrix with
     gguf.quants instead; tests use it to build quantized fixtures.
+    ``emb_ln_dtype`` overrides the embedding rounding (default: the checkpoint's dtype).
     """
     import gguf
 
@@ -183,7 +191,8 @@ def write_checkpoint_gguf(ckpt: Checkpoint, path: Path, matrix_type: str | None 
         w.add_uint32(key, val)
     w.add_float32(schema.KEY_LN_EPS, cfg.ln_eps)
     w.add_float32(schema.KEY_GN_EPS, cfg.gn_eps)
-    w.add_string(schema.KEY_EMB_LN_DTYPE, _EMB_LN_DTYPES.get(ckpt.source_dtype, "f32"))
+    w.add_string(schema.KEY_EMB_LN_DTYPE,
+                 emb_ln_dtype or _EMB_LN_DTYPES.get(ckpt.source_dtype, "f32"))
     for name in ckpt:
         _add_tensor(w, gguf, name, ckpt[name], matrix_type)
     w.write_header_to_file()
