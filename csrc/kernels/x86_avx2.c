@@ -8,7 +8,8 @@
  *
  * Matmuls keep a tile of up to 4 tokens in registers: a weight block is
  * loaded and unpacked once, then multiplied with each token's block, so
- * prefill reads every weight once per 4 tokens.
+ * prefill reads every weight once per 4 tokens.  Decode takes 2 rows at a
+ * time so they share each activation block.
  */
 #if defined(__x86_64__)
 
@@ -114,36 +115,49 @@ static inline size_t wblock_bytes(int fmt) {
                            : (fmt == FMT_Q4_0 ? sizeof(rwe_block_q4_0) : sizeof(rwe_block_q4_1));
 }
 
-/* out[t] = dot(weight row, token t) for TT tokens of nb blocks.
+/* out[i][t] = dot(weight row i, token t) for R rows x TT tokens of nb blocks.
  * Signed weights use the sign trick: w*x = |w| * (x with w's sign). */
-static inline __attribute__((always_inline)) void qdot_tile(int fmt, int TT, int64_t nb,
-                                                            const uint8_t *wrow,
-                                                            const uint8_t *const *x, float *out) {
+static inline __attribute__((always_inline)) void qdot_tile(int fmt, int R, int TT, int64_t nb,
+                                                            const uint8_t *const *wrow,
+                                                            const uint8_t *const *x,
+                                                            float out[2][RWE_TILE_T]) {
     size_t wbs = wblock_bytes(fmt), xbs = fmt == FMT_Q4_1 ? sizeof(rwe_block_q8_1) : sizeof(rwe_block_q8_0);
     size_t xqs = fmt == FMT_Q4_1 ? 4 : 2;
-    __m256 acc[RWE_TILE_T];
-    float mterm[RWE_TILE_T] = {0};
-    for (int t = 0; t < TT; t++)
-        acc[t] = _mm256_setzero_ps();
+    __m256 acc[2][RWE_TILE_T];
+    float mterm[2][RWE_TILE_T] = {{0}};
+    for (int i = 0; i < R; i++)
+        for (int t = 0; t < TT; t++)
+            acc[i][t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *blk = wrow + b * wbs;
-        __m256i w = load_wblock(fmt, blk);
-        __m256i wu = fmt == FMT_Q4_1 ? w : _mm256_sign_epi8(w, w);
-        float dw = f16(*(const uint16_t *)blk);
+        __m256i w[2], wu[2];
+        float dw[2], m[2];
+        for (int i = 0; i < R; i++) {
+            const uint8_t *blk = wrow[i] + b * wbs;
+            w[i] = load_wblock(fmt, blk);
+            wu[i] = fmt == FMT_Q4_1 ? w[i] : _mm256_sign_epi8(w[i], w[i]);
+            dw[i] = f16(*(const uint16_t *)blk);
+            m[i] = fmt == FMT_Q4_1 ? f16(*(const uint16_t *)(blk + 2)) : 0.0f;
+        }
         for (int t = 0; t < TT; t++) {
             const uint8_t *xb = x[t] + b * xbs;
             __m256i xv = _mm256_loadu_si256((const __m256i *)(xb + xqs));
-            __m256i xs = fmt == FMT_Q4_1 ? xv : _mm256_sign_epi8(xv, w);
-            __m256 d = _mm256_set1_ps(dw * f16(*(const uint16_t *)xb));
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_us8(wu, xs)), d, acc[t]);
-            if (fmt == FMT_Q4_1)
-                mterm[t] += f16(*(const uint16_t *)(blk + 2)) * f16(*(const uint16_t *)(xb + 2));
+            float dx = f16(*(const uint16_t *)xb);
+            for (int i = 0; i < R; i++) {
+                __m256i xs = fmt == FMT_Q4_1 ? xv : _mm256_sign_epi8(xv, w[i]);
+                __m256 d = _mm256_set1_ps(dw[i] * dx);
+                acc[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_us8(wu[i], xs)), d, acc[i][t]);
+                if (fmt == FMT_Q4_1)
+                    mterm[i][t] += m[i] * f16(*(const uint16_t *)(xb + 2));
+            }
         }
     }
-    for (int t = 0; t < TT; t++)
-        out[t] = hsum8(acc[t]) + mterm[t];
+    for (int i = 0; i < R; i++)
+        for (int t = 0; t < TT; t++)
+            out[i][t] = hsum8(acc[i][t]) + mterm[i][t];
 }
 
+/* Decode (one token) takes 2 rows per tile so they share the activation
+ * loads; with more tokens one row x 4 tokens fills the 16 ymm registers. */
 static inline __attribute__((always_inline)) void qmatmul(int fmt, int64_t cols, const void *W,
                                                           const void *X, size_t x_stride, float *Y,
                                                           int64_t y_stride, int64_t T, int64_t r0,
@@ -155,17 +169,21 @@ static inline __attribute__((always_inline)) void qmatmul(int fmt, int64_t cols,
         const uint8_t *x[RWE_TILE_T];
         for (int t = 0; t < tt; t++)
             x[t] = (const uint8_t *)X + (size_t)(t0 + t) * x_stride;
-        for (int64_t r = r0; r < r1; r++) {
-            float out[RWE_TILE_T];
-            const uint8_t *wrow = (const uint8_t *)W + (size_t)r * row_bytes;
-            switch (tt) { /* constant tile sizes, so the token loop unrolls */
-            case 1: qdot_tile(fmt, 1, nb, wrow, x, out); break;
-            case 2: qdot_tile(fmt, 2, nb, wrow, x, out); break;
-            case 3: qdot_tile(fmt, 3, nb, wrow, x, out); break;
-            default: qdot_tile(fmt, 4, nb, wrow, x, out); break;
+        for (int64_t r = r0; r < r1;) {
+            float out[2][RWE_TILE_T] = {{0}};
+            int R = tt == 1 && r + 2 <= r1 ? 2 : 1;
+            const uint8_t *wrow[2] = {(const uint8_t *)W + (size_t)r * row_bytes,
+                                      (const uint8_t *)W + (size_t)(r + R - 1) * row_bytes};
+            switch (R == 2 ? 0 : tt) { /* constant tile sizes, so the loops unroll */
+            case 0: qdot_tile(fmt, 2, 1, nb, wrow, x, out); break;
+            case 1: qdot_tile(fmt, 1, 1, nb, wrow, x, out); break;
+            case 2: qdot_tile(fmt, 1, 2, nb, wrow, x, out); break;
+            case 3: qdot_tile(fmt, 1, 3, nb, wrow, x, out); break;
+            default: qdot_tile(fmt, 1, 4, nb, wrow, x, out); break;
             }
-            for (int t = 0; t < tt; t++)
-                Y[(t0 + t) * y_stride + r] = out[t];
+            for (int i = 0; i < R; i++, r++)
+                for (int t = 0; t < tt; t++)
+                    Y[(t0 + t) * y_stride + r] = out[i][t];
         }
     }
 }
