@@ -60,12 +60,13 @@ def _gguf(tmp_path_factory: pytest.TempPathFactory, src: Path, matrix_type: str 
 @pytest.fixture(scope="module")
 def files(tiny_v2: Path, tiny_v1: Path,
           tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The fixtures as f32 GGUFs, plus q8_0 / q4_0 versions of the v5.2 one."""
+    """The fixtures as f32 GGUFs, plus q8_0 / q4_0 / q4_1 versions of the v5.2 one."""
     return {
         "tiny_v2": _gguf(tmp_path_factory, tiny_v2, None),
         "tiny_v1": _gguf(tmp_path_factory, tiny_v1, None),
         "q8_0": _gguf(tmp_path_factory, tiny_v2, "q8_0"),
         "q4_0": _gguf(tmp_path_factory, tiny_v2, "q4_0"),
+        "q4_1": _gguf(tmp_path_factory, tiny_v2, "q4_1"),
     }
 
 
@@ -204,7 +205,7 @@ def test_info_and_weight_bytes(files: dict[str, Path]) -> None:
 
 
 @pytest.mark.parametrize("isa", SIMD_ISAS or [pytest.param("none", marks=pytest.mark.skip)])
-@pytest.mark.parametrize("fmt", ["q8_0", "q4_0"])
+@pytest.mark.parametrize("fmt", ["q8_0", "q4_0", "q4_1"])
 def test_quantized_simd_matches_ref_kernels(fmt: str, isa: str, files: dict[str, Path]) -> None:
     """Teacher-forced: every step starts both kernel sets from the ref set's state.
 
@@ -244,12 +245,13 @@ def test_q8_0_within_budget_of_f32(files: dict[str, Path],
 # -------------------------------------------------- other checkpoint kinds
 
 
-def test_bf16_checkpoint_rounds_embedding_like_reference(tmp_path: Path) -> None:
-    """bf16 weights run as bf16 matrices; LN(emb) is rounded to bf16 (spec 5.3)."""
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_half_checkpoint_rounds_embedding_like_reference(dtype: str, tmp_path: Path) -> None:
+    """bf16/f16 weights run as such; LN(emb) is rounded to that dtype (spec 5.3)."""
     from .reference import random_checkpoint, reference_rnn
 
-    src = random_checkpoint(tmp_path / "bf16.pth", version="5.2", n_layer=2, n_embd=64,
-                            head_size=16, n_vocab=96, dtype="bf16", seed=3)
+    src = random_checkpoint(tmp_path / f"{dtype}.pth", version="5.2", n_layer=2, n_embd=64,
+                            head_size=16, n_vocab=96, dtype=dtype, seed=3)
     toks = TOKENS[:40]
     toks = [t % 96 for t in toks]
     ref_logits, _ = reference_rnn(src, toks)
