@@ -1,0 +1,182 @@
+"""The chat, driven in a real pseudo-terminal (pexpect), plus its session logic in-process.
+
+The terminal test types turns, reads the streamed replies and checks them
+against the same conversation run in-process, then exercises multi-line
+input, /undo, /save + /load, Ctrl-C during a reply and Ctrl-D.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rwkv_edge.generate import complete
+
+pexpect = pytest.importorskip("pexpect")
+
+# Greedy and penalty-free, so a reply is a pure function of the conversation.
+SAMPLING: dict[str, Any] = dict(temperature=0.0, top_p=0.3, top_k=0, presence_penalty=0.0,
+                                frequency_penalty=0.0, penalty_decay=0.996)
+MAX_TOKENS = 24
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[=>]")
+STATS = re.compile(r"\[prompt (\d+) tok at ([\d.]+) tok/s, generated (\d+) tok at ([\d.]+) tok/s\]")
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_v2: Path) -> Any:
+    from rwkv_edge import Model
+
+    with Model.load(tiny_v2, backend="numba") as m:
+        yield m
+
+
+def _session(model: Any) -> Any:
+    from rwkv_edge.cli.chat_cmd import ChatSession
+
+    return ChatSession(model, dict(SAMPLING), None, MAX_TOKENS)
+
+
+# ---------------------------------------------------------------------------
+# Session logic against hand-built World-format prompts
+# ---------------------------------------------------------------------------
+
+
+def test_session_builds_the_world_format(tiny: Any) -> None:
+    s = _session(tiny)
+    r1 = "".join(s.send("Hello there"))
+    r2 = "".join(s.send("How are you?\n\n\nFine"))  # blank lines would end the turn
+    kw: dict[str, Any] = dict(max_tokens=MAX_TOKENS, stop=["\n\nUser:"], **SAMPLING)
+    a = complete(tiny, "User: Hello there\n\nAssistant:", **kw)
+    assert r1 == a.text.lstrip() and len(a.tokens) == MAX_TOKENS
+    # The second turn continues the state; "\n\n" in the message became "\n".
+    b = complete(tiny, "\n\nUser: How are you?\nFine\n\nAssistant:", state=a.state, **kw)
+    assert r2 == b.text.lstrip()
+    assert s.transcript() == [{"user": "Hello there", "assistant": r1},
+                              {"user": "How are you?\nFine", "assistant": r2}]
+    assert s.now.state == b.state
+
+
+def test_undo_retry_reset_restore_snapshots(tiny: Any) -> None:
+    s = _session(tiny)
+    r1 = "".join(s.send("Hello there"))
+    after1 = s.now.state.copy()
+    "".join(s.send("Second"))
+    assert s.undo().startswith("undid") and s.now.state == after1
+    assert len(s.turns) == 1
+    retry = s.retry()
+    assert retry is not None and "".join(retry) == r1  # greedy: same reply again
+    assert s.now.state == after1
+    s.reset()
+    assert s.turns == [] and s.now.state == tiny.new_state()
+    assert s.undo() == "nothing to undo" and s.retry() is None
+
+
+def test_system_prompt_and_set(tiny: Any) -> None:
+    from rwkv_edge.cli.chat_cmd import ChatSession
+
+    s = ChatSession(tiny, dict(SAMPLING), "Be brief.\n\nVery.", MAX_TOKENS)
+    r = "".join(s.send("Hi"))
+    want = complete(tiny, "System: Be brief.\nVery.\n\nUser: Hi\n\nAssistant:",
+                    max_tokens=MAX_TOKENS, stop=["\n\nUser:"], **SAMPLING)
+    assert r == want.text.lstrip()
+    assert s.set_option("top_k", "5") == "top_k = 5" and s.sampling["top_k"] == 5
+    with pytest.raises(ValueError):
+        s.set_option("temperature", "-1")
+    with pytest.raises(ValueError):
+        s.set_option("nonsense", "1")
+
+
+# ---------------------------------------------------------------------------
+# The real terminal
+# ---------------------------------------------------------------------------
+
+
+def _spawn(tmp_path: Path, model: Path) -> Any:
+    env = dict(os.environ, HOME=str(tmp_path), RWKV_EDGE_HISTORY=str(tmp_path / "hist"),
+               TERM="xterm")
+    args = ["-c", "from rwkv_edge.cli.main import main; main()", "chat", "--model", str(model),
+            "--backend", "numba", "--max-tokens", str(MAX_TOKENS), "--stats"]
+    for k, v in SAMPLING.items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    child = pexpect.spawn(sys.executable, args, env=env, encoding="utf-8", timeout=180,
+                          cwd=str(tmp_path),  # not the source tree: it would shadow the build
+                          dimensions=(40, 200))
+    child.expect_exact("You> ")
+    return child
+
+
+def _reply(child: Any) -> tuple[str, re.Match[str]]:
+    """Wait for a reply and its stats line; the reply text as the terminal showed it."""
+    child.expect(STATS)
+    shown = ANSI.sub("", child.before).replace("\r\n", "\n")
+    m = STATS.search(ANSI.sub("", child.after))
+    assert m is not None
+    child.expect_exact("You> ")
+    return shown.split("Assistant: ", 1)[1].rstrip("\n"), m
+
+
+def _say(child: Any, *lines: str) -> tuple[str, re.Match[str]]:
+    for line in lines:
+        child.sendline(line)
+    return _reply(child)
+
+
+def _do(child: Any, command: str, answer: str) -> None:
+    child.sendline(command)
+    child.expect_exact(answer)
+    child.expect_exact("You> ")
+
+
+def test_chat_in_a_terminal(tiny: Any, tiny_v2: Path, tmp_path: Path) -> None:
+    from rwkv_edge.state_io import read_state_file
+
+    ref = _session(tiny)  # the same conversation, in-process
+    want1, want2 = "".join(ref.send("Hello there")), "".join(ref.send("How are you?"))
+    want3 = "".join(ref.send("first line \nsecond line"))
+    child = _spawn(tmp_path, tiny_v2)
+
+    got1, stats1 = _say(child, "Hello there")
+    assert got1 == want1.rstrip("\n")
+    assert int(stats1.group(1)) == len("User: Hello there\n\nAssistant:")  # byte tokens
+    assert int(stats1.group(3)) == MAX_TOKENS and float(stats1.group(4)) > 0
+    got2, _ = _say(child, "How are you?")
+    assert got2 == want2.rstrip("\n")
+    got3, _ = _say(child, "first line \\", "second line")  # backslash continues the line
+    assert got3 == want3.rstrip("\n")
+
+    _do(child, "/undo", "undid: 'first line")
+    again3, _ = _say(child, "first line \\", "second line")  # restored state, same reply
+    assert again3 == got3
+    _do(child, "/undo", "undid")
+    save = tmp_path / "conv.rwst"
+    _do(child, f"/save {save}", "saved 2 turns")
+    third, _ = _say(child, "Tell me more")
+    _do(child, f"/load {save}", "loaded 2 turns")
+    assert _say(child, "Tell me more")[0] == third  # the loaded state is the saved one
+
+    header, _ = read_state_file(save)
+    assert header["meta"]["transcript"] == [{"user": "Hello there", "assistant": got1},
+                                            {"user": "How are you?", "assistant": got2}]
+
+    _interrupt_a_long_reply(child)
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def _interrupt_a_long_reply(child: Any) -> None:
+    _do(child, "/set max_tokens 1000000", "max_tokens = 1000000")
+    child.sendline("Tell me a very long story")
+    child.expect_exact("Assistant: ")
+    time.sleep(1.0)
+    child.sendintr()
+    child.expect_exact("[interrupted]")
+    child.expect_exact("You> ")
+    _do(child, "/help", "Commands:")  # the session survived
