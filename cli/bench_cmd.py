@@ -45,16 +45,20 @@ def _ints(text: str) -> tuple[int, ...]:
 @click.option("--context", default="", metavar="POSITIONS",
               help="Context sweep positions, e.g. 0,1024,8192,32768 (slow: runs every token).")
 @click.option("--bandwidth-mib", type=click.IntRange(16), default=1024, show_default=True)
+@click.option("--bandwidth-c", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="benchmarks/bandwidth.c for the C cross-check "
+                                 "(default: found in the source checkout, if any).")
 def bench_command(model: Path, threads: int | None, isa: str, backend: str, vs_spec: str | None,
                   json_path: Path | None, n_decode: int, warmup: int, prefill: str, context: str,
-                  bandwidth_mib: int) -> None:
+                  bandwidth_mib: int, bandwidth_c: Path | None) -> None:
     """Measure decode ms/token against the memory-bandwidth roofline, prefill and load."""
     from ..bench import BenchOptions, BenchPlan, bench_model, format_report, parse_vs
     from ..errors import RwkvEdgeError
 
     base = BenchOptions(backend=backend, threads=threads or os.cpu_count() or 1, isa=isa)
     plan = BenchPlan(n_decode=n_decode, warmup=warmup, prefill_lengths=_ints(prefill),
-                     context_positions=_ints(context), bandwidth_mib=bandwidth_mib)
+                     context_positions=_ints(context), bandwidth_mib=bandwidth_mib,
+                     bandwidth_c_source=bandwidth_c)
     try:
         runs = [base] if vs_spec is None else [base, parse_vs(vs_spec, base)]
         result = bench_model(model, runs, plan)

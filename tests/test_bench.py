@@ -182,7 +182,7 @@ def test_parse_vs() -> None:
 RUN_FIELDS = {"label", "options", "backend", "engine", "load_s", "first_token_ms", "decode",
               "prefill", "context", "rss_after_load_bytes", "peak_rss_bytes",
               "weight_bytes_per_token", "achieved_gbps", "bandwidth_gbps", "roofline_ms",
-              "roofline_ratio"}
+              "roofline_ratio", "peak_rss_scope"}
 
 
 def test_bench_json_has_every_field(tiny_bf16: Path) -> None:

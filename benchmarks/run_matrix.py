@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""The standard benchmark matrix: shapes × formats × threads {2, 1} (+ one context sweep).
+
+    PYTHONPATH=/tmp/rwe-site-NAME python benchmarks/run_matrix.py [--cache DIR] [--quick]
+
+For every shape it writes a synthetic bf16 checkpoint (tools/make_synthetic.py)
+into the cache, quantizes it with the project's quantizer (``rwkv-edge
+quantize``) into each format, and runs ``rwkv-edge bench`` on it in a fresh
+process (so peak RSS is the model's own) with 2 threads against 1 (``--vs``).
+Each bench measures the machine's bandwidth itself, in the same process, right
+before its model. Results: benchmarks/results/<shape>-<format>.json plus
+matrix.json (what ran, what was skipped and why, load averages around each run:
+the machine is shared, so figures taken while it was busy say so).
+
+Budget: under 15 minutes on a 2-core machine including generation; checkpoints
+are cached, so reruns skip generation and quantization.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
+SHAPES = ("12x768", "24x1024", "24x2048")
+FORMATS = ("q8_0", "q4_0", "q4_1", "f16")
+CONTEXT = ("12x768", "q8_0", "0,1024,8192,32768")  # shape, format, positions of the sweep
+# Subprocesses run outside the checkout: `python -c` puts the cwd first on sys.path, and the
+# checkout's rwkv_edge/ (unbuilt) would shadow the installed one.
+CLI = [sys.executable, "-c", "import sys; from rwkv_edge.cli.main import main; sys.exit(main())"]
+
+
+def load_writer() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("make_synthetic", REPO / "tools" /
+                                                  "make_synthetic.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def synthetic(shape: str, cache: Path) -> Path:
+    """The bf16 checkpoint of a shape (bf16: what BlinkDL publishes), generated once."""
+    ms = load_writer()
+    path = cache / f"synthetic-{shape}-bf16.pth"
+    if not path.exists():
+        log(f"generating {path.name}")
+        ms.write_synthetic(path, ms.SyntheticSpec(*ms.parse_shape(shape), dtype="bf16"))
+    return path
+
+
+def have_quantize_command() -> bool:
+    return subprocess.run([*CLI, "quantize", "--help"], capture_output=True,
+                          cwd="/").returncode == 0
+
+
+def quantize(src: Path, fmt: str, cache: Path) -> tuple[Path | None, str]:
+    """The GGUF of one format, made once; (None, why) when the quantizer cannot make it."""
+    dst = cache / f"{src.stem.removesuffix('-bf16')}-{fmt}.gguf"
+    if dst.exists():
+        return dst, "cached"
+    tmp = dst.with_name(dst.name + ".partial.gguf")
+    if have_quantize_command():
+        log(f"quantizing {src.name} -> {dst.name}")
+        proc = subprocess.run([*CLI, "quantize", str(src), str(tmp), "--type", fmt],
+                              capture_output=True, text=True, cwd=cache)
+        how = "rwkv-edge quantize"
+    else:  # until the CLI command lands: the same quantizer, called as a library
+        log(f"no quantize command; quantize.convert {src.name} -> {dst.name}")
+        proc = subprocess.run([sys.executable, "-c", _FALLBACK, str(src), str(tmp), fmt],
+                              capture_output=True, text=True, cwd=cache)
+        how = "rwkv_edge.quantize.convert (library: no quantize command yet)"
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        return None, f"{how} --type {fmt} failed: {tail[0]}"
+    tmp.replace(dst)
+    return dst, how
+
+
+_FALLBACK = """import sys
+from rwkv_edge.quantize.convert import convert
+from rwkv_edge.quantize.recipe import make_recipe
+src, dst, fmt = sys.argv[1:]
+convert(src, dst, make_recipe(fmt))
+"""
+
+
+def bench(model: Path, out: Path, threads: int, vs: str | None, extra: list[str]) -> dict[str, Any]:
+    """One `rwkv-edge bench` in its own process; its JSON plus the load around it."""
+    cmd = [*CLI, "bench", str(model), "--threads", str(threads), "--json", str(out),
+           "--bandwidth-c", str(REPO / "benchmarks" / "bandwidth.c"), *extra]
+    if vs:
+        cmd += ["--vs", vs]
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=model.parent)
+    entry = {"model": model.name, "json": str(out.relative_to(REPO)) if out.is_relative_to(REPO)
+             else str(out), "seconds": round(time.perf_counter() - t0, 1),
+             "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+             "returncode": proc.returncode}
+    if proc.returncode != 0:
+        entry["error"] = (proc.stderr or proc.stdout).strip()[-2000:]
+        log(f"bench failed on {model.name}: {entry['error'][-300:]}")
+    else:
+        print(proc.stdout, flush=True)
+    return entry
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    cache, results = Path(args.cache), Path(args.results)
+    cache.mkdir(parents=True, exist_ok=True)
+    results.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    summary: dict[str, Any] = {"shapes": args.shapes, "formats": args.formats, "runs": [],
+                               "skipped": [], "started_utc": _utc()}
+    extra = ["--decode", "16", "--prefill", "16,64"] if args.quick else []
+    for shape in args.shapes:
+        src = synthetic(shape, cache)
+        for fmt in args.formats:
+            if time.perf_counter() - started > args.budget_min * 60:
+                summary["skipped"].append({"shape": shape, "format": fmt, "why": "time budget"})
+                continue
+            model, how = quantize(src, fmt, cache)
+            if model is None:
+                summary["skipped"].append({"shape": shape, "format": fmt, "why": how})
+                log(f"skip {shape} {fmt}: {how}")
+                continue
+            log(f"bench {model.name} (2 threads vs 1)")
+            entry = bench(model, results / f"{shape}-{fmt}.json", 2, "threads=1", extra)
+            summary["runs"].append({"shape": shape, "format": fmt, "quantizer": how, **entry})
+    if args.context and not args.quick:
+        summary["context"] = _context_run(cache, results)
+    summary["total_seconds"] = round(time.perf_counter() - started, 1)
+    return summary
+
+
+def _context_run(cache: Path, results: Path) -> dict[str, Any]:
+    shape, fmt, positions = CONTEXT
+    model, how = quantize(synthetic(shape, cache), fmt, cache)
+    if model is None:
+        return {"skipped": how}
+    log(f"context sweep on {model.name} at {positions}")
+    return bench(model, results / f"context-{shape}-{fmt}.json", 2, None,
+                 ["--context", positions, "--prefill", "", "--decode", "32"])
+
+
+def _utc() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cache", default="/tmp/rwkv-edge-bench-cache",
+                    help="where synthetic checkpoints and GGUFs live (large; not in git)")
+    ap.add_argument("--results", default=str(RESULTS))
+    ap.add_argument("--shapes", nargs="+", default=list(SHAPES))
+    ap.add_argument("--formats", nargs="+", default=list(FORMATS))
+    ap.add_argument("--no-context", dest="context", action="store_false")
+    ap.add_argument("--quick", action="store_true", help="fewer tokens: a smoke test")
+    ap.add_argument("--budget-min", type=float, default=13.0,
+                    help="stop starting new runs after this many minutes")
+    args = ap.parse_args()
+    summary = run(args)
+    summary["finished_utc"] = _utc()
+    out = Path(args.results) / "matrix.json"
+    out.write_text(json.dumps(summary, indent=1) + "\n")
+    log(f"done in {summary['total_seconds']:.0f} s; wrote {out}")
+    return 0 if all(r["returncode"] == 0 for r in summary["runs"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
