@@ -40,8 +40,14 @@ def _tiny_safetensors(path: Path) -> Path:
     """A 1-layer v5.2 model, n_embd 32 (one head of 32), n_ffn 32, byte vocab."""
     g = np.random.default_rng(7)
     c, v = 32, 256
-    shapes = {"emb.weight": (v, c), "head.weight": (v, c), "ln_out.weight": (c,),
-              "ln_out.bias": (c,), "blocks.0.ln0.weight": (c,), "blocks.0.ln0.bias": (c,)}
+    shapes = {
+        "emb.weight": (v, c),
+        "head.weight": (v, c),
+        "ln_out.weight": (c,),
+        "ln_out.bias": (c,),
+        "blocks.0.ln0.weight": (c,),
+        "blocks.0.ln0.bias": (c,),
+    }
     p = "blocks.0."
     for n in ("ln1", "ln2", "att.ln_x"):
         shapes[p + n + ".weight"] = shapes[p + n + ".bias"] = (c,)
@@ -68,8 +74,7 @@ def _tiny_safetensors(path: Path) -> Path:
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     d = tmp_path_factory.mktemp("tiny")
     dst = d / "tiny.gguf"
-    convert.convert(_tiny_safetensors(d / "tiny.safetensors"), dst,
-                    recipe_mod.make_recipe("q8_0"))
+    convert.convert(_tiny_safetensors(d / "tiny.safetensors"), dst, recipe_mod.make_recipe("q8_0"))
     return dst.read_bytes()
 
 
@@ -222,6 +227,7 @@ def _offset(name: str, fn: Callable[[int, int], int]) -> Callable[[Gguf], Gguf]:
     def lie(g: Gguf) -> Gguf:
         i = _idx(g, name)
         return g.with_tensor(i, offset=fn(g.tensors[i].offset, len(g.data)))
+
     return lie
 
 
@@ -344,17 +350,21 @@ def _py_outcome(p: Path) -> str:
 
 
 @pytest.mark.parametrize("name", [*LIES, *RAW_LIES])
-def test_python_side_refuses(name: str, tiny: bytes, tmp_path: Path,
-                             request: pytest.FixtureRequest) -> None:
+def test_python_side_refuses(
+    name: str, tiny: bytes, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     if name in PY_BUGS:
         request.applymarker(pytest.mark.xfail(strict=True, reason=PY_BUGS[name]))
     outcome = _py_outcome(_write(tmp_path, name, _variants(tiny)[name]))
     assert outcome == "error" or name in OK_OR_ERROR
 
 
-@pytest.mark.xfail(strict=True, reason="gguf_file.read_gguf closes its mmap in `except "
-                   "BaseException` while tensor views exist: BufferError replaces the "
-                   "FormatError (wrap mm.close() in contextlib.suppress(BufferError))")
+@pytest.mark.xfail(
+    strict=True,
+    reason="gguf_file.read_gguf closes its mmap in `except "
+    "BaseException` while tensor views exist: BufferError replaces the "
+    "FormatError (wrap mm.close() in contextlib.suppress(BufferError))",
+)
 def test_python_reader_error_is_not_masked_by_buffererror(tiny: bytes, tmp_path: Path) -> None:
     with pytest.raises(FormatError, match="past the end"):
         gguf_file.read_gguf(_write(tmp_path, "cut", tiny[:-1]))
@@ -403,9 +413,14 @@ def run_c_loader(paths: list[Path]) -> list[str]:
     """One outcome line per path; fails naming the file that crashed or hung the loader."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     try:
-        proc = subprocess.run([sys.executable, "-c", _CHILD, str(C_MEMORY_LIMIT),
-                               *map(str, paths)], capture_output=True, text=True,
-                              timeout=C_TIMEOUT_S, env=env, cwd="/")
+        proc = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(C_MEMORY_LIMIT), *map(str, paths)],
+            capture_output=True,
+            text=True,
+            timeout=C_TIMEOUT_S,
+            env=env,
+            cwd="/",
+        )
     except subprocess.TimeoutExpired as e:
         done = (e.stdout or b"").count(b"\n") if isinstance(e.stdout, bytes) else 0
         pytest.fail(f"C loader hung on {paths[done] if done < len(paths) else '?'}")
@@ -451,4 +466,4 @@ def test_c_loader_truncated_and_flipped(tiny: bytes, tmp_path: Path, c_backend: 
     outcomes = run_c_loader(paths + flips)
     cut_ok = [n for n, o in zip(cuts, outcomes, strict=False) if not o.startswith("error")]
     assert not cut_ok, f"truncated files loaded or ran out of memory: {cut_ok[:10]}"
-    assert sum(o == "nomem" for o in outcomes[len(cuts):]) == 0
+    assert sum(o == "nomem" for o in outcomes[len(cuts) :]) == 0

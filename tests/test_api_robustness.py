@@ -1,0 +1,244 @@
+"""Misuse of the public API: every mistake ends in a documented rwkv_edge exception,
+and the model keeps giving the same answers afterwards. Run for every backend built.
+
+The documented types (rwkv_edge/errors.py): TokenError for ids outside the
+vocabulary, ArgumentError for empty input and closed models, ShapeError for a
+wrong dtype/shape/length of tokens or state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rwkv_edge import (
+    ArgumentError,
+    IoError,
+    Model,
+    RwkvEdgeError,
+    ShapeError,
+    State,
+    TokenError,
+    UnsupportedIsaError,
+    c_backend_available,
+)
+
+BACKENDS = ["numba", *(["c"] if c_backend_available() else [])]
+PROMPT = [84, 104, 101, 32, 111, 108, 100]  # "The old"
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def model(request: pytest.FixtureRequest, tiny_v2: Path) -> Iterator[Model]:
+    m = Model.load(tiny_v2, backend=request.param, threads=2)
+    yield m
+    m.close()
+
+
+@pytest.fixture(scope="module")
+def expected(model: Model) -> np.ndarray:
+    """Logits of PROMPT from a fresh state, taken before any misuse."""
+    return model.forward(PROMPT, model.new_state())
+
+
+def _still_usable(model: Model, expected: np.ndarray) -> None:
+    np.testing.assert_array_equal(model.forward(PROMPT, model.new_state()), expected)
+
+
+BAD_TOKENS: dict[str, tuple[Any, type[RwkvEdgeError], str]] = {
+    # name: (tokens, exception, words in its message)
+    "vocab_size": ([1, 256], TokenError, "256"),
+    "negative": ([-1], TokenError, "-1"),
+    "int64_max": (np.array([2**63 - 1]), TokenError, "out of range"),
+    "uint64_huge": (np.array([2**64 - 1], np.uint64), TokenError, "out of range"),
+    "wraps_to_valid_int32": (np.array([2**32 + 65]), TokenError, "out of range"),
+    "python_bigint": ([2**80], ShapeError, "integers"),
+    "empty_list": ([], ArgumentError, "empty"),
+    "empty_array": (np.zeros(0, np.int32), ArgumentError, "empty"),
+    "float": ([1.0, 2.0], ShapeError, "integers"),
+    "bool": ([True], ShapeError, "integers"),
+    "string": ("hello", ShapeError, "integers"),
+    "none": (None, ShapeError, "integers"),
+    "two_d": (np.ones((2, 2), np.int32), ShapeError, "1-D"),
+    "ragged": ([[1], [2, 3]], ShapeError, "tokens"),
+}
+XFAIL_TOKENS = {
+    "ragged": "model.Model._check_tokens: np.asarray raises a bare ValueError for ragged "
+    "input; wrap np.asarray in try/except ValueError -> ShapeError",
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_TOKENS))
+def test_bad_tokens(
+    name: str, model: Model, expected: np.ndarray, request: pytest.FixtureRequest
+) -> None:
+    if name in XFAIL_TOKENS:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=XFAIL_TOKENS[name]))
+    tokens, exc, words = BAD_TOKENS[name]
+    state = model.new_state()
+    before = state.data.copy()
+    with pytest.raises(exc, match=words):
+        model.forward(tokens, state)
+    np.testing.assert_array_equal(state.data, before)  # a refused call changes nothing
+    _still_usable(model, expected)
+
+
+def test_nan_and_inf_state(model: Model, expected: np.ndarray) -> None:
+    """Garbage in, garbage out, but no crash, and the next fresh state is clean."""
+    for bad in (np.nan, np.inf, -np.inf, 3e38):
+        state = model.new_state()
+        state.data[:] = bad
+        out = model.forward(PROMPT, state)
+        assert out.shape == expected.shape and out.dtype == np.float32
+    _still_usable(model, expected)
+
+
+def test_state_of_another_shape(model: Model, expected: np.ndarray, tiny_v1: Path) -> None:
+    other = Model.load(tiny_v1, backend=model.backend)
+    try:
+        if other.config == model.config:
+            pytest.skip("the two fixtures have the same shape")
+        with pytest.raises(ShapeError, match="another"):
+            model.forward(PROMPT, other.new_state())
+    finally:
+        other.close()
+    with pytest.raises(ArgumentError, match="State"):
+        model.forward(PROMPT, model.new_state().data)  # a bare array, not a State
+    _still_usable(model, expected)
+
+
+def test_state_constructor_checks(model: Model) -> None:
+    n = model.config.state_len
+    for data in (
+        np.zeros(n, np.float64),
+        np.zeros(n - 1, np.float32),
+        np.zeros((1, n), np.float32),
+    ):
+        with pytest.raises(ShapeError, match="float32"):
+            State(model.config, data)
+
+
+# A State's ``data`` is a public attribute; a caller can replace it with an
+# array an engine would misread, or (numba, which does not bounds-check) write
+# past the end of. Model.forward must refuse these before any engine runs.
+BAD_STATE_DATA: dict[str, Callable[[int], np.ndarray]] = {
+    "too_short": lambda n: np.zeros(10, np.float32),
+    "float16": lambda n: np.zeros(n, np.float16),
+    "float64": lambda n: np.zeros(n, np.float64),
+    "strided": lambda n: np.zeros(2 * n, np.float32)[::2],
+    "read_only": lambda n: np.frombuffer(bytes(4 * n), np.float32),
+}
+XFAIL_STATE = (
+    "model.Model._check_state checks state.config only, not state.data: add "
+    "`data.dtype == float32 and data.shape == (state_len,) and C-contiguous and "
+    "writeable` -> ShapeError (the numba engine indexes past a short array, "
+    "compiles a new float64 specialization for ~50 s, or raises numba TypingError)"
+)
+
+
+class _EngineReached(Exception):
+    pass
+
+
+@pytest.mark.xfail(strict=True, reason=XFAIL_STATE)
+@pytest.mark.parametrize("case", list(BAD_STATE_DATA))
+def test_replaced_state_data_is_refused_before_the_engine(
+    case: str, model: Model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def reached(*_args: object) -> None:
+        raise _EngineReached(case)
+
+    state = model.new_state()
+    state.data = BAD_STATE_DATA[case](model.config.state_len)
+    monkeypatch.setattr(model.engine, "forward", reached)
+    with pytest.raises(ShapeError):
+        model.forward(PROMPT, state)
+
+
+@pytest.mark.skipif("c" not in BACKENDS, reason="the C extension is not built")
+@pytest.mark.parametrize("case", list(BAD_STATE_DATA))
+def test_c_engine_refuses_replaced_state_data(
+    case: str, tiny_v2: Path, request: pytest.FixtureRequest
+) -> None:
+    """The C binding is the second line of defence: it must check what it hands to C."""
+    if case == "read_only":
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason=(
+                    "_c_engine.CEngine.eval: ffi.from_buffer(require_writable=True) raises a bare "
+                    "ValueError for a read-only state; check state.flags.writeable -> ShapeError"
+                ),
+            )
+        )
+    with Model.load(tiny_v2, backend="c", threads=1) as m:
+        state = m.new_state()
+        state.data = BAD_STATE_DATA[case](m.config.state_len)
+        with pytest.raises(ShapeError):
+            m.forward(PROMPT, state)
+        assert m.forward(PROMPT).shape == (m.config.n_vocab,)
+
+
+def _check_closed(path: Path, backend: str) -> None:
+    m = Model.load(path, backend=backend)
+    state = m.new_state()
+    m.close()
+    m.close()  # twice is fine
+    calls: list[Callable[[], object]] = [
+        lambda: m.forward(PROMPT, state),
+        m.new_state,
+        lambda: m.forward(PROMPT),
+    ]
+    for call in calls:
+        with pytest.raises(ArgumentError, match="closed"):
+            call()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_closed_model(backend: str, tiny_v2: Path) -> None:
+    _check_closed(tiny_v2, backend)
+    with Model.load(tiny_v2, backend=backend) as again:  # the process is fine
+        assert again.forward(PROMPT).shape == (again.config.n_vocab,)
+
+
+def test_bad_load_arguments(tiny_v2: Path, tmp_path: Path) -> None:
+    with pytest.raises(ArgumentError, match="backend"):
+        Model.load(tiny_v2, backend="cuda")
+    with pytest.raises(IoError):
+        Model.load(tmp_path / "missing.pth", backend="numba")
+    if "c" in BACKENDS:
+        with pytest.raises(UnsupportedIsaError):
+            Model.load(tiny_v2, backend="c", isa="sse9")
+        with pytest.raises(ArgumentError, match="threads"):
+            Model.load(tiny_v2, backend="c", threads=-1)
+        with pytest.raises(ArgumentError, match="threads"):
+            Model.load(tiny_v2, backend="c", threads=100_000)
+
+
+def test_full_output_shapes(model: Model, expected: np.ndarray) -> None:
+    one = model.forward(PROMPT[:1], model.new_state(), full_output=True)
+    assert one.shape == (1, model.config.n_vocab)
+    many = model.forward(PROMPT, model.new_state(), full_output=True)
+    assert many.shape == (len(PROMPT), model.config.n_vocab)
+    np.testing.assert_allclose(many[-1], expected, rtol=0, atol=1e-4)
+
+
+def test_state_file_from_another_model(model: Model, tiny_v1: Path, tmp_path: Path) -> None:
+    state_io = pytest.importorskip("rwkv_edge.state_io")
+    from rwkv_edge import FormatError
+
+    other = Model.load(tiny_v1, backend="numba")
+    try:
+        saved = tmp_path / "other.state"
+        state_io.save_state(other.new_state(), saved, other)
+        with pytest.raises(FormatError, match="model"):
+            state_io.load_state(saved, model)
+    finally:
+        other.close()
+    garbage = tmp_path / "garbage.state"
+    garbage.write_bytes(b"\0" * 100)
+    with pytest.raises(FormatError):
+        state_io.load_state(garbage, model)
