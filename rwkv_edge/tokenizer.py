@@ -263,20 +263,16 @@ def tokenizer_for_vocab_size(n_vocab: int) -> Tokenizer | None:
 
 
 def _gguf_tokenizer(path: Path) -> Tokenizer | None:
-    from .gguf_file import read_gguf  # type: ignore[import-not-found,unused-ignore]
-    from .gguf_schema import KEY_TOKENIZER_DATA, KEY_TOKENIZER_KIND
+    from .gguf_file import read_gguf
 
-    ckpt = read_gguf(path)
+    ckpt = read_gguf(path)  # validates; says "tokenizer_kind" and "tokenizer_data" (bytes)
     try:
-        meta = ckpt.metadata
-        kind, data = meta.get(KEY_TOKENIZER_KIND), meta.get(KEY_TOKENIZER_DATA)
+        kind, data = ckpt.metadata.get("tokenizer_kind"), ckpt.metadata.get("tokenizer_data")
         n_vocab = ckpt.config.n_vocab
     finally:
         ckpt.close()
     if kind is None:
         return tokenizer_for_vocab_size(n_vocab)
-    if isinstance(kind, bytes):
-        kind = kind.decode("utf-8")
     blob = data if data is None or isinstance(data, bytes) else np.asarray(data, np.uint8).tobytes()
     return tokenizer_from_kind(str(kind), blob)
 

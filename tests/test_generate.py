@@ -168,3 +168,40 @@ def test_continuing_from_state_equals_one_long_run(tiny: Any) -> None:
     again = complete(tiny, " and", state=whole.state, max_tokens=5, **kw)
     ref = complete(tiny, list(PROMPT.encode()) + whole.tokens + list(b" and"), max_tokens=5, **kw)
     assert again.tokens == ref.tokens
+
+
+def test_same_seed_same_text_across_backends(tiny_v2: Path, tiny: Any) -> None:
+    from rwkv_edge import Model, c_backend_available
+
+    if not c_backend_available():
+        pytest.skip("the C engine is not built")
+    with Model.load(tiny_v2, backend="c") as c_model:
+        for seed in (1, 2, 3):
+            kw: dict[str, Any] = dict(max_tokens=64, seed=seed, temperature=1.0, top_p=0.9)
+            a, b = complete(tiny, PROMPT, **kw), complete(c_model, PROMPT, **kw)
+            assert a.tokens == b.tokens and a.text == b.text
+
+
+def test_generate_command_reads_stdin(tiny: Any, tiny_v2: Path) -> None:
+    from click.testing import CliRunner
+    from rwkv_edge.cli.run_cmd import generate_command
+
+    args = ["-", "--model", str(tiny_v2), "--backend", "numba", "--max-tokens", "30",
+            "--seed", "7", "--top-p", "0.5", "--stop", "\n\n", "--stats"]
+    res = CliRunner().invoke(generate_command, args, input=PROMPT)
+    assert res.exit_code == 0, res.output
+    want = complete(tiny, PROMPT, max_tokens=30, seed=7, top_p=0.5, stop=["\n\n"])
+    assert res.stdout == want.text + "\n"
+    assert "tok/s" in res.stderr and f"prompt {len(PROMPT)} tok" in res.stderr
+
+
+def test_chat_without_a_model_explains_itself() -> None:
+    import importlib.util
+
+    from click.testing import CliRunner
+    from rwkv_edge.cli.chat_cmd import chat_command
+
+    if importlib.util.find_spec("rwkv_edge.default_model") is not None:
+        pytest.skip("this build has a built-in model")
+    res = CliRunner().invoke(chat_command, [], input="")
+    assert res.exit_code == 1 and "no built-in model" in res.output

@@ -288,3 +288,21 @@ def test_tokenizer_for_world_sized_checkpoint(tmp_path: Path) -> None:
 def test_unknown_kind_is_refused() -> None:
     with pytest.raises(FormatError, match="unknown tokenizer kind"):
         tokenizer_from_kind("bpe")
+
+
+@pytest.mark.parametrize("kind", ["bytes", "world"])
+def test_tokenizer_for_gguf_uses_the_embedded_one(tiny_v2: Path, tmp_path: Path,
+                                                  kind: str) -> None:
+    convert = pytest.importorskip("rwkv_edge.quantize.convert")
+    from importlib import resources
+
+    from rwkv_edge.quantize.recipe import make_recipe
+
+    vocab = resources.files("rwkv_edge").joinpath("data", "rwkv_vocab_v20230424.txt")
+    embedded = (kind, vocab.read_bytes() if kind == "world" else b"")
+    dst = tmp_path / "m.gguf"
+    convert.convert(tiny_v2, dst, make_recipe("f32"), tokenizer=embedded)
+    tok = tokenizer_for_model(dst)
+    assert tok is not None and tok.kind == kind
+    assert tok.encode("Hello world") == ([33155, 40213] if kind == "world" else
+                                         list(b"Hello world"))
