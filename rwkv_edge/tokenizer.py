@@ -53,10 +53,11 @@ class Tokenizer:
         return StreamDecoder(self)
 
     def _check_ids(self, ids: Iterable[int]) -> list[int]:
-        out = [int(i) for i in ids]
-        bad = [i for i in out if not 0 <= i < self.vocab_size]
-        if bad:
-            raise TokenError(f"token id {bad[0]} is outside the tokenizer's [0, {self.vocab_size})")
+        out = ids if isinstance(ids, list) else list(ids)
+        # min/max run in C; the per-id check only happens to name the culprit.
+        if out and (min(out) < 0 or max(out) >= self.vocab_size):
+            bad = next(i for i in out if not 0 <= i < self.vocab_size)
+            raise TokenError(f"token id {bad} is outside the tokenizer's [0, {self.vocab_size})")
         return out
 
 
@@ -185,8 +186,7 @@ class WorldTokenizer(Tokenizer):
             raise TokenError(str(e)) from None
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        table = self._bytes
-        return b"".join([table[i] for i in self._check_ids(ids)])
+        return b"".join(map(self._bytes.__getitem__, self._check_ids(ids)))
 
     def token_bytes(self, token_id: int) -> bytes:
         return self.decode_bytes([token_id])
