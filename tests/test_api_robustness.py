@@ -33,7 +33,7 @@ PROMPT = [84, 104, 101, 32, 111, 108, 100]  # "The old"
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def model(request: pytest.FixtureRequest, tiny_v2: Path) -> Iterator[Model]:
-    m = Model.load(tiny_v2, backend=request.param, threads=2)
+    m = Model.load(tiny_v2, backend=request.param, threads=1)
     yield m
     m.close()
 
