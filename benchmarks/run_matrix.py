@@ -69,21 +69,29 @@ def have_quantize_command() -> bool:
 
 
 def quantize(src: Path, fmt: str, cache: Path) -> tuple[Path | None, str]:
-    """The GGUF of one format, made once; (None, why) when the quantizer cannot make it."""
+    """The GGUF of one format, made once; (None, why) when the quantizer cannot make it.
+
+    4-bit scales by plain round-to-nearest (``rtn``): the weighted scale search makes
+    better models but takes minutes per shape, and speed depends only on the format.
+    """
     dst = cache / f"{src.stem.removesuffix('-bf16')}-{fmt}.gguf"
     if dst.exists():
         return dst, "cached"
     tmp = dst.with_name(dst.name + ".partial.gguf")
     if have_quantize_command():
         log(f"quantizing {src.name} -> {dst.name}")
-        proc = subprocess.run([*CLI, "quantize", str(src), str(tmp), "--type", fmt],
-                              capture_output=True, text=True, cwd=cache)
-        how = "rwkv-edge quantize"
+        cmd = [*CLI, "quantize", str(src), str(tmp), "--type", fmt]
+        proc = subprocess.run([*cmd, "--method", "rtn"], capture_output=True, text=True,
+                              cwd=cache)
+        how = "rwkv-edge quantize --method rtn"
+        if proc.returncode != 0 and "--method" in proc.stderr:  # no such option: defaults
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cache)
+            how = "rwkv-edge quantize"
     else:  # until the CLI command lands: the same quantizer, called as a library
         log(f"no quantize command; quantize.convert {src.name} -> {dst.name}")
         proc = subprocess.run([sys.executable, "-c", _FALLBACK, str(src), str(tmp), fmt],
                               capture_output=True, text=True, cwd=cache)
-        how = "rwkv_edge.quantize.convert (library: no quantize command yet)"
+        how = "rwkv_edge.quantize.convert, method rtn (library: no quantize command yet)"
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -96,7 +104,7 @@ _FALLBACK = """import sys
 from rwkv_edge.quantize.convert import convert
 from rwkv_edge.quantize.recipe import make_recipe
 src, dst, fmt = sys.argv[1:]
-convert(src, dst, make_recipe(fmt))
+convert(src, dst, make_recipe(fmt, method="rtn"))
 """
 
 
@@ -132,10 +140,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for shape in args.shapes:
         src = synthetic(shape, cache)
         for fmt in args.formats:
-            if time.perf_counter() - started > args.budget_min * 60:
+            if not args.prepare_only and time.perf_counter() - started > args.budget_min * 60:
                 summary["skipped"].append({"shape": shape, "format": fmt, "why": "time budget"})
                 continue
             model, how = quantize(src, fmt, cache)
+            if args.prepare_only:
+                continue
             if model is None:
                 summary["skipped"].append({"shape": shape, "format": fmt, "why": how})
                 log(f"skip {shape} {fmt}: {how}")
@@ -143,20 +153,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             log(f"bench {model.name} (2 threads vs 1)")
             entry = bench(model, results / f"{shape}-{fmt}.json", 2, "threads=1", extra)
             summary["runs"].append({"shape": shape, "format": fmt, "quantizer": how, **entry})
-    if args.context and not args.quick:
-        summary["context"] = _context_run(cache, results)
+    if args.context and not args.quick and not args.prepare_only:
+        left = args.budget_min * 60 + 120 - (time.perf_counter() - started)
+        summary["context"] = _context_run(cache, results, left)
     summary["total_seconds"] = round(time.perf_counter() - started, 1)
     return summary
 
 
-def _context_run(cache: Path, results: Path) -> dict[str, Any]:
-    shape, fmt, positions = CONTEXT
+def _context_run(cache: Path, results: Path, seconds_left: float) -> dict[str, Any]:
+    """The sweep advances one state token by token up to 32k: keep the positions that fit."""
+    shape, fmt, wanted = CONTEXT
     model, how = quantize(synthetic(shape, cache), fmt, cache)
     if model is None:
         return {"skipped": how}
-    log(f"context sweep on {model.name} at {positions}")
-    return bench(model, results / f"context-{shape}-{fmt}.json", 2, None,
-                 ["--context", positions, "--prefill", "", "--decode", "32"])
+    rate = _prefill_rate(results / f"{shape}-{fmt}.json")
+    positions = [p for p in map(int, wanted.split(",")) if p / rate < seconds_left - 60]
+    dropped = [p for p in map(int, wanted.split(",")) if p not in positions]
+    log(f"context sweep on {model.name} at {positions} (prefill ~{rate:.0f} tok/s; "
+        f"dropped for time: {dropped or 'none'})")
+    entry = bench(model, results / f"context-{shape}-{fmt}.json", 2, None,
+                  ["--context", ",".join(map(str, positions)), "--prefill", "", "--decode", "32"])
+    return {**entry, "positions": positions, "dropped_for_time": dropped}
+
+
+def _prefill_rate(result: Path) -> float:
+    """512-token prefill tok/s of the 2-thread run, or a pessimistic guess without one."""
+    try:
+        run = json.loads(result.read_text())["runs"][0]
+        return max(p["tokens_per_s"] for p in run["prefill"])
+    except (OSError, ValueError, KeyError, IndexError):
+        return 50.0
 
 
 def _utc() -> str:
@@ -172,6 +198,8 @@ def main() -> int:
     ap.add_argument("--formats", nargs="+", default=list(FORMATS))
     ap.add_argument("--no-context", dest="context", action="store_false")
     ap.add_argument("--quick", action="store_true", help="fewer tokens: a smoke test")
+    ap.add_argument("--prepare-only", action="store_true",
+                    help="only generate and quantize the checkpoints into the cache")
     ap.add_argument("--budget-min", type=float, default=13.0,
                     help="stop starting new runs after this many minutes")
     args = ap.parse_args()

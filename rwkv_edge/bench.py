@@ -387,8 +387,10 @@ def _measure(model: Any, opts: BenchOptions, plan: BenchPlan, rng: np.random.Gen
     prefill = [time_prefill(model, rng.integers(0, vocab, n, dtype=np.int32))
                for n in plan.prefill_lengths]
     ctx = context_sweep(model, plan, rng) if plan.context_positions else None
-    return {"label": opts.label, "options": asdict(opts), "backend": model.backend,
-            "engine": _engine_facts(model), "load_s": load_s, "first_token_ms": first_ms,
+    facts = _engine_facts(model)
+    label = f"{model.backend}/{facts.get('isa', opts.isa)}/{opts.threads}t"  # as resolved
+    return {"label": label, "options": asdict(opts), "backend": model.backend,
+            "engine": facts, "load_s": load_s, "first_token_ms": first_ms,
             "decode": decode, "prefill": prefill, "context": ctx,
             "rss_after_load_bytes": rss_loaded, "peak_rss_bytes": peak_rss_bytes()}
 
