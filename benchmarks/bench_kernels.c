@@ -7,7 +7,8 @@
  * Build (from the repo root):
  *   gcc -O2 -std=gnu11 -Icsrc -o /tmp/bench benchmarks/bench_kernels.c \
  *       csrc/kernels/[a-z]*.c csrc/quant/quant_ref.c csrc/cpu_features.c -lm
- *   /tmp/bench [ROWS COLS] [ISA ...]      (default 7168 2048, all ISAs)
+ *   /tmp/bench [ROWS COLS [MB]] [ISA ...]   (default 7168 2048 400, all ISAs;
+ *                                          a small MB keeps the weights in cache)
  */
 #define _POSIX_C_SOURCE 199309L
 #include <stdio.h>
@@ -18,7 +19,7 @@
 #include "../csrc/kernels/kernels_impl.h"
 #include "../csrc/quant/quant.h"
 
-#define TOTAL_BYTES (400u << 20)
+static size_t TOTAL_BYTES = 400u << 20; /* weights cycled through per pass */
 
 static double now(void) {
     struct timespec ts;
@@ -121,6 +122,8 @@ int main(int argc, char **argv) {
     if (argc > 2 && atoll(argv[1]) > 0) {
         rows = atoll(argv[1]), cols = atoll(argv[2]);
         a = 3;
+        if (argc > 3 && atoll(argv[3]) > 0)
+            TOTAL_BYTES = (size_t)atoll(argv[3]) << 20, a = 4;
     }
     uint8_t *buf = malloc(TOTAL_BYTES);
     memset(buf, 1, TOTAL_BYTES);
