@@ -163,12 +163,17 @@ class Model:
         return generate(self, prompt, state, **options)
 
     def _check_tokens(self, tokens: int | Sequence[int] | npt.ArrayLike) -> npt.NDArray[np.int32]:
-        arr = np.atleast_1d(np.asarray(tokens))
+        try:
+            arr = np.atleast_1d(np.asarray(tokens))
+        except (ValueError, TypeError):
+            raise ShapeError(
+                "tokens must be a flat sequence of ints (this one is ragged)"
+            ) from None
         if arr.ndim != 1:
             raise ShapeError(f"tokens must be a 1-D sequence of ints, got shape {arr.shape}")
         if arr.size == 0:
             raise ArgumentError("tokens is empty: pass at least one token")
-        if not np.issubdtype(arr.dtype, np.integer):
+        if not np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
             raise ShapeError(f"tokens must be integers, got dtype {arr.dtype}")
         bad = (arr < 0) | (arr >= self.config.n_vocab)
         if bad.any():
@@ -181,6 +186,18 @@ class Model:
             raise ArgumentError(f"state must be a rwkv_edge.State, got {type(state).__name__}")
         if state.config != self.config:
             raise ShapeError("this state belongs to a model of another shape")
+        d = state.data  # a user may have replaced it; the engines write through it
+        if not (
+            isinstance(d, np.ndarray)
+            and d.dtype == np.float32
+            and d.shape == (self.config.state_len,)
+            and d.flags.c_contiguous
+            and d.flags.writeable
+        ):
+            raise ShapeError(
+                f"state.data must be a writeable contiguous float32 array of "
+                f"{self.config.state_len} elements"
+            )
 
     def close(self) -> None:
         if self._engine is not None:
