@@ -1,19 +1,22 @@
 /*
- * Matmul micro-benchmark, one thread: GB/s of weights streamed per kernel.
+ * Matmul micro-benchmark (one thread by default): GB/s of weights streamed per kernel.
  *   decode  (T = 1):  weights cycle through ~400 MB of copies, so they come
  *                     from DRAM as in a real model (24 layers x 2048 wide);
  *                     compared with a plain read loop over the same memory.
  *   prefill (T = 16): the same matrices, weight GB/s x tokens shows reuse.
  * Build (from the repo root):
  *   gcc -O2 -std=gnu11 -Icsrc -o /tmp/bench benchmarks/bench_kernels.c \
- *       csrc/kernels/[a-z]*.c csrc/quant/quant_ref.c csrc/cpu_features.c -lm
+ *       csrc/kernels/[a-z]*.c csrc/quant/quant_ref.c csrc/cpu_features.c -lm -pthread
  *   /tmp/bench [ROWS COLS [MB]] [ISA ...]   (default 7168 2048 400, all ISAs;
  *                                          a small MB keeps the weights in cache)
+ *   RWE_BENCH_THREADS=N splits the rows of every matrix (and the plain read)
+ *   over N threads, as the engine's pool does (no barrier between matrices).
  */
 #define _POSIX_C_SOURCE 199309L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <time.h>
 
 #include "../csrc/kernels/kernels_impl.h"
@@ -72,18 +75,80 @@ static rwe_matmul_fn pick(const rwe_kernels *k, rwe_type t) {
          : t == RWE_TYPE_Q4_1 ? k->matmul_q4_1 : k->matmul_f16;
 }
 
-/* Seconds per pass over all copies with T tokens (best of reps). */
+static int n_threads = 1;
+
+typedef struct {
+    rwe_matmul_fn fn;
+    const uint8_t *w;
+    size_t mat_bytes;
+    int copies;
+    int64_t rows, cols, T, r0, r1;
+    const void *x;
+    size_t xs;
+    float *y;
+} pass_job;
+
+static void *run_pass(void *arg) {
+    const pass_job *j = arg;
+    for (int c = 0; c < j->copies; c++)
+        j->fn(j->cols, j->w + (size_t)c * j->mat_bytes, j->x, j->xs, j->y, j->rows, j->T, j->r0, j->r1);
+    return NULL;
+}
+
+/* Seconds per pass over all copies with T tokens (best of reps), rows split
+ * evenly over n_threads threads. */
 static double time_pass(rwe_matmul_fn fn, const uint8_t *w, size_t mat_bytes, int copies, int64_t rows,
                         int64_t cols, const void *x, size_t xs, float *y, int64_t T, int reps) {
     double best = 1e30;
+    pass_job jobs[64];
+    pthread_t tid[64];
+    for (int i = 0; i < n_threads; i++)
+        jobs[i] = (pass_job){fn, w, mat_bytes, copies, rows, cols, T, rows * i / n_threads,
+                             rows * (i + 1) / n_threads, x, xs, y};
     for (int rep = 0; rep < reps; rep++) {
         double t0 = now();
-        for (int c = 0; c < copies; c++)
-            fn(cols, w + (size_t)c * mat_bytes, x, xs, y, rows, T, 0, rows);
+        for (int i = 1; i < n_threads; i++)
+            pthread_create(&tid[i], NULL, run_pass, &jobs[i]);
+        run_pass(&jobs[0]);
+        for (int i = 1; i < n_threads; i++)
+            pthread_join(tid[i], NULL);
         double dt = now() - t0;
         best = dt < best ? dt : best;
     }
     return best;
+}
+
+typedef struct {
+    const uint8_t *p;
+    size_t n;
+    uint64_t sum;
+} read_job;
+
+static void *run_read(void *arg) {
+    read_job *j = arg;
+    j->sum = read_all(j->p, j->n);
+    return NULL;
+}
+
+/* Plain read bandwidth of buf with n_threads threads (best of 5). */
+static double read_bandwidth(const uint8_t *buf, size_t n) {
+    double best = 1e30;
+    read_job jobs[64];
+    pthread_t tid[64];
+    for (int rep = 0; rep < 5; rep++) {
+        double t0 = now();
+        for (int i = 0; i < n_threads; i++) {
+            jobs[i] = (read_job){buf + n / (size_t)n_threads * (size_t)i, n / (size_t)n_threads, 0};
+            if (i)
+                pthread_create(&tid[i], NULL, run_read, &jobs[i]);
+        }
+        run_read(&jobs[0]);
+        for (int i = 1; i < n_threads; i++)
+            pthread_join(tid[i], NULL);
+        double dt = now() - t0;
+        best = dt < best ? dt : best;
+    }
+    return (double)n / best * 1e-9;
 }
 
 static void bench_format(const rwe_kernels *k, rwe_type type, const char *name, int64_t rows, int64_t cols) {
@@ -125,18 +190,12 @@ int main(int argc, char **argv) {
         if (argc > 3 && atoll(argv[3]) > 0)
             TOTAL_BYTES = (size_t)atoll(argv[3]) << 20, a = 4;
     }
+    const char *nt = getenv("RWE_BENCH_THREADS");
+    if (nt && atoi(nt) > 0)
+        n_threads = atoi(nt) < 64 ? atoi(nt) : 64;
     uint8_t *buf = malloc(TOTAL_BYTES);
     memset(buf, 1, TOTAL_BYTES);
-    double best = 1e30;
-    uint64_t sink = 0;
-    for (int rep = 0; rep < 5; rep++) {
-        double t0 = now();
-        sink += read_all(buf, TOTAL_BYTES);
-        double dt = now() - t0;
-        best = dt < best ? dt : best;
-    }
-    printf("plain read, one thread: %.2f GB/s (checksum %llu)\n", TOTAL_BYTES / best * 1e-9,
-           (unsigned long long)(sink & 0xff));
+    printf("plain read, %d thread(s): %.2f GB/s\n", n_threads, read_bandwidth(buf, TOTAL_BYTES));
     free(buf);
     static const rwe_isa isas[] = {RWE_ISA_REF, RWE_ISA_AVX2, RWE_ISA_AVX512, RWE_ISA_NEON, RWE_ISA_DOTPROD};
     static const struct { rwe_type t; const char *n; } fmts[] = {
