@@ -27,12 +27,21 @@ def mixed_corpus(n_bytes: int, seed: int = 0) -> str:
     import textwrap
 
     r = random.Random(seed)
-    words = ("the of and to in is was that for it with as his on be at by had are but from or "
-             "have an they which one you were all we her she there would their will when who "
-             "model state token quantized engine memory fast small 2024 3.5 1,000")
+    words = (
+        "the of and to in is was that for it with as his on be at by had are but from or "
+        "have an they which one you were all we her she there would their will when who "
+        "model state token quantized engine memory fast small 2024 3.5 1,000"
+    )
     code = inspect.getsource(json) + inspect.getsource(textwrap)
-    cjk = ["你好，世界。", "这是一个测试，我们在测量速度。", "日本語のテキストです。",
-           "한국어 문장입니다.", "Привет, мир! ", "مرحبا بالعالم ", "नमस्ते दुनिया "]
+    cjk = [
+        "你好，世界。",
+        "这是一个测试，我们在测量速度。",
+        "日本語のテキストです。",
+        "한국어 문장입니다.",
+        "Привет, мир! ",
+        "مرحبا بالعالم ",
+        "नमस्ते दुनिया ",
+    ]
     emoji = ["😀", "🚀 ", "👍🏽", "🔥", "✨ ", "👨\u200d👩\u200d👧"]
     parts: list[str] = []
     size = 0
@@ -80,10 +89,16 @@ def run(mb: float, repeat: int, ref_fraction: float) -> dict[str, Any]:
     enc_s = best_seconds(lambda: ours.encode_bytes(data), repeat)
     dec_s = best_seconds(lambda: ours.decode_bytes(ids), repeat)
     out: dict[str, Any] = {
-        "corpus_bytes": len(data), "tokens": len(ids), "bytes_per_token": len(data) / len(ids),
-        "ours": {"encode_MBps": len(data) / enc_s / 1e6, "decode_MBps": len(data) / dec_s / 1e6,
-                 "load_seconds": load_s},
-        "python": sys.version.split()[0], "machine": platform.machine(),
+        "corpus_bytes": len(data),
+        "tokens": len(ids),
+        "bytes_per_token": len(data) / len(ids),
+        "ours": {
+            "encode_MBps": len(data) / enc_s / 1e6,
+            "decode_MBps": len(data) / dec_s / 1e6,
+            "load_seconds": load_s,
+        },
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
     }
     try:
         ref = load_reference()
@@ -95,8 +110,11 @@ def run(mb: float, repeat: int, ref_fraction: float) -> dict[str, Any]:
     ref_ids = ref.encodeBytes(pbytes)
     ref_enc = best_seconds(lambda: ref.encodeBytes(pbytes), max(1, repeat // 2))
     ref_dec = best_seconds(lambda: ref.decodeBytes(ref_ids), max(1, repeat // 2))
-    out["reference"] = {"encode_MBps": len(pbytes) / ref_enc / 1e6,
-                        "decode_MBps": len(pbytes) / ref_dec / 1e6, "timed_bytes": len(pbytes)}
+    out["reference"] = {
+        "encode_MBps": len(pbytes) / ref_enc / 1e6,
+        "decode_MBps": len(pbytes) / ref_dec / 1e6,
+        "timed_bytes": len(pbytes),
+    }
     out["ids_identical"] = ref_ids == ours.encode_bytes(pbytes)
     out["encode_speedup"] = out["ours"]["encode_MBps"] / out["reference"]["encode_MBps"]
     return out
@@ -106,8 +124,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=float, default=4.0, help="corpus size in MB")
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--ref-fraction", type=float, default=0.1,
-                    help="share of the corpus the (slow) reference encodes")
+    ap.add_argument(
+        "--ref-fraction",
+        type=float,
+        default=0.1,
+        help="share of the corpus the (slow) reference encodes",
+    )
     ap.add_argument("--json", type=Path, default=None, help="write the result here")
     args = ap.parse_args()
     result = run(args.mb, args.repeat, args.ref_fraction)

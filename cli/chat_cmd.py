@@ -30,8 +30,14 @@ STOP = "\n\nUser:"
 PROMPT = "You> "
 MORE = "... "
 CHAT_FORMAT = "rwkv-edge-chat/1"
-CHAT_DEFAULTS: dict[str, float] = dict(temperature=1.0, top_p=0.3, top_k=0, presence_penalty=0.5,
-                                       frequency_penalty=0.5, penalty_decay=0.996)
+CHAT_DEFAULTS: dict[str, float] = dict(
+    temperature=1.0,
+    top_p=0.3,
+    top_k=0,
+    presence_penalty=0.5,
+    frequency_penalty=0.5,
+    penalty_decay=0.996,
+)
 HELP = """Commands:
   /undo              forget the last turn (state restored from its snapshot)
   /retry             draw a new reply to the last message
@@ -63,8 +69,12 @@ class Snapshot:
     after_reply: bool  # the next turn must begin with a blank line
 
     def copy(self) -> Snapshot:
-        return Snapshot(self.state.copy(), None if self.logits is None else self.logits.copy(),
-                        self.held, self.after_reply)
+        return Snapshot(
+            self.state.copy(),
+            None if self.logits is None else self.logits.copy(),
+            self.held,
+            self.after_reply,
+        )
 
 
 @dataclass
@@ -113,10 +123,11 @@ class ChatSession:
             return text
         text = "\n\n" + text
         # The last reply may have consumed the start of this turn (its stop string).
-        return text[len(self.now.held):] if text.startswith(self.now.held) else text
+        return text[len(self.now.held) :] if text.startswith(self.now.held) else text
 
-    def send(self, message: str,
-             on_progress: Callable[[int, int], None] | None = None) -> Iterator[str]:
+    def send(
+        self, message: str, on_progress: Callable[[int, int], None] | None = None
+    ) -> Iterator[str]:
         """Add a user turn and stream the reply."""
         before = self.now.copy()
         try:
@@ -134,8 +145,16 @@ class ChatSession:
 
         self._draws += 1
         seed = None if self.seed is None else self.seed + self._draws
-        gen = generate(self.model, [], self.now.state, logits=self.now.logits, stop=[STOP],
-                       max_tokens=self.max_tokens, seed=seed, **self.sampling)
+        gen = generate(
+            self.model,
+            [],
+            self.now.state,
+            logits=self.now.logits,
+            stop=[STOP],
+            max_tokens=self.max_tokens,
+            seed=seed,
+            **self.sampling,
+        )
         lead = True
         try:
             for piece in gen:
@@ -187,8 +206,13 @@ class ChatSession:
     def save(self, path: Path, overwrite: bool) -> None:
         from rwkv_edge.state_io import save_state
 
-        meta = {"format": CHAT_FORMAT, "system": self.system, "transcript": self.transcript(),
-                "held": self.now.held, "after_reply": self.now.after_reply}
+        meta = {
+            "format": CHAT_FORMAT,
+            "system": self.system,
+            "transcript": self.transcript(),
+            "held": self.now.held,
+            "after_reply": self.now.after_reply,
+        }
         save_state(self.now.state, path, self.model, overwrite=overwrite, meta=meta)
 
     def load(self, path: Path) -> int:
@@ -199,8 +223,7 @@ class ChatSession:
         if meta.get("format") != CHAT_FORMAT:
             raise FormatError(f"{path.name} holds a state but not a chat saved by /save")
         self.system = meta.get("system")
-        self.now = Snapshot(state, None, str(meta.get("held", "")),
-                            bool(meta.get("after_reply")))
+        self.now = Snapshot(state, None, str(meta.get("held", "")), bool(meta.get("after_reply")))
         self.turns = [Turn(t["user"], t["assistant"], None, None) for t in meta["transcript"]]
         return len(self.turns)
 
@@ -210,8 +233,14 @@ class ChatSession:
 
         if name in ("max_tokens", "seed"):
             setattr(self, name, int(value))
-        elif name in ("temperature", "top_p", "top_k", "presence_penalty", "frequency_penalty",
-                      "penalty_decay"):
+        elif name in (
+            "temperature",
+            "top_p",
+            "top_k",
+            "presence_penalty",
+            "frequency_penalty",
+            "penalty_decay",
+        ):
             new = {**self.sampling, name: int(value) if name == "top_k" else float(value)}
             SamplingParams(**new)  # validates
             self.sampling = new
@@ -232,8 +261,11 @@ def _setup_readline() -> None:
         import readline
     except ImportError:
         return
-    path = Path(os.environ.get("RWKV_EDGE_HISTORY",
-                               Path.home() / ".local" / "state" / "rwkv-edge" / "chat_history"))
+    path = Path(
+        os.environ.get(
+            "RWKV_EDGE_HISTORY", Path.home() / ".local" / "state" / "rwkv-edge" / "chat_history"
+        )
+    )
     with contextlib.suppress(OSError):
         readline.read_history_file(path)
     readline.set_history_length(1000)
@@ -345,13 +377,26 @@ def run_repl(session: ChatSession, stats: bool) -> None:
 @model_options
 @click.option("--system", default=None, help="A system prompt, sent before the first turn.")
 @sampling_options(CHAT_DEFAULTS)
-@click.option("--max-tokens", "-n", type=click.IntRange(1), default=512, show_default=True,
-              help="Longest reply in tokens.")
+@click.option(
+    "--max-tokens",
+    "-n",
+    type=click.IntRange(1),
+    default=512,
+    show_default=True,
+    help="Longest reply in tokens.",
+)
 @click.option("--seed", type=int, default=None, help="Fix the random draws (reproducible).")
 @click.option("--stats", is_flag=True, help="Show prompt and generation speed after each reply.")
-def chat_command(model_path: Path | None, backend: str, threads: int | None,
-                 system: str | None, max_tokens: int, seed: int | None, stats: bool,
-                 **sampling: Any) -> None:
+def chat_command(
+    model_path: Path | None,
+    backend: str,
+    threads: int | None,
+    system: str | None,
+    max_tokens: int,
+    seed: int | None,
+    stats: bool,
+    **sampling: Any,
+) -> None:
     """Chat with a model in the terminal (World format: User: / Assistant:)."""
     model = load_model(model_path, backend, threads)
     try:

@@ -15,14 +15,29 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def model_options(f: F) -> F:
     """--model, --backend, --threads."""
-    f = click.option("--threads", "-t", type=click.IntRange(1), default=None,
-                     help="Worker threads for the C engine (default: every logical CPU).")(f)
-    f = click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
-                     help="c: the SIMD engine; numba: the reference engine.")(f)
-    return click.option("--model", "-m", "model_path", default=None, metavar="FILE",
-                        type=click.Path(exists=True, dir_okay=True, path_type=Path),
-                        help="Model file (GGUF, .pth, safetensors, HF dir). "
-                             "Default: the built-in model.")(f)
+    f = click.option(
+        "--threads",
+        "-t",
+        type=click.IntRange(1),
+        default=None,
+        help="Worker threads for the C engine (default: every logical CPU).",
+    )(f)
+    f = click.option(
+        "--backend",
+        type=click.Choice(BACKENDS),
+        default="auto",
+        show_default=True,
+        help="c: the SIMD engine; numba: the reference engine.",
+    )(f)
+    return click.option(
+        "--model",
+        "-m",
+        "model_path",
+        default=None,
+        metavar="FILE",
+        type=click.Path(exists=True, dir_okay=True, path_type=Path),
+        help="Model file (GGUF, .pth, safetensors, HF dir). Default: the built-in model.",
+    )(f)
 
 
 def sampling_options(defaults: dict[str, float]) -> Callable[[F], F]:
@@ -35,12 +50,17 @@ def sampling_options(defaults: dict[str, float]) -> Callable[[F], F]:
             ("--top-k", "top_k", click.IntRange(0), "Most likely tokens kept (0 = all)."),
             ("--presence-penalty", "presence_penalty", float, "Subtracted once a token appeared."),
             ("--frequency-penalty", "frequency_penalty", float, "Subtracted per (decayed) use."),
-            ("--penalty-decay", "penalty_decay", click.FloatRange(0.0, 1.0),
-             "Per-token decay of the use counts."),
+            (
+                "--penalty-decay",
+                "penalty_decay",
+                click.FloatRange(0.0, 1.0),
+                "Per-token decay of the use counts.",
+            ),
         ]
         for flag, name, typ, text in reversed(opts):
-            f = click.option(flag, name, type=typ, default=defaults[name], show_default=True,
-                             help=text)(f)
+            f = click.option(
+                flag, name, type=typ, default=defaults[name], show_default=True, help=text
+            )(f)
         return f
 
     return deco
@@ -56,20 +76,27 @@ def load_model(model_path: Path | None, backend: str, threads: int | None) -> An
     except ImportError as e:
         if model_path is None:
             raise click.ClickException(
-                "no built-in model is available in this build; pass --model FILE") from None
+                "no built-in model is available in this build; pass --model FILE"
+            ) from None
         raise click.ClickException(str(e)) from None
     except (RwkvEdgeError, OSError) as e:
         what = model_path if model_path is not None else "the built-in model"
         raise click.ClickException(f"cannot load {what}: {e}") from None
     if model.tokenizer is None:
-        raise click.ClickException(f"{model.path.name} names no tokenizer, so text cannot be "
-                                   "generated with it")
+        raise click.ClickException(
+            f"{model.path.name} names no tokenizer, so text cannot be generated with it"
+        )
     return model
 
 
-ONE_SHOT_DEFAULTS: dict[str, float] = dict(temperature=1.0, top_p=0.85, top_k=0,
-                                           presence_penalty=0.2, frequency_penalty=0.2,
-                                           penalty_decay=0.996)
+ONE_SHOT_DEFAULTS: dict[str, float] = dict(
+    temperature=1.0,
+    top_p=0.85,
+    top_k=0,
+    presence_penalty=0.2,
+    frequency_penalty=0.2,
+    penalty_decay=0.996,
+)
 
 
 @click.command("generate")
@@ -80,9 +107,17 @@ ONE_SHOT_DEFAULTS: dict[str, float] = dict(temperature=1.0, top_p=0.85, top_k=0,
 @click.option("--seed", type=int, default=None, help="Fix the random draws (reproducible).")
 @click.option("--stop", multiple=True, help="Stop before this text (repeatable).")
 @click.option("--stats", is_flag=True, help="Print prompt and generation speed to stderr.")
-def generate_command(prompt: str, model_path: Path | None, backend: str, threads: int | None,
-                     max_tokens: int, seed: int | None, stop: tuple[str, ...], stats: bool,
-                     **sampling: Any) -> None:
+def generate_command(
+    prompt: str,
+    model_path: Path | None,
+    backend: str,
+    threads: int | None,
+    max_tokens: int,
+    seed: int | None,
+    stop: tuple[str, ...],
+    stats: bool,
+    **sampling: Any,
+) -> None:
     """Continue PROMPT ('-' reads it from stdin) and stream the text to stdout."""
     from rwkv_edge.errors import RwkvEdgeError
     from rwkv_edge.generate import generate
@@ -92,8 +127,7 @@ def generate_command(prompt: str, model_path: Path | None, backend: str, threads
     model = load_model(model_path, backend, threads)
     gen = None
     try:
-        gen = generate(model, prompt, max_tokens=max_tokens, seed=seed, stop=list(stop),
-                       **sampling)
+        gen = generate(model, prompt, max_tokens=max_tokens, seed=seed, stop=list(stop), **sampling)
         for piece in gen:
             click.echo(piece, nl=False)
         click.echo()

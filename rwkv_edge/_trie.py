@@ -29,8 +29,12 @@ I32 = npt.NDArray[np.int32]
 
 
 @numba.njit(cache=True)
-def _build(blob: npt.NDArray[np.uint8], offsets: npt.NDArray[np.int64],
-           order: npt.NDArray[np.int64], ids: I32) -> tuple[I32, I32, I32, I32]:
+def _build(
+    blob: npt.NDArray[np.uint8],
+    offsets: npt.NDArray[np.int64],
+    order: npt.NDArray[np.int64],
+    ids: I32,
+) -> tuple[I32, I32, I32, I32]:
     """Build the trie from tokens visited in lexicographic byte order.
 
     In sorted order a token shares a prefix with its predecessor; the nodes on
@@ -98,8 +102,15 @@ def _child(node: int, b: int, edge_start: I32, edge_byte: I32, edge_node: I32) -
 
 
 @numba.njit(cache=True)
-def _encode(data: npt.NDArray[np.uint8], node_token: I32, root_child: I32, pair_child: I32,
-            edge_start: I32, edge_byte: I32, edge_node: I32) -> tuple[I32, int]:
+def _encode(
+    data: npt.NDArray[np.uint8],
+    node_token: I32,
+    root_child: I32,
+    pair_child: I32,
+    edge_start: I32,
+    edge_byte: I32,
+    edge_node: I32,
+) -> tuple[I32, int]:
     """Greedy longest match. Returns (ids, count); count = -1-pos if no token matches at pos."""
     n = len(data)
     out = np.empty(n, np.int32)
@@ -150,11 +161,10 @@ class ByteTrie:
         offsets = np.zeros(len(tokens) + 1, np.int64)
         offsets[1:] = np.cumsum([len(t) for t in tokens])
         order = np.array(sorted(range(len(tokens)), key=tokens.__getitem__), np.int64)
-        node_token, e_par, e_byte, e_child = _build(blob, offsets, order,
-                                                       np.asarray(ids, np.int32))
+        node_token, e_par, e_byte, e_child = _build(blob, offsets, order, np.asarray(ids, np.int32))
         start, byte, node = _csr(len(node_token), e_par, e_byte, e_child)
         root_child = np.full(256, -1, np.int32)
-        root_child[byte[start[0]:start[1]]] = node[start[0]:start[1]]
+        root_child[byte[start[0] : start[1]]] = node[start[0] : start[1]]
         pair_child = np.full(65536, -1, np.int32)
         for a in range(256):
             r = root_child[a]
@@ -166,10 +176,18 @@ class ByteTrie:
     def encode(self, data: bytes) -> list[int]:
         """Token ids of ``data``; ValueError if some position starts no token."""
         arr = np.frombuffer(data, np.uint8)
-        out, k = _encode(arr, self.node_token, self.root_child, self.pair_child,
-                         self.edge_start, self.edge_byte, self.edge_node)
+        out, k = _encode(
+            arr,
+            self.node_token,
+            self.root_child,
+            self.pair_child,
+            self.edge_start,
+            self.edge_byte,
+            self.edge_node,
+        )
         if k < 0:
             pos = -1 - k
-            raise ValueError(f"no vocab token matches the bytes at offset {pos}: "
-                             f"{bytes(arr[pos:pos + 8])!r}")
+            raise ValueError(
+                f"no vocab token matches the bytes at offset {pos}: {bytes(arr[pos : pos + 8])!r}"
+            )
         return out[:k].tolist()

@@ -50,13 +50,20 @@ class GenerationStats:
         return self.generated_tokens / self.generate_seconds if self.generate_seconds > 0 else 0.0
 
     def summary(self) -> str:
-        return (f"prompt {self.prompt_tokens} tok at {self.prompt_tokens_per_s:.1f} tok/s, "
-                f"generated {self.generated_tokens} tok at {self.generate_tokens_per_s:.1f} tok/s")
+        return (
+            f"prompt {self.prompt_tokens} tok at {self.prompt_tokens_per_s:.1f} tok/s, "
+            f"generated {self.generated_tokens} tok at {self.generate_tokens_per_s:.1f} tok/s"
+        )
 
 
-def ingest(model: Any, tokens: Sequence[int], state: State, *,
-           chunk_len: int = DEFAULT_CHUNK_LEN,
-           on_progress: ProgressFn | None = None) -> npt.NDArray[np.float32]:
+def ingest(
+    model: Any,
+    tokens: Sequence[int],
+    state: State,
+    *,
+    chunk_len: int = DEFAULT_CHUNK_LEN,
+    on_progress: ProgressFn | None = None,
+) -> npt.NDArray[np.float32]:
     """Feed ``tokens`` through the model in sequence-mode chunks; the last position's logits."""
     if not tokens:
         raise ArgumentError("nothing to ingest: the prompt has no tokens")
@@ -130,8 +137,13 @@ class Generation:
     def _ingest_prompt(self) -> npt.NDArray[np.float32]:
         t0 = time.perf_counter()
         if self.prompt_tokens:
-            self.logits = ingest(self.model, self.prompt_tokens, self.state,
-                                 chunk_len=self.chunk_len, on_progress=self.on_progress)
+            self.logits = ingest(
+                self.model,
+                self.prompt_tokens,
+                self.state,
+                chunk_len=self.chunk_len,
+                on_progress=self.on_progress,
+            )
         elif self.logits is None:
             raise ArgumentError("empty prompt: pass prompt tokens, or the logits to continue from")
         self.stats.prompt_tokens = len(self.prompt_tokens)
@@ -167,7 +179,7 @@ class Generation:
             self.stats.generated_tokens += 1
             text = pending + decoder.feed(tok)
             emit, held = scanner.split(text)
-            pending = text[len(emit):]
+            pending = text[len(emit) :]
             if held is not None:
                 self.held_text = held
                 self.stats.stop_reason = "stop"
@@ -190,13 +202,27 @@ class Generation:
             yield piece
 
 
-def generate(model: Any, prompt: str | Sequence[int], state: State | None = None, *,
-             max_tokens: int = 256, temperature: float = 1.0, top_p: float = 0.85,
-             top_k: int = 0, presence_penalty: float = 0.2, frequency_penalty: float = 0.2,
-             penalty_decay: float = 0.996, stop: Sequence[str] = (), seed: int | None = None,
-             logit_bias: Mapping[int, float] | None = None, banned_tokens: Sequence[int] = (),
-             chunk_len: int = DEFAULT_CHUNK_LEN, on_progress: ProgressFn | None = None,
-             logits: npt.ArrayLike | None = None, sampler: Sampler | None = None) -> Generation:
+def generate(
+    model: Any,
+    prompt: str | Sequence[int],
+    state: State | None = None,
+    *,
+    max_tokens: int = 256,
+    temperature: float = 1.0,
+    top_p: float = 0.85,
+    top_k: int = 0,
+    presence_penalty: float = 0.2,
+    frequency_penalty: float = 0.2,
+    penalty_decay: float = 0.996,
+    stop: Sequence[str] = (),
+    seed: int | None = None,
+    logit_bias: Mapping[int, float] | None = None,
+    banned_tokens: Sequence[int] = (),
+    chunk_len: int = DEFAULT_CHUNK_LEN,
+    on_progress: ProgressFn | None = None,
+    logits: npt.ArrayLike | None = None,
+    sampler: Sampler | None = None,
+) -> Generation:
     """Stream a continuation of ``prompt`` (text or token ids) as text pieces.
 
     ``state`` (advanced in place) continues an earlier conversation; None
@@ -214,13 +240,30 @@ def generate(model: Any, prompt: str | Sequence[int], state: State | None = None
     ids = tokenizer.encode(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
     n_vocab = int(model.config.n_vocab)
     if sampler is None:
-        params = SamplingParams(temperature, top_p, top_k, presence_penalty, frequency_penalty,
-                                penalty_decay, dict(logit_bias or {}), tuple(banned_tokens))
+        params = SamplingParams(
+            temperature,
+            top_p,
+            top_k,
+            presence_penalty,
+            frequency_penalty,
+            penalty_decay,
+            dict(logit_bias or {}),
+            tuple(banned_tokens),
+        )
         # Ids the head has but the tokenizer cannot spell (World: 65530..65535) are banned.
         sampler = Sampler(n_vocab, params, seed, banned=range(tokenizer.vocab_size, n_vocab))
     start = None if logits is None else np.asarray(logits, np.float32)
-    return Generation(model, state if state is not None else model.new_state(), sampler, ids,
-                      max_tokens, list(stop), chunk_len, on_progress, start)
+    return Generation(
+        model,
+        state if state is not None else model.new_state(),
+        sampler,
+        ids,
+        max_tokens,
+        list(stop),
+        chunk_len,
+        on_progress,
+        start,
+    )
 
 
 @dataclass
@@ -235,8 +278,9 @@ class Completion:
     held_text: str
 
 
-def complete(model: Any, prompt: str | Sequence[int], state: State | None = None,
-             **kwargs: Any) -> Completion:
+def complete(
+    model: Any, prompt: str | Sequence[int], state: State | None = None, **kwargs: Any
+) -> Completion:
     """Non-streaming ``generate``: run to the end and return the text and stats."""
     gen = generate(model, prompt, state, **kwargs)
     text = "".join(gen)

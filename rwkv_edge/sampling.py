@@ -54,8 +54,13 @@ class SamplingParams:
 class Sampler:
     """Draws tokens for one sequence; remembers what it drew for the penalties."""
 
-    def __init__(self, n_vocab: int, params: SamplingParams | None = None,
-                 seed: int | None = None, banned: Iterable[int] = ()) -> None:
+    def __init__(
+        self,
+        n_vocab: int,
+        params: SamplingParams | None = None,
+        seed: int | None = None,
+        banned: Iterable[int] = (),
+    ) -> None:
         self.n_vocab = n_vocab
         self.params = params or SamplingParams()
         self.rng = np.random.default_rng(seed)
@@ -100,8 +105,9 @@ class Sampler:
             return best
         probs = self.probabilities(x)
         cdf = np.cumsum(probs)
-        return min(int(np.searchsorted(cdf, self.rng.random() * cdf[-1], side="right")),
-                   self.n_vocab - 1)
+        return min(
+            int(np.searchsorted(cdf, self.rng.random() * cdf[-1], side="right")), self.n_vocab - 1
+        )
 
     def probabilities(self, adjusted: F32) -> npt.NDArray[np.float64]:
         """Steps 3-4 on adjusted logits: the distribution actually drawn from."""

@@ -53,14 +53,21 @@ def _encode(state: State, model: Any, meta: dict[str, Any] | None) -> bytes:
     return body + hashlib.sha256(body).digest()
 
 
-def save_state(state: State, path: str | os.PathLike[str], model: Any, *,
-               overwrite: bool = False, meta: dict[str, Any] | None = None) -> Path:
+def save_state(
+    state: State,
+    path: str | os.PathLike[str],
+    model: Any,
+    *,
+    overwrite: bool = False,
+    meta: dict[str, Any] | None = None,
+) -> Path:
     """Write ``state`` (of ``model``) to ``path`` atomically; ``meta`` is any JSON-able dict."""
     if state.config != model.config:
         raise ArgumentError("this state belongs to a model of another shape")
     if state.model_id and state.model_id != model.model_id:
-        raise ArgumentError(f"this state belongs to model {state.model_id}, "
-                            f"not to {model.model_id}")
+        raise ArgumentError(
+            f"this state belongs to model {state.model_id}, not to {model.model_id}"
+        )
     p = Path(path)
     if p.exists() and not overwrite:
         raise IoError(f"{p} already exists; pass overwrite=True to replace it")
@@ -115,8 +122,9 @@ def read_state_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], np.nd
         raise FormatError(f"{p.name}: not an rwkv-edge state file (bad magic)")
     _, version, hlen = _PREFIX.unpack_from(raw)
     if version != FORMAT_VERSION:
-        raise VersionError(f"{p.name}: state file version {version}; this rwkv-edge reads "
-                           f"version {FORMAT_VERSION}")
+        raise VersionError(
+            f"{p.name}: state file version {version}; this rwkv-edge reads version {FORMAT_VERSION}"
+        )
     if hlen > _MAX_HEADER or len(raw) < _PREFIX.size + hlen + _DIGEST_LEN:
         raise FormatError(f"{p.name}: truncated state file ({len(raw)} bytes)")
     body, digest = raw[:-_DIGEST_LEN], raw[-_DIGEST_LEN:]
@@ -124,8 +132,10 @@ def read_state_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], np.nd
     data_start = _PREFIX.size + hlen
     want = header["state_len"] * 4
     if len(body) - data_start != want:
-        raise FormatError(f"{p.name}: truncated or padded state file: {len(body) - data_start} "
-                          f"data bytes, the header says {want}")
+        raise FormatError(
+            f"{p.name}: truncated or padded state file: {len(body) - data_start} "
+            f"data bytes, the header says {want}"
+        )
     if hashlib.sha256(body).digest() != digest:
         raise FormatError(f"{p.name}: checksum mismatch: the state file is corrupt")
     return header, np.frombuffer(body, "<f4", offset=data_start).astype(np.float32)
@@ -134,9 +144,14 @@ def read_state_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], np.nd
 def _parse_header(hbytes: bytes, name: str) -> dict[str, Any]:
     try:
         header = json.loads(hbytes.decode("utf-8"))
-        ok = (isinstance(header, dict) and isinstance(header.get("model_id"), str)
-              and isinstance(header.get("state_len"), int) and header["state_len"] >= 0
-              and header.get("dtype") == "float32" and isinstance(header.get("config"), dict))
+        ok = (
+            isinstance(header, dict)
+            and isinstance(header.get("model_id"), str)
+            and isinstance(header.get("state_len"), int)
+            and header["state_len"] >= 0
+            and header.get("dtype") == "float32"
+            and isinstance(header.get("config"), dict)
+        )
     except (UnicodeDecodeError, ValueError):
         ok = False
     if not ok:
@@ -152,7 +167,8 @@ def load_state_and_meta(path: str | os.PathLike[str], model: Any) -> tuple[State
         raise FormatError(
             f"{name}: this state was saved from model {header['model_id']} "
             f"({header.get('model_name', '?')}), but the loaded model is {model.model_id} "
-            f"({Path(str(getattr(model, 'path', ''))).name}); states only work with their model")
+            f"({Path(str(getattr(model, 'path', ''))).name}); states only work with their model"
+        )
     try:
         config = ModelConfig(**header["config"])
     except TypeError:

@@ -21,8 +21,14 @@ from rwkv_edge.generate import complete
 pexpect = pytest.importorskip("pexpect")
 
 # Greedy and penalty-free, so a reply is a pure function of the conversation.
-SAMPLING: dict[str, Any] = dict(temperature=0.0, top_p=0.3, top_k=0, presence_penalty=0.0,
-                                frequency_penalty=0.0, penalty_decay=0.996)
+SAMPLING: dict[str, Any] = dict(
+    temperature=0.0,
+    top_p=0.3,
+    top_k=0,
+    presence_penalty=0.0,
+    frequency_penalty=0.0,
+    penalty_decay=0.996,
+)
 MAX_TOKENS = 24
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[=>]")
 STATS = re.compile(r"\[prompt (\d+) tok at ([\d.]+) tok/s, generated (\d+) tok at ([\d.]+) tok/s\]")
@@ -57,8 +63,10 @@ def test_session_builds_the_world_format(tiny: Any) -> None:
     # The second turn continues the state; "\n\n" in the message became "\n".
     b = complete(tiny, "\n\nUser: How are you?\nFine\n\nAssistant:", state=a.state, **kw)
     assert r2 == b.text.lstrip()
-    assert s.transcript() == [{"user": "Hello there", "assistant": r1},
-                              {"user": "How are you?\nFine", "assistant": r2}]
+    assert s.transcript() == [
+        {"user": "Hello there", "assistant": r1},
+        {"user": "How are you?\nFine", "assistant": r2},
+    ]
     assert s.now.state == b.state
 
 
@@ -82,8 +90,13 @@ def test_system_prompt_and_set(tiny: Any) -> None:
 
     s = ChatSession(tiny, dict(SAMPLING), "Be brief.\n\nVery.", MAX_TOKENS)
     r = "".join(s.send("Hi"))
-    want = complete(tiny, "System: Be brief.\nVery.\n\nUser: Hi\n\nAssistant:",
-                    max_tokens=MAX_TOKENS, stop=["\n\nUser:"], **SAMPLING)
+    want = complete(
+        tiny,
+        "System: Be brief.\nVery.\n\nUser: Hi\n\nAssistant:",
+        max_tokens=MAX_TOKENS,
+        stop=["\n\nUser:"],
+        **SAMPLING,
+    )
     assert r == want.text.lstrip()
     assert s.set_option("top_k", "5") == "top_k = 5" and s.sampling["top_k"] == 5
     with pytest.raises(ValueError):
@@ -98,15 +111,32 @@ def test_system_prompt_and_set(tiny: Any) -> None:
 
 
 def _spawn(tmp_path: Path, model: Path) -> Any:
-    env = dict(os.environ, HOME=str(tmp_path), RWKV_EDGE_HISTORY=str(tmp_path / "hist"),
-               TERM="xterm")
-    args = ["-c", "from rwkv_edge.cli.main import main; main()", "chat", "--model", str(model),
-            "--backend", "numba", "--max-tokens", str(MAX_TOKENS), "--stats"]
+    env = dict(
+        os.environ, HOME=str(tmp_path), RWKV_EDGE_HISTORY=str(tmp_path / "hist"), TERM="xterm"
+    )
+    args = [
+        "-c",
+        "from rwkv_edge.cli.main import main; main()",
+        "chat",
+        "--model",
+        str(model),
+        "--backend",
+        "numba",
+        "--max-tokens",
+        str(MAX_TOKENS),
+        "--stats",
+    ]
     for k, v in SAMPLING.items():
         args += [f"--{k.replace('_', '-')}", str(v)]
-    child = pexpect.spawn(sys.executable, args, env=env, encoding="utf-8", timeout=180,
-                          cwd=str(tmp_path),  # not the source tree: it would shadow the build
-                          dimensions=(40, 200))
+    child = pexpect.spawn(
+        sys.executable,
+        args,
+        env=env,
+        encoding="utf-8",
+        timeout=180,
+        cwd=str(tmp_path),  # not the source tree: it would shadow the build
+        dimensions=(40, 200),
+    )
     child.expect_exact("You> ")
     return child
 
@@ -161,8 +191,10 @@ def test_chat_in_a_terminal(tiny: Any, tiny_v2: Path, tmp_path: Path) -> None:
     assert _say(child, "Tell me more")[0] == third  # the loaded state is the saved one
 
     header, _ = read_state_file(save)
-    assert header["meta"]["transcript"] == [{"user": "Hello there", "assistant": got1},
-                                            {"user": "How are you?", "assistant": got2}]
+    assert header["meta"]["transcript"] == [
+        {"user": "Hello there", "assistant": got1},
+        {"user": "How are you?", "assistant": got2},
+    ]
 
     _interrupt_a_long_reply(child)
     child.sendeof()

@@ -48,8 +48,14 @@ GREEDY: dict[str, Any] = dict(temperature=0.0)
 def test_chunked_ingestion_reports_progress() -> None:
     model = ScriptModel(b"x" * 400)
     seen: list[tuple[int, int]] = []
-    gen = generate(model, "x" * 300, max_tokens=2, chunk_len=128,
-                   on_progress=lambda d, t: seen.append((d, t)), **GREEDY)
+    gen = generate(
+        model,
+        "x" * 300,
+        max_tokens=2,
+        chunk_len=128,
+        on_progress=lambda d, t: seen.append((d, t)),
+        **GREEDY,
+    )
     assert "".join(gen) == "xx"
     assert seen == [(128, 300), (256, 300), (300, 300)]
     assert model.calls == [128, 128, 44, 1, 1]
@@ -143,8 +149,9 @@ def test_fixed_seed_is_reproducible(tiny: Any) -> None:
 
 
 def test_greedy_matches_a_hand_loop_over_forward(tiny: Any) -> None:
-    out = complete(tiny, PROMPT, max_tokens=40, presence_penalty=0.0, frequency_penalty=0.0,
-                   temperature=0.0)
+    out = complete(
+        tiny, PROMPT, max_tokens=40, presence_penalty=0.0, frequency_penalty=0.0, temperature=0.0
+    )
     state = tiny.new_state()
     logits = tiny.forward(list(PROMPT.encode()), state)
     want = []
@@ -186,8 +193,22 @@ def test_generate_command_reads_stdin(tiny: Any, tiny_v2: Path) -> None:
     from click.testing import CliRunner
     from rwkv_edge.cli.run_cmd import generate_command
 
-    args = ["-", "--model", str(tiny_v2), "--backend", "numba", "--max-tokens", "30",
-            "--seed", "7", "--top-p", "0.5", "--stop", "\n\n", "--stats"]
+    args = [
+        "-",
+        "--model",
+        str(tiny_v2),
+        "--backend",
+        "numba",
+        "--max-tokens",
+        "30",
+        "--seed",
+        "7",
+        "--top-p",
+        "0.5",
+        "--stop",
+        "\n\n",
+        "--stats",
+    ]
     res = CliRunner().invoke(generate_command, args, input=PROMPT)
     assert res.exit_code == 0, res.output
     want = complete(tiny, PROMPT, max_tokens=30, seed=7, top_p=0.5, stop=["\n\n"])

@@ -21,15 +21,17 @@ def _probs(logits: np.ndarray, **kw: float) -> np.ndarray:
 def test_top_p_keeps_smallest_set_reaching_the_mass() -> None:
     np.testing.assert_allclose(_probs(LOGITS4, top_p=0.7), [0.625, 0.375, 0, 0], atol=1e-6)
     np.testing.assert_allclose(_probs(LOGITS4, top_p=0.8), [0.625, 0.375, 0, 0], atol=1e-6)
-    np.testing.assert_allclose(_probs(LOGITS4, top_p=0.81), [0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95,
-                                                             0], atol=1e-6)
+    np.testing.assert_allclose(
+        _probs(LOGITS4, top_p=0.81), [0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0], atol=1e-6
+    )
     np.testing.assert_allclose(_probs(LOGITS4, top_p=1.0), P4, atol=1e-6)
     np.testing.assert_allclose(_probs(LOGITS4, top_p=0.0), [1, 0, 0, 0], atol=1e-6)
 
 
 def test_top_k_and_temperature() -> None:
-    np.testing.assert_allclose(_probs(LOGITS4, top_p=1.0, top_k=3), [0.5 / 0.95, 0.3 / 0.95,
-                                                                     0.15 / 0.95, 0], atol=1e-6)
+    np.testing.assert_allclose(
+        _probs(LOGITS4, top_p=1.0, top_k=3), [0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0], atol=1e-6
+    )
     sq = P4[:2] ** 2 / np.sum(P4[:2] ** 2)  # temperature 0.5 squares the kept probabilities
     np.testing.assert_allclose(_probs(LOGITS4, top_p=0.7, temperature=0.5), [*sq, 0, 0], atol=1e-6)
     hot = _probs(LOGITS4, top_p=1.0, temperature=2.0)
@@ -82,8 +84,9 @@ def test_bias_and_bans() -> None:
     assert Sampler(6, params.with_(temperature=0)).sample(logits) == 4
 
 
-@pytest.mark.parametrize("bad", [dict(temperature=-1.0), dict(top_p=1.5), dict(top_k=-2),
-                                 dict(penalty_decay=2.0)])
+@pytest.mark.parametrize(
+    "bad", [dict(temperature=-1.0), dict(top_p=1.5), dict(top_k=-2), dict(penalty_decay=2.0)]
+)
 def test_bad_parameters_are_refused(bad: dict[str, float]) -> None:
     with pytest.raises(ArgumentError):
         SamplingParams(**bad)  # type: ignore[arg-type]
@@ -91,11 +94,12 @@ def test_bad_parameters_are_refused(bad: dict[str, float]) -> None:
         Sampler(4, SamplingParams(banned_tokens=(9,)))
 
 
-@pytest.mark.parametrize("temperature, top_p, top_k", [(1.0, 0.85, 0), (0.7, 0.3, 0),
-                                                       (1.3, 0.95, 40), (1.0, 0.999, 5)])
-def test_distribution_matches_chatrwkv_pipeline(monkeypatch: pytest.MonkeyPatch,
-                                                temperature: float, top_p: float,
-                                                top_k: int) -> None:
+@pytest.mark.parametrize(
+    "temperature, top_p, top_k", [(1.0, 0.85, 0), (0.7, 0.3, 0), (1.3, 0.95, 40), (1.0, 0.999, 5)]
+)
+def test_distribution_matches_chatrwkv_pipeline(
+    monkeypatch: pytest.MonkeyPatch, temperature: float, top_p: float, top_k: int
+) -> None:
     """The exact p that ChatRWKV's PIPELINE.sample_logits hands to np.random.choice.
 
     (Not top_p=1.0: there ChatRWKV's float32 cumsum can stay below 1.0 and its

@@ -30,8 +30,9 @@ def warm_state(tiny: Any) -> Any:
     return state
 
 
-def test_round_trip_is_exact_and_continues_identically(tiny: Any, warm_state: Any,
-                                                       tmp_path: Path) -> None:
+def test_round_trip_is_exact_and_continues_identically(
+    tiny: Any, warm_state: Any, tmp_path: Path
+) -> None:
     p = save_state(warm_state, tmp_path / "s.rwst", tiny, meta={"turns": ["héllo", "你好"]})
     loaded, meta = load_state_and_meta(p, tiny)
     assert loaded == warm_state and loaded.model_id == tiny.model_id
@@ -54,8 +55,9 @@ def test_file_layout(tiny: Any, warm_state: Any, tmp_path: Path) -> None:
 
 def test_refuses_a_state_of_another_model(tiny: Any, warm_state: Any, tmp_path: Path) -> None:
     p = save_state(warm_state, tmp_path / "s.rwst", tiny)
-    other = SimpleNamespace(model_id="0123456789abcdef" * 2, config=tiny.config,
-                            path=Path("other.gguf"))
+    other = SimpleNamespace(
+        model_id="0123456789abcdef" * 2, config=tiny.config, path=Path("other.gguf")
+    )
     with pytest.raises(FormatError) as e:
         load_state(p, other)
     assert tiny.model_id in str(e.value) and other.model_id in str(e.value)
@@ -75,8 +77,9 @@ def test_refuses_to_overwrite_unless_asked(tiny: Any, warm_state: Any, tmp_path:
     assert sorted(os.listdir(tmp_path)) == ["s.rwst"]  # no temp files left behind
 
 
-def test_failed_write_leaves_nothing(tiny: Any, warm_state: Any, tmp_path: Path,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_write_leaves_nothing(
+    tiny: Any, warm_state: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def broken_fsync(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
@@ -87,8 +90,7 @@ def test_failed_write_leaves_nothing(tiny: Any, warm_state: Any, tmp_path: Path,
 
 
 @pytest.mark.parametrize("cut", [0, 5, 16, 100, -33, -1])
-def test_truncated_files_are_refused(tiny: Any, warm_state: Any, tmp_path: Path,
-                                     cut: int) -> None:
+def test_truncated_files_are_refused(tiny: Any, warm_state: Any, tmp_path: Path, cut: int) -> None:
     p = save_state(warm_state, tmp_path / "s.rwst", tiny)
     raw = p.read_bytes()
     p.write_bytes(raw[:cut])
@@ -97,8 +99,7 @@ def test_truncated_files_are_refused(tiny: Any, warm_state: Any, tmp_path: Path,
 
 
 @pytest.mark.parametrize("where", ["header", "data", "digest"])
-def test_corrupt_files_are_refused(tiny: Any, warm_state: Any, tmp_path: Path,
-                                   where: str) -> None:
+def test_corrupt_files_are_refused(tiny: Any, warm_state: Any, tmp_path: Path, where: str) -> None:
     p = save_state(warm_state, tmp_path / "s.rwst", tiny)
     raw = bytearray(p.read_bytes())
     hlen = struct.unpack_from("<I", raw, 12)[0]

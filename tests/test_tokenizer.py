@@ -54,9 +54,11 @@ def _rand_chars(r: random.Random, lo: int, hi: int, n: int) -> str:
 
 
 def _english(r: random.Random) -> str:
-    words = ("the of and to in is was that for it with as his on be at by had are but from or "
-             "have an they which one you were all we her she there would their will when who "
-             "Eagle RWKV tokenizer World quantized CPU 2024 3.14159 1,000,000 don't I'm U.S.A.")
+    words = (
+        "the of and to in is was that for it with as his on be at by had are but from or "
+        "have an they which one you were all we her she there would their will when who "
+        "Eagle RWKV tokenizer World quantized CPU 2024 3.14159 1,000,000 don't I'm U.S.A."
+    )
     out = []
     for _ in range(4000):
         w = r.choice(words.split())
@@ -66,11 +68,24 @@ def _english(r: random.Random) -> str:
 
 
 def _cjk_and_scripts(r: random.Random) -> str:
-    phrases = ["你好，世界。", "这是一个测试。", "日本語のテキストです。", "한국어 문장입니다.",
-               "Привет, мир!", "مرحبا بالعالم", "नमस्ते दुनिया", "Γειά σου Κόσμε", "สวัสดีชาวโลก"]
+    phrases = [
+        "你好，世界。",
+        "这是一个测试。",
+        "日本語のテキストです。",
+        "한국어 문장입니다.",
+        "Привет, мир!",
+        "مرحبا بالعالم",
+        "नमस्ते दुनिया",
+        "Γειά σου Κόσμε",
+        "สวัสดีชาวโลก",
+    ]
     parts = [r.choice(phrases) for _ in range(1500)]
-    parts += [_rand_chars(r, 0x4E00, 0xA000, 3000), _rand_chars(r, 0x3040, 0x30FF, 500),
-              _rand_chars(r, 0xAC00, 0xD7A4, 500), _rand_chars(r, 0x0400, 0x0500, 500)]
+    parts += [
+        _rand_chars(r, 0x4E00, 0xA000, 3000),
+        _rand_chars(r, 0x3040, 0x30FF, 500),
+        _rand_chars(r, 0xAC00, 0xD7A4, 500),
+        _rand_chars(r, 0x0400, 0x0500, 500),
+    ]
     r.shuffle(parts)
     return "".join(parts)
 
@@ -88,7 +103,7 @@ def _code() -> str:
     import rwkv_edge.tokenizer as m
 
     src = inspect.getsource(json) + inspect.getsource(m)
-    return src + "\n\tint main(void) {\r\n\t\treturn 0;\r\n\t}\n{\"k\": [1, 2.5e-3, null]}\n"
+    return src + '\n\tint main(void) {\r\n\t\treturn 0;\r\n\t}\n{"k": [1, 2.5e-3, null]}\n'
 
 
 def _whitespace_and_controls(r: random.Random) -> str:
@@ -111,8 +126,13 @@ def _random_bytes(r: random.Random) -> bytes:
 
 def _corpus_text() -> dict[str, str]:
     r = random.Random(20240128)
-    return {"english": _english(r), "cjk": _cjk_and_scripts(r), "emoji": _emoji(r),
-            "code": _code(), "whitespace": _whitespace_and_controls(r)}
+    return {
+        "english": _english(r),
+        "cjk": _cjk_and_scripts(r),
+        "emoji": _emoji(r),
+        "code": _code(),
+        "whitespace": _whitespace_and_controls(r),
+    }
 
 
 CORPUS = _corpus_text()
@@ -185,13 +205,16 @@ def _is_utf8(b: bytes) -> bool:
     return True
 
 
-@pytest.mark.parametrize("line, msg", [
-    ("1 'ab' 3\n", "line says 3"),
-    ("1 __import__('os').system('true') 1\n", "bad token literal"),
-    ("1 [1] 1\n", "list"),
-    ("x 'a' 1\n", "expected"),
-    ("1 'a' 1\n1 'b' 1\n", "repeats"),
-])
+@pytest.mark.parametrize(
+    "line, msg",
+    [
+        ("1 'ab' 3\n", "line says 3"),
+        ("1 __import__('os').system('true') 1\n", "bad token literal"),
+        ("1 [1] 1\n", "list"),
+        ("x 'a' 1\n", "expected"),
+        ("1 'a' 1\n1 'b' 1\n", "repeats"),
+    ],
+)
 def test_bad_vocab_lines_are_refused(line: str, msg: str) -> None:
     with pytest.raises(FormatError, match=msg):
         parse_world_vocab(line)
@@ -253,8 +276,13 @@ def test_sentencepiece_tokenizer(tmp_path: Path) -> None:
     spm = pytest.importorskip("sentencepiece")
     corpus = tmp_path / "c.txt"
     corpus.write_text("\n".join(CORPUS["english"].splitlines()[:400]))
-    spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(tmp_path / "m"),
-                                   vocab_size=400, byte_fallback=True, minloglevel=2)
+    spm.SentencePieceTrainer.train(
+        input=str(corpus),
+        model_prefix=str(tmp_path / "m"),
+        vocab_size=400,
+        byte_fallback=True,
+        minloglevel=2,
+    )
     tok = tokenizer_from_kind("sentencepiece", (tmp_path / "m.model").read_bytes())
     assert isinstance(tok, SentencePieceTokenizer) and tok.vocab_size == 400
     ids = tok.encode("the tokenizer was 你")  # 你 only through byte fallback
@@ -279,8 +307,15 @@ def _write_safetensors(path: Path, shapes: dict[str, tuple[int, ...]]) -> None:
 def test_tokenizer_for_world_sized_checkpoint(tmp_path: Path) -> None:
     p = tmp_path / "w.safetensors"
     c, v = 8, 65536
-    _write_safetensors(p, {"emb.weight": (v, c), "blocks.0.att.ln_x.weight": (c,),
-                           "blocks.0.att.time_decay": (2,), "blocks.0.ffn.key.weight": (32, c)})
+    _write_safetensors(
+        p,
+        {
+            "emb.weight": (v, c),
+            "blocks.0.att.ln_x.weight": (c,),
+            "blocks.0.att.time_decay": (2,),
+            "blocks.0.ffn.key.weight": (32, c),
+        },
+    )
     tok = tokenizer_for_model(p)
     assert isinstance(tok, WorldTokenizer) and tok.encode("Hello world") == [33155, 40213]
 
@@ -291,8 +326,7 @@ def test_unknown_kind_is_refused() -> None:
 
 
 @pytest.mark.parametrize("kind", ["bytes", "world"])
-def test_tokenizer_for_gguf_uses_the_embedded_one(tiny_v2: Path, tmp_path: Path,
-                                                  kind: str) -> None:
+def test_tokenizer_for_gguf_uses_the_embedded_one(tiny_v2: Path, tmp_path: Path, kind: str) -> None:
     convert = pytest.importorskip("rwkv_edge.quantize.convert")
     from importlib import resources
 
@@ -304,5 +338,6 @@ def test_tokenizer_for_gguf_uses_the_embedded_one(tiny_v2: Path, tmp_path: Path,
     convert.convert(tiny_v2, dst, make_recipe("f32"), tokenizer=embedded)
     tok = tokenizer_for_model(dst)
     assert tok is not None and tok.kind == kind
-    assert tok.encode("Hello world") == ([33155, 40213] if kind == "world" else
-                                         list(b"Hello world"))
+    assert tok.encode("Hello world") == (
+        [33155, 40213] if kind == "world" else list(b"Hello world")
+    )
