@@ -341,3 +341,24 @@ def test_tokenizer_for_gguf_uses_the_embedded_one(tiny_v2: Path, tmp_path: Path,
     assert tok.encode("Hello world") == (
         [33155, 40213] if kind == "world" else list(b"Hello world")
     )
+
+
+def test_sentencepiece_demo_style_round_trips_exactly(tmp_path: Path) -> None:
+    """The demo model's options: identity normalisation, no dummy prefix, "\\n" a piece."""
+    spm = pytest.importorskip("sentencepiece")
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(CORPUS["english"].splitlines()[:400]))
+    spm.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(tmp_path / "d"), model_type="unigram",
+        vocab_size=400, byte_fallback=True, normalization_rule_name="identity",
+        add_dummy_prefix=False, remove_extra_whitespaces=False, user_defined_symbols=["\n"],
+        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2,
+    )  # fmt: skip
+    tok = SentencePieceTokenizer(tmp_path / "d.model")
+    assert tok.eos_id == 2 and tok.decode_bytes([1, 2]) == b""
+    text = "User: the  tokenizer\n\nAssistant: was 你好 👍\n"
+    ids = tok.encode(text)
+    assert tok.decode(ids) == text == tok._sp.decode(ids)
+    dec = tok.stream_decoder()
+    pieces = [dec.feed(i) for i in ids]
+    assert "".join(pieces) + dec.flush() == text and all("\ufffd" not in p for p in pieces)
