@@ -212,3 +212,23 @@ def _interrupt_a_long_reply(child: Any) -> None:
     child.expect_exact("[interrupted]")
     child.expect_exact("You> ")
     _do(child, "/help", "Commands:")  # the session survived
+
+
+@pytest.mark.parametrize(
+    "typed, message",
+    [
+        (["plain"], "plain"),
+        (["one \\", "two\\", "three"], "one \ntwo\nthree"),
+        (['"""', "a", "", "b", '"""'], "a\n\nb"),
+        (['"""first', 'last"""'], "first\nlast"),
+    ],
+)
+def test_multi_line_input(monkeypatch: pytest.MonkeyPatch, typed: list[str], message: str) -> None:
+    from rwkv_edge.cli import chat_cmd
+
+    lines = iter(typed)
+    prompts: list[str] = []
+    monkeypatch.setattr("builtins.input", lambda p="": prompts.append(p) or next(lines))
+    assert chat_cmd.read_message() == message
+    assert prompts == [chat_cmd.PROMPT] + [chat_cmd.MORE] * (len(typed) - 1)
+    assert chat_cmd.clean_message(message) == message.replace("\n\n", "\n")
