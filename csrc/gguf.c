@@ -35,24 +35,29 @@ typedef struct {
 
 static int cur_has(const cursor *c, uint64_t n) { return n <= c->size - c->pos; }
 
+static rwe_status cur_need(const cursor *c, uint64_t n, const char *what) {
+    if (cur_has(c, n)) return RWE_OK;
+    return rwe_fail(RWE_ERR_FORMAT, "GGUF truncated: %s at byte %zu runs past the end "
+                    "(%zu bytes)", what, c->pos, c->size);
+}
+
 static rwe_status cur_read(cursor *c, void *dst, size_t n, const char *what) {
-    if (!cur_has(c, n))
-        return rwe_fail(RWE_ERR_FORMAT, "GGUF truncated: %s at byte %zu runs past the end (%zu bytes)",
-                        what, c->pos, c->size);
-    memcpy(dst, c->p + c->pos, n);
-    c->pos += n;
-    return RWE_OK;
+    rwe_status st = cur_need(c, n, what);
+    if (!st) {
+        memcpy(dst, c->p + c->pos, n);
+        c->pos += n;
+    }
+    return st;
 }
 
 static rwe_status cur_skip(cursor *c, uint64_t n, const char *what) {
-    if (!cur_has(c, n))
-        return rwe_fail(RWE_ERR_FORMAT, "GGUF truncated: %s at byte %zu runs past the end (%zu bytes)",
-                        what, c->pos, c->size);
-    c->pos += (size_t)n;
-    return RWE_OK;
+    rwe_status st = cur_need(c, n, what);
+    if (!st) c->pos += (size_t)n;
+    return st;
 }
 
-/* A string: checks its length against the file; *copy (if asked) is a bounded NUL-terminated dup. */
+/* A string: checks its length against the file; *copy (if asked) is a bounded
+ * NUL-terminated dup. */
 static rwe_status cur_string(cursor *c, const char *what, char **copy, const uint8_t **at,
                              uint64_t *len) {
     uint64_t n = 0;
@@ -165,7 +170,8 @@ static rwe_status check_tensor_shape(rwe_gguf_tensor *t) {
                         "(expected F32, F16, BF16, Q8_0, Q4_0 or Q4_1)", t->name, (int)t->type);
     if (t->ne[0] % blck)
         return rwe_fail(RWE_ERR_FORMAT, "GGUF tensor '%s': row of %lld elements is not a whole "
-                        "number of %lld-element blocks", t->name, (long long)t->ne[0], (long long)blck);
+                        "number of %lld-element blocks", t->name, (long long)t->ne[0],
+                        (long long)blck);
     t->size = (uint64_t)(n / blck * bytes);
     return RWE_OK;
 }
@@ -192,12 +198,15 @@ static rwe_status read_tensor_info(cursor *c, rwe_gguf_tensor *t) {
 }
 
 static int cmp_by_offset(const void *a, const void *b) {
-    const rwe_gguf_tensor *x = *(const rwe_gguf_tensor *const *)a, *y = *(const rwe_gguf_tensor *const *)b;
+    const rwe_gguf_tensor *x = *(const rwe_gguf_tensor *const *)a;
+    const rwe_gguf_tensor *y = *(const rwe_gguf_tensor *const *)b;
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
 static int cmp_by_name(const void *a, const void *b) {
-    return strcmp((*(const rwe_gguf_tensor *const *)a)->name, (*(const rwe_gguf_tensor *const *)b)->name);
+    const rwe_gguf_tensor *x = *(const rwe_gguf_tensor *const *)a;
+    const rwe_gguf_tensor *y = *(const rwe_gguf_tensor *const *)b;
+    return strcmp(x->name, y->name);
 }
 
 /* Duplicate names and overlapping data, both found by sorting a pointer array. */
@@ -229,7 +238,8 @@ static rwe_status read_alignment(rwe_gguf *g) {
     rwe_status st = rwe_gguf_get_u32(g, "general.alignment", &a);
     if (st) return st;
     if (a == 0 || (a & (a - 1)) || a > (1u << 20))
-        return rwe_fail(RWE_ERR_FORMAT, "GGUF: general.alignment %u is not a power of two <= 1 MiB", a);
+        return rwe_fail(RWE_ERR_FORMAT,
+                        "GGUF: general.alignment %u is not a power of two <= 1 MiB", a);
     g->alignment = a;
     return RWE_OK;
 }
@@ -238,7 +248,8 @@ static rwe_status read_alignment(rwe_gguf *g) {
 static rwe_status place_tensors(rwe_gguf *g, size_t header_end) {
     uint64_t data = (header_end + g->alignment - 1) / g->alignment * g->alignment;
     if (data > g->size && g->n_tensors)
-        return rwe_fail(RWE_ERR_FORMAT, "GGUF truncated: data section starts at %llu, file has %zu bytes",
+        return rwe_fail(RWE_ERR_FORMAT,
+                        "GGUF truncated: data section starts at %llu, file has %zu bytes",
                         (unsigned long long)data, g->size);
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         rwe_gguf_tensor *t = &g->tensors[i];
@@ -247,8 +258,9 @@ static rwe_status place_tensors(rwe_gguf *g, size_t header_end) {
                             "the alignment %llu", t->name, (unsigned long long)t->offset,
                             (unsigned long long)g->alignment);
         if (t->offset > g->size - data || t->size > g->size - data - t->offset)
-            return rwe_fail(RWE_ERR_FORMAT, "GGUF tensor '%s': data [%llu, +%llu) runs past the end "
-                            "of the file (truncated?)", t->name,
+            return rwe_fail(RWE_ERR_FORMAT,
+                            "GGUF tensor '%s': data [%llu, +%llu) runs past the end of the file "
+                            "(truncated?)", t->name,
                             (unsigned long long)(data + t->offset), (unsigned long long)t->size);
         t->data = g->base + data + t->offset;
     }
@@ -263,13 +275,15 @@ static rwe_status parse(rwe_gguf *g) {
         return rwe_fail(RWE_ERR_FORMAT, "not a GGUF file (bad magic)");
     if ((st = cur_read(&c, &g->version, 4, "version"))) return st;
     if (g->version != 3)
-        return rwe_fail(RWE_ERR_VERSION, "GGUF version %u is not supported (expected 3)", g->version);
+        return rwe_fail(RWE_ERR_VERSION, "GGUF version %u is not supported (expected 3)",
+                        g->version);
     uint64_t nt = 0, nkv = 0;
     if ((st = cur_read(&c, &nt, 8, "tensor count")) || (st = cur_read(&c, &nkv, 8, "kv count")))
         return st;
     /* A kv takes >= 13 bytes and a tensor info >= 33: bound the counts before allocating. */
     if (nkv > (c.size - c.pos) / 13 || nt > (c.size - c.pos) / 33)
-        return rwe_fail(RWE_ERR_FORMAT, "GGUF: %llu kvs / %llu tensors cannot fit in a %zu-byte file",
+        return rwe_fail(RWE_ERR_FORMAT,
+                        "GGUF: %llu kvs / %llu tensors cannot fit in a %zu-byte file",
                         (unsigned long long)nkv, (unsigned long long)nt, c.size);
     g->kv = calloc(nkv ? nkv : 1, sizeof *g->kv);
     g->tensors = calloc(nt ? nt : 1, sizeof *g->tensors);

@@ -118,7 +118,8 @@ static rwe_status load_matrix(rwe_model *m, const char *name, int64_t rows, int6
                         (long long)cols);
     out->matmul = matmul_for(m->kern, t->type);
     if (!out->matmul)
-        return rwe_fail(RWE_ERR_FORMAT, "tensor '%s' has type %d, not a matrix type", name, t->type);
+        return rwe_fail(RWE_ERR_FORMAT, "tensor '%s' has type %d, not a matrix type", name,
+                        t->type);
     out->data = t->data;
     out->type = t->type;
     out->act = rwe_act_type(t->type);
@@ -132,8 +133,9 @@ static rwe_status load_vector(rwe_model *m, const char *name, int64_t n, float *
     const rwe_gguf_tensor *t = rwe_gguf_find_tensor(&m->file, name);
     if (!t) return rwe_fail(RWE_ERR_FORMAT, "model has no tensor '%s'", name);
     if (!is_float_type(t->type))
-        return rwe_fail(RWE_ERR_FORMAT, "tensor '%s' has type %d; small tensors must be F32/F16/BF16",
-                        name, t->type);
+        return rwe_fail(RWE_ERR_FORMAT,
+                        "tensor '%s' has type %d; small tensors must be F32/F16/BF16", name,
+                        t->type);
     if (rwe_gguf_nelements(t) != n)
         return rwe_fail(RWE_ERR_SHAPE, "tensor '%s' has %lld elements, expected %lld", name,
                         (long long)rwe_gguf_nelements(t), (long long)n);
@@ -278,7 +280,8 @@ static rwe_status load_hparams(rwe_model *m) {
     rwe_status st = rwe_gguf_get_str(f, "general.architecture", s, sizeof s);
     if (st) return st;
     if (strcmp(s, "rwkv5"))
-        return rwe_fail(RWE_ERR_VERSION, "architecture '%s' is not supported (expected 'rwkv5')", s);
+        return rwe_fail(RWE_ERR_VERSION, "architecture '%s' is not supported (expected 'rwkv5')",
+                        s);
     if ((st = rwe_gguf_get_u32(f, "rwkv_edge.file_version", &fv))) return st;
     if (fv != FILE_VERSION)
         return rwe_fail(RWE_ERR_VERSION, "rwkv_edge.file_version %u is not supported (expected %d)",
@@ -367,7 +370,8 @@ static rwe_status pick_kernels(rwe_isa isa, const rwe_kernels **out) {
     if (!rwe_cpu_supports(isa))
         return rwe_fail(RWE_ERR_ISA, "this CPU does not support kernel set %d", (int)isa);
     *out = rwe_kernels_get(isa);
-    if (!*out) return rwe_fail(RWE_ERR_ISA, "kernel set %d is not compiled into this build", (int)isa);
+    if (!*out)
+        return rwe_fail(RWE_ERR_ISA, "kernel set %d is not compiled into this build", (int)isa);
     return RWE_OK;
 }
 
@@ -432,7 +436,9 @@ static void mm_task(void *ctx, int ith, int nth) {
         const mm_job *j = &b->job[i];
         int64_t r0, r1;
         rwe_split_range(j->w->rows, ROW_GRAIN, ith, nth, &r0, &r1);
-        if (r0 < r1) j->w->matmul(j->w->cols, j->w->data, j->x, j->x_stride, j->y, j->y_stride, b->T, r0, r1);
+        if (r0 < r1)
+            j->w->matmul(j->w->cols, j->w->data, j->x, j->x_stride, j->y, j->y_stride, b->T, r0,
+                         r1);
     }
 }
 
@@ -449,7 +455,8 @@ static void mm_add(const rwe_model *m, mm_batch *b, const matrix *w, const float
 
 static void layer_norm_rows(const rwe_model *m, const float *x, const float *w, const float *b,
                             float *y, int64_t T) {
-    for (int64_t t = 0; t < T; t++) m->kern->layer_norm(x + t * m->C, w, b, y + t * m->C, m->C, m->ln_eps);
+    for (int64_t t = 0; t < T; t++)
+        m->kern->layer_norm(x + t * m->C, w, b, y + t * m->C, m->C, m->ln_eps);
 }
 
 /* out[t] = xx[t]*mix + prev*(1-mix), prev = the token before t (shift state for t = 0). */
@@ -467,7 +474,8 @@ static void embed(const rwe_model *m, const int32_t *tokens, int64_t T, float *x
     int64_t C = m->C;
     for (int64_t t = 0; t < T; t++) {
         float *row = x + t * C;
-        const void *src = (const char *)m->emb.data + (size_t)tokens[t] * rwe_row_bytes(m->emb.type, C);
+        size_t row_bytes = rwe_row_bytes(m->emb.type, C);
+        const void *src = (const char *)m->emb.data + (size_t)tokens[t] * row_bytes;
         const uint16_t *h = src;
         switch (m->emb.type) {
         case RWE_TYPE_F32: memcpy(row, src, (size_t)C * sizeof(float)); break;
@@ -478,8 +486,10 @@ static void embed(const rwe_model *m, const int32_t *tokens, int64_t T, float *x
         default: rwe_dequantize_row_q4_1_ref(src, row, C); break; /* load_matrix allows no other */
         }
         m->kern->layer_norm(row, m->ln0_w, m->ln0_b, row, C, m->ln_eps);
-        for (int64_t c = 0; c < C && m->emb_round == EMB_BF16; c++) row[c] = rwe_bf16_to_f32(rwe_f32_to_bf16(row[c]));
-        for (int64_t c = 0; c < C && m->emb_round == EMB_F16; c++) row[c] = rwe_f16_to_f32(rwe_f32_to_f16(row[c]));
+        for (int64_t c = 0; c < C && m->emb_round == EMB_BF16; c++)
+            row[c] = rwe_bf16_to_f32(rwe_f32_to_bf16(row[c]));
+        for (int64_t c = 0; c < C && m->emb_round == EMB_F16; c++)
+            row[c] = rwe_f16_to_f32(rwe_f32_to_f16(row[c]));
     }
 }
 
@@ -570,7 +580,8 @@ static void channel_mix(rwe_model *m, const layer *L, int64_t T, float *shift) {
 static void head(rwe_model *m, const float *x, int64_t T, float *logits) {
     scratch *s = &m->s;
     for (int64_t t = 0; t < T; t++)
-        m->kern->layer_norm(x + t * m->C, m->lnout_w, m->lnout_b, s->xx + t * m->C, m->C, m->ln_eps);
+        m->kern->layer_norm(x + t * m->C, m->lnout_w, m->lnout_b, s->xx + t * m->C, m->C,
+                            m->ln_eps);
     mm_batch b = {.T = T};
     mm_add(m, &b, &m->head, s->xx, s->act[0], logits, m->V);
     run(m, mm_task, &b, b.work);
@@ -622,7 +633,8 @@ void rwe_model_free(rwe_model *m) {
     if (!m) return;
     rwe_threadpool_free(m->pool);
     free_scratch(&m->s);
-    for (uint32_t l = 0; m->layers && l < m->info.n_layer; l++) free((void *)m->layers[l].time_state);
+    for (uint32_t l = 0; m->layers && l < m->info.n_layer; l++)
+        free((void *)m->layers[l].time_state);
     free(m->layers);
     free(m->params);
     rwe_gguf_close(&m->file);
@@ -659,7 +671,8 @@ rwe_status rwe_state_init(const rwe_model *m, float *state, size_t state_len) {
     for (uint32_t l = 0; l < m->info.n_layer; l++) {
         float *ls = state + l * (2 * C + wkv_len);
         memset(ls, 0, (size_t)(2 * C) * sizeof(float));
-        if (m->layers[l].time_state) memcpy(ls + 2 * C, m->layers[l].time_state, (size_t)wkv_len * sizeof(float));
+        const float *init = m->layers[l].time_state;
+        if (init) memcpy(ls + 2 * C, init, (size_t)wkv_len * sizeof(float));
         else memset(ls + 2 * C, 0, (size_t)wkv_len * sizeof(float));
     }
     return RWE_OK;

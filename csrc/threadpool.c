@@ -125,7 +125,8 @@ void rwe_threadpool_run(rwe_threadpool *p, rwe_task_fn fn, void *ctx) {
     publish(p);
     fn(ctx, 0, p->n_threads);
     /* The workers' share is about the same size as ours: spin, yielding now and then. */
-    for (unsigned i = 0; atomic_load_explicit(&p->done, memory_order_acquire) < p->n_threads - 1; i++) {
+    int workers = p->n_threads - 1;
+    for (unsigned i = 0; atomic_load_explicit(&p->done, memory_order_acquire) < workers; i++) {
         cpu_relax();
         if ((i & 255) == 255) sched_yield();
     }

@@ -24,7 +24,13 @@ from . import gguf_schema as schema
 from ._rwkv_edge_c import ffi, lib
 from .checkpoint import Checkpoint, open_checkpoint
 from .config import ModelConfig
-from .errors import STATUS_ERRORS, InternalError, UnsupportedIsaError
+from .errors import (
+    STATUS_ERRORS,
+    ArgumentError,
+    InternalError,
+    ShapeError,
+    UnsupportedIsaError,
+)
 
 ISAS: dict[str, int] = {
     "auto": lib.RWE_ISA_AUTO,
@@ -91,7 +97,7 @@ class CEngine:
     @classmethod
     def _load(cls, path: Path, n_threads: int, isa: int) -> CEngine:
         if n_threads < 0:
-            raise STATUS_ERRORS[lib.RWE_ERR_ARG](f"threads must be >= 0, got {n_threads}")
+            raise ArgumentError(f"threads must be >= 0, got {n_threads}")
         out = ffi.new("rwe_model **")
         _check(lib.rwe_model_load(os.fsencode(path), n_threads, isa, out))
         handle = ffi.gc(out[0], lib.rwe_model_free)
@@ -105,7 +111,7 @@ class CEngine:
     @property
     def handle(self) -> Any:
         if self._handle is None:
-            raise STATUS_ERRORS[lib.RWE_ERR_ARG]("this engine has been closed")
+            raise ArgumentError("this engine has been closed")
         return self._handle
 
     def set_threads(self, n_threads: int) -> None:
@@ -129,8 +135,9 @@ class CEngine:
              logits: npt.NDArray[np.float32] | None, all_logits: bool = False) -> None:
         """rwe_eval_sequence on caller buffers; ``logits=None`` skips the head."""
         toks = np.ascontiguousarray(tokens, dtype=np.int32)
-        if state.dtype != np.float32 or not state.flags.c_contiguous:
-            raise STATUS_ERRORS[lib.RWE_ERR_SHAPE]("state must be a contiguous float32 array")
+        _check_buffer("state", state)
+        if logits is not None:
+            _check_buffer("logits", logits)
         lg = ffi.NULL if logits is None else ffi.from_buffer("float[]", logits,
                                                              require_writable=True)
         _check(lib.rwe_eval_sequence(
@@ -148,6 +155,15 @@ class CEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_buffer(what: str, arr: np.ndarray) -> None:
+    """C writes through these: they must be writable, C-contiguous float32."""
+    flags = arr.flags
+    if arr.dtype != np.float32 or not flags.c_contiguous or not flags.writeable:
+        raise ShapeError(
+            f"{what} must be a writable C-contiguous float32 array (got {arr.dtype}, "
+            f"contiguous={flags.c_contiguous}, writeable={flags.writeable})")
 
 
 def _is_gguf(p: Path) -> bool:
