@@ -128,7 +128,11 @@ static inline __attribute__((always_inline)) void qdot_tile(int fmt, int R, int 
     for (int i = 0; i < R; i++)
         for (int t = 0; t < TT; t++)
             acc[i][t] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
+    /* rows are adjacent: one linear prefetch stream over them (see x86_avx512.c) */
+    const char *pf = (const char *)wrow[0] + RWE_PF_AHEAD;
+    for (int64_t b = 0; b < nb; b++, pf += (size_t)R * wbs) {
+        for (size_t off = 0; off < (size_t)R * wbs; off += 64)
+            _mm_prefetch(pf + off, _MM_HINT_T0);
         __m256i w[2], wu[2];
         float dw[2], m[2];
         for (int i = 0; i < R; i++) {
