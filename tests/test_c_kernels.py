@@ -31,8 +31,20 @@ def kernel_test_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if cc is None:
         pytest.skip("no C compiler")
     exe = tmp_path_factory.mktemp("ckernels") / "test_kernels"
-    cmd = [cc, "-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-fno-strict-aliasing",
-           f"-I{CSRC}", "-o", str(exe), *map(str, SOURCES), "-lm"]
+    cmd = [
+        cc,
+        "-O2",
+        "-std=gnu11",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-fno-strict-aliasing",
+        f"-I{CSRC}",
+        "-o",
+        str(exe),
+        *map(str, SOURCES),
+        "-lm",
+    ]
     build = subprocess.run(cmd, capture_output=True, text=True)
     assert build.returncode == 0, build.stderr
     return exe
@@ -40,8 +52,9 @@ def kernel_test_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def supported_isas(kernel_test_binary: Path) -> list[str]:
-    out = subprocess.run([str(kernel_test_binary), "--list"], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [str(kernel_test_binary), "--list"], capture_output=True, text=True, check=True
+    )
     return out.stdout.split()
 
 
