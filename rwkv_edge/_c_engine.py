@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import gguf_schema as schema
 from ._rwkv_edge_c import ffi, lib
 from .checkpoint import Checkpoint, open_checkpoint
 from .config import ModelConfig
@@ -31,6 +30,7 @@ from .errors import (
     ShapeError,
     UnsupportedIsaError,
 )
+from .tensors import Tensor
 
 ISAS: dict[str, int] = {
     "auto": lib.RWE_ISA_AUTO,
@@ -177,59 +177,35 @@ def _is_gguf(p: Path) -> bool:
 # Float checkpoint -> GGUF (the C core only reads GGUF)
 # ---------------------------------------------------------------------------
 
-_MATRIX_SUFFIXES = (".weight",)
 _EMB_LN_DTYPES = {"bf16": "bf16", "f16": "f16"}
 
 
 def _is_matrix(name: str, shape: tuple[int, ...]) -> bool:
-    return len(shape) == 2 and name.endswith(_MATRIX_SUFFIXES) and ".ln" not in name
+    return len(shape) == 2 and name.endswith(".weight") and ".ln" not in name
 
 
 def write_checkpoint_gguf(ckpt: Checkpoint, path: Path, matrix_type: str | None = None,
                           emb_ln_dtype: str | None = None) -> None:
     """Write a checkpoint as an rwkv5 GGUF: float matrices as stored (f32/f16/bf16),
-    every small tensor as f32, ``time_mix_*`` squeezed to [C].
+    every small tensor as f32 (``gguf_file.write_gguf`` squeezes ``time_mix_*``).
 
-    ``matrix_type`` ("q8_0", "q4_0", "q4_1") quantizes every matrix with
-    gguf.quants instead; tests use it to build quantized fixtures.
-    ``emb_ln_dtype`` overrides the embedding rounding (default: the checkpoint's dtype).
+    ``matrix_type`` ("q8_0", "q4_0", "q4_1") quantizes every matrix instead;
+    tests use it to build quantized fixtures. ``emb_ln_dtype`` overrides the
+    embedding rounding (default: the checkpoint's dtype, RWKV5_SPEC.md 5.3).
     """
-    import gguf
+    from .gguf_file import write_gguf
 
-    cfg = ckpt.config
-    w = gguf.GGUFWriter(str(path), arch=schema.ARCH)
-    w.add_custom_alignment(schema.ALIGNMENT)
-    w.add_uint32(schema.KEY_FILE_VERSION, schema.FILE_VERSION)
-    for key, val in ((schema.KEY_VERSION, cfg.version_code), (schema.KEY_N_LAYER, cfg.n_layer),
-                     (schema.KEY_N_EMBD, cfg.n_embd), (schema.KEY_N_HEAD, cfg.n_head),
-                     (schema.KEY_HEAD_SIZE, cfg.head_size), (schema.KEY_N_FFN, cfg.n_ffn),
-                     (schema.KEY_N_VOCAB, cfg.n_vocab)):
-        w.add_uint32(key, val)
-    w.add_float32(schema.KEY_LN_EPS, cfg.ln_eps)
-    w.add_float32(schema.KEY_GN_EPS, cfg.gn_eps)
-    w.add_string(schema.KEY_EMB_LN_DTYPE,
-                 emb_ln_dtype or _EMB_LN_DTYPES.get(ckpt.source_dtype, "f32"))
-    for name in ckpt:
-        _add_tensor(w, gguf, name, ckpt[name], matrix_type)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    write_gguf(path, ckpt.config, (_entry(n, ckpt[n], matrix_type) for n in ckpt),
+               emb_ln_dtype=emb_ln_dtype or _EMB_LN_DTYPES.get(ckpt.source_dtype, "f32"),
+               source_name=ckpt.path.name, force=True)
 
 
-def _add_tensor(w: Any, gguf: Any, name: str, t: Any, matrix_type: str | None) -> None:
+def _entry(name: str, t: Tensor, matrix_type: str | None) -> tuple[str, str, np.ndarray]:
+    """(name, GGUF dtype, data) of one tensor."""
     if not _is_matrix(name, t.shape):
-        arr = t.to_f32()
-        if ".time_mix_" in name:
-            arr = arr.reshape(-1)
-        w.add_tensor(name, np.ascontiguousarray(arr, dtype=np.float32))
-    elif matrix_type is not None:
-        qtype = gguf.GGMLQuantizationType[matrix_type.upper()]
-        w.add_tensor(name, gguf.quants.quantize(t.to_f32(), qtype), raw_dtype=qtype)
-    elif t.dtype == "bf16":
-        w.add_tensor(name, np.ascontiguousarray(t.raw, dtype=np.uint16),
-                     raw_dtype=gguf.GGMLQuantizationType.BF16)
-    elif t.dtype == "f16":
-        w.add_tensor(name, np.ascontiguousarray(t.raw, dtype=np.float16))
-    else:
-        w.add_tensor(name, np.ascontiguousarray(t.to_f32()))
+        return name, "f32", t.to_f32()
+    if matrix_type is not None:
+        return name, matrix_type, t.to_f32()
+    if t.dtype in ("bf16", "f16"):  # kept as stored: the C core multiplies them directly
+        return name, t.dtype, np.asarray(t.raw).reshape(t.shape)
+    return name, "f32", t.to_f32()
