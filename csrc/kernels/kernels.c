@@ -35,7 +35,7 @@ size_t rwe_row_bytes(rwe_type type, int64_t n) {
     case RWE_TYPE_F16:
     case RWE_TYPE_BF16: return (size_t)n * 2;
     case RWE_TYPE_Q8_0: return whole ? nb * sizeof(rwe_block_q8_0) : 0;
-    case 9 /* RWE_TYPE_Q8_1 */: return whole ? nb * sizeof(rwe_block_q8_1) : 0;
+    case RWE_TYPE_Q8_1: return whole ? nb * sizeof(rwe_block_q8_1) : 0;
     case RWE_TYPE_Q4_0: return whole ? nb * sizeof(rwe_block_q4_0) : 0;
     case RWE_TYPE_Q4_1: return whole ? nb * sizeof(rwe_block_q4_1) : 0;
     default: return 0;
