@@ -17,6 +17,7 @@ destination untouched.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mmap
 import os
@@ -140,7 +141,8 @@ def _read_header(cur: _Cursor) -> tuple[dict[str, Any], list[_TensorEntry]]:
     n_tensors = cur.unpack("<Q", "the header")
     n_kv = cur.unpack("<Q", "the header")
     if n_tensors > len(cur.buf) // 24 or n_kv > len(cur.buf) // 12:
-        raise FormatError(f"{cur.name}: header claims {n_tensors} tensors and {n_kv} keys")
+        raise FormatError(f"{cur.name}: header claims {n_tensors} tensors and {n_kv} keys, "
+                          f"more than {len(cur.buf)} bytes can hold (truncated?)")
     kv: dict[str, Any] = {}
     for _ in range(n_kv):
         key = cur.string("a metadata key")
@@ -295,7 +297,9 @@ def read_gguf(path: str | os.PathLike[str]) -> Checkpoint:
         tensors = _map_tensors(mm, entries, data_start, p.name)
         _check_shapes(tensors, config, p.name)
     except BaseException:
-        mm.close()
+        # views made before the error may still hold the map; it closes when they go
+        with contextlib.suppress(BufferError):
+            mm.close()
         f.close()
         raise
     return Checkpoint(p, tensors, "gguf", metadata, keepalive=[mm, f])
