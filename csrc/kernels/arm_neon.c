@@ -18,6 +18,7 @@
 
 #include <arm_neon.h>
 #include <math.h>
+#include <string.h>
 
 #include "../quant/quant.h"
 #include "kernels_impl.h"
@@ -88,7 +89,12 @@ static inline size_t wblock_bytes(int fmt) {
                            : (fmt == FMT_Q4_0 ? sizeof(rwe_block_q4_0) : sizeof(rwe_block_q4_1));
 }
 
-static inline float f16(const uint8_t *p) { return rwe_f16_to_f32(*(const uint16_t *)p); }
+/* fp16 at p to f32 with the FCVT instruction (exact, like rwe_f16_to_f32). */
+static inline float f16(const uint8_t *p) {
+    __fp16 h;
+    memcpy(&h, p, sizeof h);
+    return (float)h;
+}
 
 /* Weight block -> two int8x16 in element order (q4_0: nibble - 8). */
 static inline void load_wblock(int fmt, const uint8_t *blk, int8x16_t *w0, int8x16_t *w1) {
