@@ -293,7 +293,11 @@ _SAFE_GLOBALS: dict[tuple[str, str], Any] = {
 }
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+# The pure-Python unpickler, not the C one: the C unpickler keeps its memo in
+# an array indexed by the memo key, so a 200-byte pickle with LONG_BINPUT
+# 0x7fffffff makes it allocate and zero ~16 GB. Here the memo is a dict. A
+# state dict's pickle is small (~100 KB for a 7B model), so speed is no issue.
+class _RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     def __init__(self, data: bytes, load_storage: Any) -> None:
         import io
 

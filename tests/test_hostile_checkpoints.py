@@ -14,6 +14,8 @@ import io
 import json
 import os
 import struct
+import subprocess
+import sys
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -346,6 +348,37 @@ def _nested_zip(p: Path) -> Path:
 def test_zip_and_pickle_lies(name: str, tmp_path: Path) -> None:
     p = ZIP_LIES[name](tmp_path / f"{name}.pth")
     _expect(p, FormatError)
+
+
+_MEMO_BOMB_CHILD = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+from rwkv_edge.checkpoint import open_checkpoint
+from rwkv_edge.errors import RwkvEdgeError
+try:
+    open_checkpoint(sys.argv[1]).close()
+    print("ok")
+except RwkvEdgeError as e:
+    print("refused", type(e).__name__)
+except MemoryError:
+    print("MemoryError")
+"""
+
+
+@pytest.mark.parametrize("index", [2**31 - 1, 2**32 - 1])
+def test_memo_index_bomb(index: int, tmp_path: Path) -> None:
+    """LONG_BINPUT with a huge memo key (found by fuzzing): the C unpickler sizes an
+    array by the key and zeroes ~16-32 GB. Run in a child with 2 GiB of address space."""
+    body = _rwkv_tensors()[:-1] + b"r" + struct.pack("<I", index) + b"u"
+    p = _write_zip(tmp_path / "memo.pth", _pickle(body), {"0": F32_16})
+    out = subprocess.run(
+        [sys.executable, "-c", _MEMO_BOMB_CHILD, str(p)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
+    )
+    assert out.stdout.strip() in ("ok", "refused FormatError"), out.stdout + out.stderr[-1000:]
 
 
 def test_compressed_storage_bomb_is_refused(tmp_path: Path) -> None:

@@ -1,0 +1,86 @@
+"""Write the seed corpora of the fuzz harnesses (run by tools/fuzz.sh).
+
+    python tests/fuzz/make_seeds.py OUT_DIR     -> OUT_DIR/{gguf,checkpoint,tokenizer}/
+
+Seeds are small valid files, so mutations start from inputs that pass the
+magic and header checks and reach the deeper parsing code. They are built by
+the same helpers the hostile-file tests use, so the two stay in step.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from types import ModuleType
+
+TESTS = Path(__file__).resolve().parent.parent
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, TESTS / f"{name}.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def gguf_seeds(out: Path) -> None:
+    hostile = _load("test_hostile_gguf")
+    from rwkv_edge.quantize.convert import convert
+    from rwkv_edge.quantize.recipe import make_recipe
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = hostile._tiny_safetensors(Path(tmp) / "tiny.safetensors")
+        for qtype in ("q8_0", "q4_0"):
+            convert(src, out / f"tiny-{qtype}.gguf", make_recipe(qtype))
+
+
+def checkpoint_seeds(out: Path) -> None:
+    """Each seed starts with the harness's mode byte: 0 file, 1 data.pkl, 2 safetensors header."""
+    hostile = _load("test_hostile_checkpoints")
+    pkl = hostile._pickle(hostile._rwkv_tensors())
+    pth = hostile._write_zip(out / "tmp.pth", pkl, {"0": hostile.F32_16})
+    (out / "handmade.pth").write_bytes(b"\x00" + pth.read_bytes())
+    pth.unlink()
+    header = {"emb.weight": hostile._entry(shape=[2, 2])}
+    st = hostile._safetensors(out / "tmp.st", header, hostile.F32_16)
+    (out / "tiny.safetensors").write_bytes(b"\x00" + st.read_bytes())
+    st.unlink()
+    (out / "data.pkl").write_bytes(b"\x01" + pkl)
+    (out / "header.json").write_bytes(b"\x02" + json.dumps(header).encode())
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("archive/data.pkl", pkl)
+    (out / "pickle-only.pth").write_bytes(b"\x00" + buf.getvalue())
+
+
+def tokenizer_seeds(out: Path) -> None:
+    samples = ["Hello, world!", "naïve café 北京 🙂", "\n\n\t  x", "def f(x):\n    return x\n"]
+    for i, text in enumerate(samples):
+        (out / f"text{i}").write_bytes(b"\x00" + text.encode())
+    (out / "ids").write_bytes(b"\x01" + bytes(range(256)))
+    vocab = b"1 'a' 1\n2 'b' 1\n3 b'\\xff' 1\n4 'hello' 5\n"
+    (out / "vocab").write_bytes(b"\x02" + vocab + bytes(range(256)))
+
+
+def main(argv: list[str]) -> int:
+    root = Path(argv[1])
+    for kind, make in (
+        ("gguf", gguf_seeds),
+        ("checkpoint", checkpoint_seeds),
+        ("tokenizer", tokenizer_seeds),
+    ):
+        d = root / kind
+        d.mkdir(parents=True, exist_ok=True)
+        make(d)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
