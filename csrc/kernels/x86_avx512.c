@@ -18,8 +18,12 @@
  *   q4_1: sum nib x, plus m * s in float (s = the q8_1 block sum)
  * Scalar equivalent per block: sumi = bias + sum_j u[j] x[j];
  *   y += dw*dx*sumi (+ m*s), summed over blocks (rwe_vec_dot_*_ref).
- * Tiles of 2 rows x up to 4 tokens stay in registers: each weight group is
- * unpacked once per 4 tokens (prefill); decode streams 4 rows at a time.
+ * Register tiles: 2 rows x up to 4 tokens (prefill: each weight group is
+ * unpacked once per 4 tokens) or 4 rows x 1 token (decode).  A tile's rows
+ * are read as interleaved streams, so one linear software prefetch stream
+ * runs RWE_PF_AHEAD bytes ahead over them (kernels_impl.h has the numbers).
+ * The repacked activations live on the stack: up to 4 tokens x 64 groups x
+ * 320 bytes = 80 KiB per call (columns beyond 8192 are done in chunks).
  */
 #if defined(__x86_64__)
 
@@ -34,7 +38,6 @@
 #define RWE_TILE_T 4       /* tokens per register tile */
 #define RWE_TILE_R 4       /* rows per register tile: 4 in decode, 2 with 4 tokens */
 #define RWE_CHUNK_G 64     /* 4-block groups per column chunk (8192 columns) */
-
 
 enum { FMT_Q8_0, FMT_Q4_0, FMT_Q4_1 };
 
@@ -199,7 +202,8 @@ static inline wgroup unpack_group(int fmt, const widx *ix, const uint8_t *p) {
 /* ------------------------------------------------------ quantized tile */
 
 /* acc[i][t] += sum over groups [0, ng) of W row i . X token t (16 lanes,
- * summed by the caller).  wp[i][g] is the address of row i's group g. */
+ * summed by the caller).  Row i's group g is at wrow[i] + g * group bytes,
+ * except a partial last group (g >= nfull), read from its zero-padded copy wtail[i]. */
 static inline __attribute__((always_inline)) void qtile(int fmt, int R, int TT, int64_t ng,
                                                         const uint8_t *const *wrow,
                                                         int64_t nfull, const uint8_t *const *wtail,
