@@ -467,3 +467,41 @@ def test_c_loader_truncated_and_flipped(tiny: bytes, tmp_path: Path, c_backend: 
     cut_ok = [n for n, o in zip(cuts, outcomes, strict=False) if not o.startswith("error")]
     assert not cut_ok, f"truncated files loaded or ran out of memory: {cut_ok[:10]}"
     assert sum(o == "nomem" for o in outcomes[len(cuts) :]) == 0
+
+
+# ---------------------------------------------------------------------------
+# The tokenizer file a GGUF embeds is parsed from the model file too
+# ---------------------------------------------------------------------------
+
+VOCAB_BUG = (
+    "tokenizer.WorldTokenizer sizes its id table by the largest id in the file-supplied "
+    "vocab: one line \"1073741824 'a' 1\" allocates 8 GB, 2**40 raises MemoryError; refuse "
+    "ids above a bound (the World vocab has 65529; or the model's n_vocab) with FormatError"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=VOCAB_BUG)
+def test_world_vocab_huge_id() -> None:
+    tokenizer = pytest.importorskip("rwkv_edge.tokenizer")
+    with pytest.raises(FormatError):
+        tokenizer.tokenizer_from_kind("world", b"1099511627776 'a' 1\n")
+
+
+@pytest.mark.parametrize(
+    "vocab",
+    [
+        b"\xff\xfe",
+        b"1 'a' 2\n",
+        b"0 'a' 1\n",
+        b"1 'a' 1\n1 'b' 1\n",
+        b"1 __import__('os') 1\n",
+        b"1 " + b"(" * 1000 + b")" * 1000 + b" 1\n",
+        b"x 'a' 1\n",
+        b"1 1.5 1\n",
+    ],
+    ids=["not_utf8", "len_lie", "id_zero", "dup_id", "call", "deep", "bad_id", "float"],
+)
+def test_world_vocab_lies(vocab: bytes) -> None:
+    tokenizer = pytest.importorskip("rwkv_edge.tokenizer")
+    with pytest.raises(FormatError):
+        tokenizer.tokenizer_from_kind("world", vocab)
