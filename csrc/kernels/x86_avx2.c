@@ -100,14 +100,27 @@ static inline __m256i dot_us8(__m256i u, __m256i s) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
 
-/* Weight block -> 32 int8 in element order (q4_0: nibble - 8; q4_1: nibble). */
+/* Weight block -> 32 bytes in element order (q8_0: signed; q4: the unsigned
+ * nibbles, the q4_0 offset 8 is removed after the multiply). */
 static inline __m256i load_wblock(int fmt, const uint8_t *blk) {
     if (fmt == FMT_Q8_0)
         return _mm256_loadu_si256((const __m256i *)(blk + 2));
     const uint8_t *qs = blk + (fmt == FMT_Q4_0 ? 2 : 4);
     __m128i q = _mm_loadu_si128((const __m128i *)qs);
-    __m256i v = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0x0f));
-    return fmt == FMT_Q4_0 ? _mm256_sub_epi8(v, _mm256_set1_epi8(8)) : v;
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0x0f));
+}
+
+/* Weight block . activation block in 8 int32 lanes.
+ *   q8_0: sign trick, w*x = |w| * (x with w's sign)
+ *   q4_0: nib*x - 8*x per byte pair, with 8*x (xoff) shared by the rows of a tile
+ *   q4_1: nib*x (the m*s term is added in float)
+ * int16 pair sums stay below 2^15: 2*128*127, 2*15*127 + 2*8*127. */
+static inline __m256i block_dot(int fmt, __m256i w, __m256i x, __m256i xoff) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    if (fmt == FMT_Q8_0)
+        return dot_us8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+    __m256i p = _mm256_maddubs_epi16(w, x);
+    return _mm256_madd_epi16(fmt == FMT_Q4_0 ? _mm256_sub_epi16(p, xoff) : p, ones);
 }
 
 static inline size_t wblock_bytes(int fmt) {
@@ -115,8 +128,7 @@ static inline size_t wblock_bytes(int fmt) {
                            : (fmt == FMT_Q4_0 ? sizeof(rwe_block_q4_0) : sizeof(rwe_block_q4_1));
 }
 
-/* out[i][t] = dot(weight row i, token t) for R rows x TT tokens of nb blocks.
- * Signed weights use the sign trick: w*x = |w| * (x with w's sign). */
+/* out[i][t] = dot(weight row i, token t) for R rows x TT tokens of nb blocks. */
 static inline __attribute__((always_inline)) void qdot_tile(int fmt, int R, int TT, int64_t nb,
                                                             const uint8_t *const *wrow,
                                                             const uint8_t *const *x,
@@ -133,12 +145,11 @@ static inline __attribute__((always_inline)) void qdot_tile(int fmt, int R, int 
     for (int64_t b = 0; b < nb; b++, pf += (size_t)R * wbs) {
         for (size_t off = 0; off < (size_t)R * wbs; off += 64)
             _mm_prefetch(pf + off, _MM_HINT_T0);
-        __m256i w[2], wu[2];
+        __m256i w[2];
         float dw[2], m[2];
         for (int i = 0; i < R; i++) {
             const uint8_t *blk = wrow[i] + b * wbs;
             w[i] = load_wblock(fmt, blk);
-            wu[i] = fmt == FMT_Q4_1 ? w[i] : _mm256_sign_epi8(w[i], w[i]);
             dw[i] = f16(*(const uint16_t *)blk);
             m[i] = fmt == FMT_Q4_1 ? f16(*(const uint16_t *)(blk + 2)) : 0.0f;
         }
@@ -146,10 +157,11 @@ static inline __attribute__((always_inline)) void qdot_tile(int fmt, int R, int 
             const uint8_t *xb = x[t] + b * xbs;
             __m256i xv = _mm256_loadu_si256((const __m256i *)(xb + xqs));
             float dx = f16(*(const uint16_t *)xb);
+            __m256i xoff = fmt == FMT_Q4_0 ? _mm256_maddubs_epi16(_mm256_set1_epi8(8), xv) : xv;
             for (int i = 0; i < R; i++) {
-                __m256i xs = fmt == FMT_Q4_1 ? xv : _mm256_sign_epi8(xv, w[i]);
                 __m256 d = _mm256_set1_ps(dw[i] * dx);
-                acc[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_us8(wu[i], xs)), d, acc[i][t]);
+                __m256i dot = block_dot(fmt, w[i], xv, xoff);
+                acc[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), d, acc[i][t]);
                 if (fmt == FMT_Q4_1)
                     mterm[i][t] += m[i] * f16(*(const uint16_t *)(xb + 2));
             }
