@@ -88,8 +88,11 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     src, dst = work / "synthetic.safetensors", work / "synthetic.gguf"
     t0 = time.monotonic()
-    largest = write_synthetic(src, args.layers, args.embd, args.vocab)
-    print(f"wrote {src} ({src.stat().st_size / 1e9:.2f} GB) in {time.monotonic() - t0:.0f} s")
+    if args.keep and src.exists():  # reuse a kept checkpoint (same arguments assumed)
+        largest = max(int(np.prod(s)) * 2 for _, s in _shapes(args.layers, args.embd, args.vocab))
+    else:
+        largest = write_synthetic(src, args.layers, args.embd, args.vocab)
+    print(f"source {src} ({src.stat().st_size / 1e9:.2f} GB), {time.monotonic() - t0:.0f} s")
     cmd = [sys.executable, "-c", "from rwkv_edge.cli.main import main; main()", "quantize",
            str(src), str(dst), "--type", args.type, "--method", args.method, "--force"]
     t0 = time.monotonic()

@@ -34,12 +34,11 @@ def _read_tokenizer_file(path: Path) -> tuple[str, bytes]:
 def _calibration_stats(src: Path, text_file: Path, tokenizer: tuple[str, bytes] | None,
                        max_tokens: int) -> dict[str, Any]:
     from rwkv_edge.quantize.calibration import collect_stats
-    from rwkv_edge.quantize.convert import default_tokenizer
+    from rwkv_edge.quantize.convert import default_tokenizer, open_source
 
-    from rwkv_edge.checkpoint import open_checkpoint
     from rwkv_edge.tokenizer import tokenizer_from_kind
 
-    with open_checkpoint(src) as ckpt:
+    with open_source(src) as ckpt:
         kind, data = tokenizer or default_tokenizer(ckpt)
         tokens = tokenizer_from_kind(kind, data).encode_bytes(text_file.read_bytes())
         tokens = tokens[:max_tokens]
@@ -110,9 +109,9 @@ def quantize_command(src: Path, dst: Path, qtype: str, emb_type: str | None,
 def _run_convert(convert: Any, src: Path, dst: Path, recipe: Any, stats: Any,
                  tok: tuple[str, bytes] | None, force: bool) -> Any:
     """convert() under a progress bar sized in source bytes (tensor names, ETA on a TTY)."""
-    from rwkv_edge.checkpoint import open_checkpoint
+    from rwkv_edge.quantize.convert import open_source
 
-    with open_checkpoint(src) as ckpt:
+    with open_source(src) as ckpt:
         total = sum(t.nbytes for t in ckpt.values())
     current = {"name": ""}
     with click.progressbar(length=total, label="quantizing", show_eta=True, file=None,
@@ -130,10 +129,10 @@ def _run_convert(convert: Any, src: Path, dst: Path, recipe: Any, stats: Any,
 @click.option("--json", "as_json", is_flag=True, help="print the metadata as JSON")
 def info_command(file: Path, as_json: bool) -> None:
     """Metadata and tensor table of any model file or checkpoint."""
-    from rwkv_edge.checkpoint import open_checkpoint
+    from rwkv_edge.quantize.convert import open_source
 
     try:
-        ckpt = open_checkpoint(file)
+        ckpt = open_source(file)
     except RwkvEdgeError as e:
         raise _fail(e) from None
     with ckpt:

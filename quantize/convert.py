@@ -1,6 +1,6 @@
 """The streaming conversion pipeline: any checkpoint -> one rwkv-edge GGUF file.
 
-    open_checkpoint(src) -> for each tensor, in file order:
+    open_source(src) -> for each tensor, in file order:
         decide its type (recipe) -> read a slab of rows -> quantize -> measure error
         -> append to the output's data file -> drop the slab and its mapped pages
     -> header (with the report) + data, written atomically (gguf_file.write_gguf)
@@ -32,6 +32,7 @@ from rwkv_edge.quant import QUANT_TYPES, dequantize, quantize
 from rwkv_edge.tensors import Tensor, f32_to_bf16, round_bf16
 
 from .recipe import Recipe, tensor_type
+from .rwkvcpp import is_rwkvcpp, read_rwkvcpp
 from .search import SEARCHERS
 
 F32 = npt.NDArray[np.float32]
@@ -89,6 +90,13 @@ def sha256_of(path: Path) -> str:
             while block := fh.read(16 << 20):
                 h.update(block)
     return h.hexdigest()
+
+
+def open_source(path: Path) -> Checkpoint:
+    """Any checkpoint open_checkpoint reads, plus rwkv.cpp ``.bin`` files."""
+    if path.is_file() and is_rwkvcpp(path):
+        return read_rwkvcpp(path)
+    return open_checkpoint(path)
 
 
 def default_tokenizer(ckpt: Checkpoint) -> tuple[str, bytes]:
@@ -225,7 +233,7 @@ def convert(src: str | os.PathLike[str], dst: str | os.PathLike[str], recipe: Re
     if dst_p.resolve() == src_p.resolve():
         raise ArgumentError("the output would overwrite the source checkpoint")
     digest = sha256_of(src_p)
-    with open_checkpoint(src_p) as ckpt:
+    with open_source(src_p) as ckpt:
         pipe = _Pipeline(ckpt, recipe, importance or {}, progress)
         written = write_gguf(
             dst_p, ckpt.config, pipe.tensors(),

@@ -194,3 +194,54 @@ def test_cli_quantize_info_and_refusal(tiny_v1: Path, tmp_path: Path) -> None:
     res = runner.invoke(main, ["info", str(dst)])
     assert res.exit_code == 0, res.output
     assert "version: 5.0" in res.output and "q8_0" in res.output and "270" not in res.output
+
+
+def _write_rwkvcpp(src: Path, dst: Path, qtype: int) -> None:
+    """An rwkv.cpp .bin (version 101) of a fixture, with rwkv.cpp's v5 transforms applied."""
+    with open_checkpoint(src) as ck:
+        gate = "blocks.0.att.gate.weight" in ck
+        out = [struct.pack("<6i", 0x67676D66, 101, 256, 64, ck.config.n_layer, qtype)]
+        for name, t in ck.items():
+            x = t.to_f32().astype(np.float64)
+            if ".time_" in name:
+                x = x.squeeze()
+            if name.endswith("time_decay"):
+                x = np.exp(-np.exp(x))
+                x = x[..., None] if gate else x.reshape(-1, 1, 1)
+            elif name.endswith("time_first"):
+                x = np.exp(x).reshape(-1, 1, 1)
+            elif name.endswith("time_faaaa"):
+                x = x[..., None]
+            x = x.astype(np.float32)
+            kind, data = 0, x.tobytes()
+            if qtype == 9 and x.ndim == 2 and ".time_" not in name:
+                kind, data = 9, quantize(x, "q8_0").tobytes()
+            key = name.encode()
+            out.append(struct.pack(f"<3i{x.ndim}i", x.ndim, len(key), kind, *reversed(x.shape)))
+            out.append(key + data)
+    dst.write_bytes(b"".join(out))
+
+
+@pytest.mark.parametrize("fixture", ["tiny_v2", "tiny_v1"])
+def test_rwkvcpp_bin_reads_back_as_the_blinkdl_checkpoint(fixture: str, tmp_path: Path,
+                                                          request: pytest.FixtureRequest) -> None:
+    from rwkv_edge.quantize.rwkvcpp import read_rwkvcpp
+
+    src: Path = request.getfixturevalue(fixture)
+    _write_rwkvcpp(src, tmp_path / "m.bin", 0)
+    with open_checkpoint(src) as want, read_rwkvcpp(tmp_path / "m.bin") as got:
+        assert got.config == want.config and list(got) == list(want)
+        for name, t in want.items():
+            assert got[name].shape == t.shape, name
+            # exp(-exp(w)) in fp32 and back loses a little of w; everything else is exact
+            tol = 2e-3 if name.endswith("time_decay") else 1e-6
+            np.testing.assert_allclose(got[name].to_f32(), t.to_f32(), rtol=tol, atol=tol,
+                                       err_msg=name)
+    _write_rwkvcpp(src, tmp_path / "q.bin", 9)
+    convert(tmp_path / "q.bin", tmp_path / "q.gguf", make_recipe("q8_0"))
+    with read_gguf(tmp_path / "q.gguf") as back, open_checkpoint(src) as want:
+        w = want["blocks.3.att.key.weight"].to_f32()
+        assert np.array_equal(np.asarray(back["blocks.3.att.key.weight"].raw), quantize(w, "q8_0"))
+    (tmp_path / "t.bin").write_bytes((tmp_path / "m.bin").read_bytes()[:5000])
+    with pytest.raises(FormatError, match="truncated"):
+        read_rwkvcpp(tmp_path / "t.bin")
