@@ -27,6 +27,8 @@ from .errors import FormatError, TokenError
 
 WORLD_VOCAB_FILE = "rwkv_vocab_v20230424.txt"
 WORLD_N_VOCAB = 65536  # what World models' heads emit; ids above the vocab file's are unused
+# Ids index a dense table, so a hostile file's "1099511627776 'a' 1" must not size it.
+MAX_TOKEN_ID = 1 << 20
 
 
 class Tokenizer:
@@ -119,7 +121,7 @@ def _parse_literal(lit: str, lineno: int) -> bytes:
         return lit[1:-1].encode("utf-8")
     try:
         val = ast.literal_eval(lit)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, RecursionError, MemoryError):  # deeply nested junk
         raise FormatError(f"vocab line {lineno}: bad token literal {lit[:40]!r}") from None
     if isinstance(val, str):
         return val.encode("utf-8")
@@ -142,8 +144,10 @@ def parse_world_vocab(text: str) -> dict[int, bytes]:
         tok = _parse_literal(line[first + 1 : last], lineno)
         if len(tok) != length:
             raise FormatError(f"vocab line {lineno}: token is {len(tok)} bytes, line says {length}")
-        if idx <= 0 or idx in vocab:
-            raise FormatError(f"vocab line {lineno}: id {idx} is not positive or repeats")
+        if not 0 < idx <= MAX_TOKEN_ID or idx in vocab:
+            raise FormatError(
+                f"vocab line {lineno}: id {idx} repeats or is outside [1, {MAX_TOKEN_ID}]"
+            )
         vocab[idx] = tok
     if not vocab:
         raise FormatError("vocab file has no tokens")

@@ -213,6 +213,9 @@ def _is_utf8(b: bytes) -> bool:
         ("1 [1] 1\n", "list"),
         ("x 'a' 1\n", "expected"),
         ("1 'a' 1\n1 'b' 1\n", "repeats"),
+        ("1099511627776 'a' 1\n", "outside"),  # must not size a 2**40-entry table
+        ("0 'a' 1\n", "outside"),
+        ("1 " + "(" * 100000 + ")" * 100000 + " 1\n", "bad token literal"),
     ],
 )
 def test_bad_vocab_lines_are_refused(line: str, msg: str) -> None:
