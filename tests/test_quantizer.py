@@ -245,3 +245,17 @@ def test_rwkvcpp_bin_reads_back_as_the_blinkdl_checkpoint(fixture: str, tmp_path
     (tmp_path / "t.bin").write_bytes((tmp_path / "m.bin").read_bytes()[:5000])
     with pytest.raises(FormatError, match="truncated"):
         read_rwkvcpp(tmp_path / "t.bin")
+
+
+@pytest.mark.parametrize("fmt", ["Q5_0", "Q5_1"])
+def test_rwkvcpp_q5_blocks_decode_like_ggml(fmt: str) -> None:
+    gguf = pytest.importorskip("gguf")
+    from rwkv_edge.quantize.rwkvcpp import _dequantize_q5
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((16, 64)).astype(np.float32)
+    qt = getattr(gguf.GGMLQuantizationType, fmt)
+    blocks = gguf.quants.quantize(x, qt).reshape(-1, 22 if fmt == "Q5_0" else 24)
+    ours = _dequantize_q5(blocks, with_min=fmt == "Q5_1").reshape(x.shape)
+    assert np.array_equal(ours, gguf.quants.dequantize(blocks.reshape(16, -1), qt))
+    assert np.abs(ours - x).max() < 0.2  # and it is the data, not zeros
