@@ -460,8 +460,8 @@ static void layer_norm_rows(const rwe_model *m, const float *x, const float *w, 
 }
 
 /* out[t] = xx[t]*mix + prev*(1-mix), prev = the token before t (shift state for t = 0). */
-static void token_shift(const float *xx, const float *shift, const float *mix, float *out,
-                        int64_t T, int64_t C) {
+static void token_shift(const float *restrict xx, const float *restrict shift,
+                        const float *restrict mix, float *restrict out, int64_t T, int64_t C) {
     for (int64_t t = 0; t < T; t++) {
         const float *prev = t ? xx + (t - 1) * C : shift;
         for (int64_t c = 0; c < C; c++)
@@ -520,6 +520,30 @@ static void wkv_task(void *ctx, int ith, int nth) {
 
 static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
+/* The elementwise steps get restrict pointers of their own so that they vectorise
+ * (through the scratch struct the compiler must assume aliasing). */
+static void add_rows(float *restrict x, const float *restrict y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+/* x += sigmoid(r) * y: the FFN's receptance gate. */
+static void add_gated(float *restrict x, const float *restrict r, const float *restrict y,
+                      int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] += sigmoidf(r[i]) * y[i];
+}
+
+/* y *= silu(g) = g * sigmoid(g): the attention gate, after ln_x. */
+static void mul_silu(float *restrict y, const float *restrict g, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] *= g[i] * sigmoidf(g[i]);
+}
+
+static void relu_square(float *restrict x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float k = x[i] > 0.0f ? x[i] : 0.0f;
+        x[i] = k * k;
+    }
+}
+
 /* Attention (time mix) of one layer over T tokens; x += W_o (GroupNorm(wkv) * silu(g)). */
 static void time_mix(rwe_model *m, const layer *L, int64_t T, float *shift, float *S) {
     scratch *s = &m->s;
@@ -541,15 +565,13 @@ static void time_mix(rwe_model *m, const layer *L, int64_t T, float *shift, floa
     wkv_job w = {m, L, T, S};
     run(m, wkv_task, &w, T * m->H * m->N * m->N * 2);
 
-    for (int64_t t = 0; t < T; t++) {            /* ln_x, then the gate silu(g) */
-        float *y = s->y + t * C, *g = s->g + t * C;
-        m->kern->group_norm(y, L->lnx_w, L->lnx_b, m->H, m->N, m->gn_eps);
-        for (int64_t c = 0; c < C && L->att_mix_g; c++) y[c] *= g[c] * sigmoidf(g[c]);
-    }
+    for (int64_t t = 0; t < T; t++)              /* ln_x, then the gate silu(g) */
+        m->kern->group_norm(s->y + t * C, L->lnx_w, L->lnx_b, m->H, m->N, m->gn_eps);
+    if (L->att_mix_g) mul_silu(s->y, s->g, T * C);
     mm_batch o = {.T = T};
     mm_add(m, &o, &L->att_o, s->y, s->act[0], s->out, C);
     run(m, mm_task, &o, o.work);
-    for (int64_t i = 0; i < T * C; i++) s->x[i] += s->out[i];
+    add_rows(s->x, s->out, T * C);
 }
 
 /* FFN (channel mix) of one layer over T tokens; x += sigmoid(W_r xr) * W_v relu(W_k xk)^2. */
@@ -566,14 +588,11 @@ static void channel_mix(rwe_model *m, const layer *L, int64_t T, float *shift) {
     mm_add(m, &b, &L->ffn_r, s->xr, s->act[1], s->r, C);
     run(m, mm_task, &b, b.work);
 
-    for (int64_t i = 0; i < T * F; i++) {
-        float k = s->fk[i] > 0.0f ? s->fk[i] : 0.0f;
-        s->fk[i] = k * k;
-    }
+    relu_square(s->fk, T * F);
     mm_batch v = {.T = T};
     mm_add(m, &v, &L->ffn_v, s->fk, s->act_f, s->out, C);
     run(m, mm_task, &v, v.work);
-    for (int64_t i = 0; i < T * C; i++) s->x[i] += sigmoidf(s->r[i]) * s->out[i];
+    add_gated(s->x, s->r, s->out, T * C);
 }
 
 /* logits (T, V) = head . LN(x; ln_out) for T rows of x. */
