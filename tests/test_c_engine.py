@@ -18,6 +18,7 @@ import numpy.typing as npt
 import pytest
 
 from rwkv_edge import (
+    ArgumentError,
     FormatError,
     IoError,
     Model,
@@ -169,6 +170,12 @@ def test_threads_do_not_change_results(files: dict[str, Path]) -> None:
             results.append(_run_chunks(e, TOKENS, 64)[0])
     assert np.abs(results[0] - results[1]).max() <= 1e-6
     assert np.abs(results[0] - results[2]).max() <= 1e-6
+    with CEngine.open(files["tiny_v2"], threads=1, isa="ref") as e:
+        e.set_threads(3)  # a new pool on a live model
+        assert np.abs(_run_chunks(e, TOKENS, 64)[0] - results[0]).max() <= 1e-6
+        with pytest.raises(ArgumentError, match="n_threads"):
+            e.set_threads(100_000)
+        assert e.n_threads == 3
 
 
 def test_concurrent_python_threads_share_a_model(files: dict[str, Path]) -> None:
