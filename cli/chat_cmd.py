@@ -24,7 +24,7 @@ from typing import Any
 import click
 import numpy as np
 
-from .run_cmd import load_model, model_options, sampling_options
+from .run_cmd import load_model, model_options, sampling_options, warm_up
 
 STOP = "\n\nUser:"
 PROMPT = "You> "
@@ -400,6 +400,7 @@ def chat_command(
     """Chat with a model in the terminal (World format: User: / Assistant:)."""
     model = load_model(model_path, backend, threads)
     try:
+        warm_up(model)  # so the first reply starts promptly and its --stats are fair
         session = ChatSession(model, sampling, system, max_tokens, seed)
         run_repl(session, stats)
     finally:

@@ -89,6 +89,17 @@ def load_model(model_path: Path | None, backend: str, threads: int | None) -> An
     return model
 
 
+def warm_up(model: Any) -> None:
+    """Run the engine once on a scratch state before anything is timed.
+
+    The numba engine loads (or compiles) its kernels on first use, a second or
+    more that would otherwise count as prompt time in --stats.
+    """
+    scratch = model.new_state()
+    model.forward([0], scratch)
+    model.forward([0, 0], scratch)  # sequence mode may be a separate kernel
+
+
 ONE_SHOT_DEFAULTS: dict[str, float] = dict(
     temperature=1.0,
     top_p=0.85,
@@ -125,6 +136,8 @@ def generate_command(
     if prompt == "-":
         prompt = sys.stdin.read()
     model = load_model(model_path, backend, threads)
+    if stats:
+        warm_up(model)
     gen = None
     try:
         gen = generate(model, prompt, max_tokens=max_tokens, seed=seed, stop=list(stop), **sampling)
