@@ -75,8 +75,9 @@ def quantize(src: Path, fmt: str, cache: Path) -> tuple[Path | None, str]:
     better models but takes minutes per shape, and speed depends only on the format.
     """
     dst = cache / f"{src.stem.removesuffix('-bf16')}-{fmt}.gguf"
+    how_file = dst.with_name(dst.name + ".how")  # how the cached file was made
     if dst.exists():
-        return dst, "cached"
+        return dst, how_file.read_text().strip() if how_file.exists() else "cached"
     tmp = dst.with_name(dst.name + ".partial.gguf")
     if have_quantize_command():
         log(f"quantizing {src.name} -> {dst.name}")
@@ -97,6 +98,7 @@ def quantize(src: Path, fmt: str, cache: Path) -> tuple[Path | None, str]:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         return None, f"{how} --type {fmt} failed: {tail[0]}"
     tmp.replace(dst)
+    how_file.write_text(how + "\n")
     return dst, how
 
 
@@ -198,6 +200,8 @@ def main() -> int:
     ap.add_argument("--formats", nargs="+", default=list(FORMATS))
     ap.add_argument("--no-context", dest="context", action="store_false")
     ap.add_argument("--quick", action="store_true", help="fewer tokens: a smoke test")
+    ap.add_argument("--summary", default="matrix.json",
+                    help="summary file name (matrix-NAME.json for a supplementary run)")
     ap.add_argument("--prepare-only", action="store_true",
                     help="only generate and quantize the checkpoints into the cache")
     ap.add_argument("--budget-min", type=float, default=13.0,
@@ -205,7 +209,7 @@ def main() -> int:
     args = ap.parse_args()
     summary = run(args)
     summary["finished_utc"] = _utc()
-    out = Path(args.results) / "matrix.json"
+    out = Path(args.results) / args.summary
     out.write_text(json.dumps(summary, indent=1) + "\n")
     log(f"done in {summary['total_seconds']:.0f} s; wrote {out}")
     return 0 if all(r["returncode"] == 0 for r in summary["runs"]) else 1
