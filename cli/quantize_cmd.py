@@ -114,7 +114,7 @@ def _run_convert(convert: Any, src: Path, dst: Path, recipe: Any, stats: Any,
     with open_source(src) as ckpt:
         total = sum(t.nbytes for t in ckpt.values())
     current = {"name": ""}
-    with click.progressbar(length=total, label="quantizing", show_eta=True, file=None,
+    with click.progressbar(length=total, label="quantizing", show_eta=True, show_pos=True,
                            item_show_func=lambda _: current["name"] or None) as bar:
         def progress(name: str, nbytes: int) -> None:
             current["name"] = name

@@ -12,7 +12,7 @@ Rules, in order:
 ``emb`` and ``head`` defaults for 4-bit types were chosen by byte-level
 perplexity on held-out text with both tiny fixtures (q4_0 search, rest fixed):
 emb q8_0 instead of q4_0 cut perplexity by 1.0-1.4% for +1.6% file size, the
-most per byte of any change tried; head q4_0 vs q8_0 moved it by -0.7..+0.7%
+most per byte of any change tried; head q4_0 vs q8_0 moved it by -0.7..+0.3%
 (noise), so the head keeps q8_0, the safer choice for the matrix that feeds
 the softmax directly.
 """
