@@ -27,6 +27,7 @@
 #define FILE_VERSION 1        /* rwkv_edge.file_version this loader reads */
 #define CHUNK 64              /* tokens per batched chunk (sizes the scratch) */
 #define MAX_THREADS 256
+#define NAME_LEN 96           /* "blocks.<l>.<suffix>" tensor names */
 #define ROW_GRAIN 16          /* matmul rows per thread come in multiples of this */
 #define PARALLEL_MIN_WORK (1 << 16) /* multiply-adds below which waking threads costs more */
 
@@ -160,13 +161,13 @@ static rwe_status load_head_vector(rwe_model *m, const char *name, int per_chann
 }
 
 static const char *lname(char *buf, int l, const char *suffix) {
-    snprintf(buf, 96, "blocks.%d.%s", l, suffix);
+    snprintf(buf, NAME_LEN, "blocks.%d.%s", l, suffix);
     return buf;
 }
 
 /* The decay and bonus of layer l, precomputed as the reference does at load. */
 static rwe_status load_decay_bonus(rwe_model *m, int l, float *w, float *u) {
-    char nm[96];
+    char nm[NAME_LEN];
     int per_channel = m->info.version == 52;
     rwe_status st = load_head_vector(m, lname(nm, l, "att.time_decay"), per_channel, w);
     for (int64_t i = 0; i < m->C && !st; i++) w[i] = expf(-expf(w[i]));
@@ -181,7 +182,7 @@ static rwe_status load_decay_bonus(rwe_model *m, int l, float *w, float *u) {
 
 /* time_state (H, N, N) is stored [head][value][key]: the initial S is its transpose. */
 static rwe_status load_time_state(rwe_model *m, int l, layer *L) {
-    char nm[96];
+    char nm[NAME_LEN];
     const rwe_gguf_tensor *t = rwe_gguf_find_tensor(&m->file, lname(nm, l, "att.time_state"));
     if (!t) return RWE_OK;
     int64_t H = m->H, N = m->N;
@@ -209,7 +210,7 @@ static float *take(float **arena, int64_t n) {
 }
 
 static rwe_status load_layer_vectors(rwe_model *m, int l, layer *L, float **arena) {
-    char nm[96];
+    char nm[NAME_LEN];
     int64_t C = m->C;
     float *v[12];
     static const char *names[12] = {"ln1.weight", "ln1.bias", "ln2.weight", "ln2.bias",
@@ -231,7 +232,7 @@ static rwe_status load_layer_vectors(rwe_model *m, int l, layer *L, float **aren
 }
 
 static rwe_status load_layer_matrices(rwe_model *m, int l, layer *L) {
-    char nm[96];
+    char nm[NAME_LEN];
     int64_t C = m->C, F = m->F;
     rwe_status st = RWE_OK;
     struct { const char *name; int64_t rows, cols; matrix *dst; } mats[] = {
