@@ -196,3 +196,41 @@ class ByteTrie:
                 f"no vocab token matches the bytes at offset {pos}: {bytes(arr[pos : pos + 8])!r}"
             )
         return out[:k].tolist()
+
+
+@numba.njit(cache=True)
+def _gather(
+    ids: npt.NDArray[np.int64], blob: npt.NDArray[np.uint8], offsets: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.uint8], int]:
+    """Concatenate the bytes of ``ids``; (bytes, -1), or (empty, position of a bad id)."""
+    n_ids = len(offsets) - 1
+    total = 0
+    for k in range(len(ids)):
+        t = ids[k]
+        if t < 0 or t >= n_ids:
+            return np.empty(0, np.uint8), k
+        total += offsets[t + 1] - offsets[t]
+    out = np.empty(total, np.uint8)
+    pos = 0
+    for t in ids:
+        s, e = offsets[t], offsets[t + 1]
+        out[pos : pos + e - s] = blob[s:e]
+        pos += e - s
+    return out, -1
+
+
+class TokenTable:
+    """id -> bytes as one blob plus offsets, for decoding long id lists in numba."""
+
+    def __init__(self, table: Sequence[bytes]) -> None:
+        self.blob = np.frombuffer(b"".join(table), np.uint8)
+        self.offsets = np.zeros(len(table) + 1, np.int64)
+        self.offsets[1:] = np.cumsum([len(t) for t in table])
+
+    def decode(self, ids: npt.ArrayLike) -> bytes:
+        """Bytes of ``ids``; IndexError naming the first id outside the table."""
+        arr = np.asarray(ids, np.int64).reshape(-1)
+        out, bad = _gather(arr, self.blob, self.offsets)
+        if bad >= 0:
+            raise IndexError(f"token id {arr[bad]} is outside [0, {len(self.offsets) - 1})")
+        return out.tobytes()

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ._trie import ByteTrie
+from ._trie import ByteTrie, TokenTable
 from .errors import FormatError, TokenError
 
 WORLD_VOCAB_FILE = "rwkv_vocab_v20230424.txt"
@@ -178,6 +178,7 @@ class WorldTokenizer(Tokenizer):
         self._bytes = [b""] * self.vocab_size
         for i, t in table.items():
             self._bytes[i] = t
+        self._table = TokenTable(self._bytes)
         try:
             self._trie = ByteTrie.build(list(table.values()), list(table.keys()))
         except ValueError as e:
@@ -190,7 +191,14 @@ class WorldTokenizer(Tokenizer):
             raise TokenError(str(e)) from None
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        return b"".join(map(self._bytes.__getitem__, self._check_ids(ids)))
+        ids = ids if isinstance(ids, list) else list(ids)
+        if len(ids) < 256:  # streaming decodes a token at a time: stay in Python
+            return b"".join(map(self._bytes.__getitem__, self._check_ids(ids)))
+        try:
+            return self._table.decode(ids)
+        except (IndexError, OverflowError, TypeError, ValueError):
+            self._check_ids(ids)  # names the bad id
+            raise TokenError(f"token ids must be ints in [0, {self.vocab_size})") from None
 
     def token_bytes(self, token_id: int) -> bytes:
         return self.decode_bytes([token_id])

@@ -365,3 +365,16 @@ def test_sentencepiece_demo_style_round_trips_exactly(tmp_path: Path) -> None:
     dec = tok.stream_decoder()
     pieces = [dec.feed(i) for i in ids]
     assert "".join(pieces) + dec.flush() == text and all("\ufffd" not in p for p in pieces)
+
+
+@pytest.mark.parametrize("bad", [-1, 65530, 1 << 40])
+def test_long_and_short_decodes_refuse_bad_ids(world: WorldTokenizer, bad: int) -> None:
+    ids = world.encode(CORPUS["english"][:2000])
+    assert len(ids) > 256  # the long (numba) path
+    for seq in ([*ids[:10], bad], [*ids, bad], np.array([*ids[:300], 5])):
+        if bad in list(seq):
+            with pytest.raises(TokenError, match=r"outside|must be"):
+                world.decode_bytes(seq)
+    assert world.decode_bytes(np.array(ids)) == world.decode_bytes(ids[:100]) + world.decode_bytes(
+        ids[100:]
+    )
