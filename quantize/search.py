@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from rwkv_edge.quant import QK, q4_0_codes, q4_0_scales, quantize_q4_0_with_scale
+from rwkv_edge.quant import QK, q4_0_scales, quantize_q4_0_with_scale
 
 F32 = npt.NDArray[np.float32]
 
@@ -49,16 +49,26 @@ def _block_weights(b: F32, importance: F32 | None, rows: int, cols: int) -> F32:
     return w * np.broadcast_to(imp, (rows, cols)).reshape(-1, QK)
 
 
+def _signed_codes(b: F32, d16: F32) -> F32:
+    """q4_0_codes(b, d16) - 8 as float32: the same arithmetic, without the uint8 round trip."""
+    inv = np.zeros_like(d16)
+    np.divide(np.float32(1.0), d16, out=inv, where=d16 != 0)
+    q = np.trunc(b * inv + np.float32(8.5))
+    np.clip(q, 0, 15, out=q)
+    q -= np.float32(8)
+    return q
+
+
 def _q4_0_error(b: F32, w: F32, d: F32) -> tuple[F32, F32]:
     """(weighted error per block, fp16-rounded scale) for candidate scales d (n, 1)."""
     d16 = _fp16(d)
-    q = q4_0_codes(b, d16).astype(np.float32) - 8
-    return (w * (b - d16 * q) ** 2).sum(axis=1, keepdims=True), d16
+    r = b - d16 * _signed_codes(b, d16)
+    return (w * r * r).sum(axis=1, keepdims=True), d16
 
 
 def _refit(b: F32, w: F32, d: F32) -> F32:
     """Weighted least-squares scale for the codes ``d`` gives."""
-    q = q4_0_codes(b, _fp16(d)).astype(np.float32) - 8
+    q = _signed_codes(b, _fp16(d))
     num = (w * b * q).sum(axis=1, keepdims=True)
     den = (w * q * q).sum(axis=1, keepdims=True)
     out = d.copy()
