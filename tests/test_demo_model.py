@@ -88,6 +88,7 @@ def test_tokenizer_round_trips_heldout_text(heldout_ids: list[int]) -> None:
     assert tok.decode_bytes(heldout_ids) == text.encode("utf-8")
 
 
+@pytest.mark.slow  # the reference's sequence mode loops over tokens in Python
 def test_reference_loss_equals_trainer_log(
     fp32_checkpoint: Path, meta: dict, heldout_ids: list[int]
 ) -> None:
@@ -97,6 +98,7 @@ def test_reference_loss_equals_trainer_log(
     assert loss == pytest.approx(meta["heldout_loss_fp32"], rel=LOG_LOSS_RTOL)
 
 
+@pytest.mark.slow  # the reference's sequence mode loops over tokens in Python
 def test_reference_perplexity_matches_validation_loss(
     fp32_checkpoint: Path, meta: dict, heldout_ids: list[int]
 ) -> None:
