@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import mmap
 import os
 import shutil
@@ -60,8 +61,8 @@ TOKENIZER_KINDS = ("world", "sentencepiece", "bytes")
 
 
 def nbytes_of(dtype: str, shape: tuple[int, ...]) -> int:
-    """Bytes a tensor of ``shape`` takes in ``dtype``."""
-    n = int(np.prod(shape)) if shape else 1
+    """Bytes a tensor of ``shape`` takes in ``dtype`` (Python ints: a hostile shape cannot wrap)."""
+    n = math.prod(int(d) for d in shape)
     if dtype in BLOCK_BYTES:
         return n // QK * BLOCK_BYTES[dtype]
     return n * _NP_DTYPES[dtype].itemsize
@@ -115,6 +116,8 @@ class _Cursor:
         if etype == 0:  # uint8: the embedded tokenizer file, kept as bytes
             start = self.take(count, what)
             return bytes(self.buf[start : start + count])
+        if etype == _ARRAY:  # rwkv-edge never writes them; refusing also bounds recursion
+            raise FormatError(f"{self.name}: {what} is an array of arrays")
         if etype in _SCALARS:
             dt = np.dtype(_SCALARS[etype])
             start = self.take(count * dt.itemsize, what)
@@ -232,8 +235,18 @@ def _metadata(kv: dict[str, Any], config: ModelConfig, name: str) -> dict[str, A
     }
 
 
+def _check_no_overlap(entries: list[_TensorEntry], name: str) -> None:
+    """Each tensor's bytes are its own (the C reader assumes it too)."""
+    end, prev = 0, ""
+    for e in sorted(entries, key=lambda e: e.offset):
+        if e.offset < end:
+            raise FormatError(f"{name}: tensors '{prev}' and '{e.name}' overlap")
+        end, prev = e.offset + nbytes_of(e.dtype, e.shape), e.name
+
+
 def _map_tensors(mm: mmap.mmap, entries: list[_TensorEntry], data_start: int,
                  name: str) -> dict[str, Tensor]:
+    _check_no_overlap(entries, name)
     out: dict[str, Tensor] = {}
     for e in entries:
         if e.name in out:
