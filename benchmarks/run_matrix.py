@@ -169,7 +169,8 @@ def _context_run(cache: Path, results: Path, seconds_left: float) -> dict[str, A
     if model is None:
         return {"skipped": how}
     rate = _prefill_rate(results / f"{shape}-{fmt}.json")
-    positions = [p for p in map(int, wanted.split(",")) if p / rate < seconds_left - 60]
+    # position 0 costs nothing to reach; the others need p / rate seconds of prefill first
+    positions = [p for p in map(int, wanted.split(",")) if p == 0 or p / rate < seconds_left - 60]
     dropped = [p for p in map(int, wanted.split(",")) if p not in positions]
     log(f"context sweep on {model.name} at {positions} (prefill ~{rate:.0f} tok/s; "
         f"dropped for time: {dropped or 'none'})")
