@@ -8,6 +8,7 @@ wrong dtype/shape/length of tokens or state.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,12 @@ from rwkv_edge import (
     c_backend_available,
 )
 
-BACKENDS = ["numba", *(["c"] if c_backend_available() else [])]
+# RWKV_EDGE_BACKENDS=c limits the run (tools/sanitize.sh runs only the C engine)
+BACKENDS = [
+    b
+    for b in ["numba", *(["c"] if c_backend_available() else [])]
+    if b in os.environ.get("RWKV_EDGE_BACKENDS", "numba,c").split(",")
+]
 PROMPT = [84, 104, 101, 32, 111, 108, 100]  # "The old"
 
 

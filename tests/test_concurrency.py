@@ -9,6 +9,7 @@ both engines are deterministic for a fixed thread count.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -20,7 +21,12 @@ import pytest
 
 from rwkv_edge import Model, TokenError, c_backend_available
 
-BACKENDS = ["numba", *(["c"] if c_backend_available() else [])]
+# RWKV_EDGE_BACKENDS=c limits the run (tools/sanitize.sh runs only the C engine)
+BACKENDS = [
+    b
+    for b in ["numba", *(["c"] if c_backend_available() else [])]
+    if b in os.environ.get("RWKV_EDGE_BACKENDS", "numba,c").split(",")
+]
 N_THREADS = 6
 STEPS = 24  # tokens per worker
 
