@@ -66,6 +66,16 @@ def _roundf(x: F32) -> F32:
     return np.copysign(whole + np.floor((a - whole) * np.float32(2)), x)
 
 
+_FP16_MAX = np.float32(65504.0)
+
+
+def _check_scale(d: F32, name: str) -> None:
+    """A scale fp16 cannot hold would store inf: refuse it rather than write a broken block."""
+    if d.size and np.abs(d).max() > _FP16_MAX:
+        raise FormatError(f"tensor '{name}': a block scale of {float(np.abs(d).max()):.4g} "
+                          "overflows fp16 (weights too large for this block format)")
+
+
 def _fp16_bytes(v: F32) -> U8:
     """(n, 1) float32 -> (n, 2) little-endian fp16 bytes."""
     return v.astype("<f2").view(np.uint8).reshape(-1, 2)
@@ -89,6 +99,7 @@ def quantize_q8_0(x: npt.ArrayLike, name: str = "tensor") -> U8:
     """Quantize to Q8_0 blocks; returns uint8 of shape (..., row_bytes)."""
     b = _blocks(x, name)
     d = np.abs(b).max(axis=1, keepdims=True) / np.float32(127)
+    _check_scale(d, name)
     q = _roundf(b * _inverse(d)).astype(np.int8)
     out = np.concatenate([_fp16_bytes(d), q.view(np.uint8)], axis=1)
     return out.reshape(_byte_shape(np.shape(x), "q8_0"))
@@ -125,7 +136,9 @@ def quantize_q4_0_with_scale(b: F32, d: F32) -> U8:
 def quantize_q4_0(x: npt.ArrayLike, name: str = "tensor") -> U8:
     """Round-to-nearest Q4_0, byte-identical to ggml's reference quantizer."""
     b = _blocks(x, name)
-    out = quantize_q4_0_with_scale(b, q4_0_scales(b))
+    d = q4_0_scales(b)
+    _check_scale(d, name)
+    out = quantize_q4_0_with_scale(b, d)
     return out.reshape(_byte_shape(np.shape(x), "q4_0"))
 
 
@@ -156,6 +169,8 @@ def quantize_q4_1(x: npt.ArrayLike, name: str = "tensor") -> U8:
     b = _blocks(x, name)
     lo = b.min(axis=1, keepdims=True)
     d = (b.max(axis=1, keepdims=True) - lo) / np.float32(15)
+    _check_scale(d, name)
+    _check_scale(lo, name)
     out = quantize_q4_1_with_scale(b, d, lo)
     return out.reshape(_byte_shape(np.shape(x), "q4_1"))
 

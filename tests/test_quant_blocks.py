@@ -27,7 +27,7 @@ def _vectors() -> dict[str, np.ndarray]:
         "random": rng.standard_normal((64, 64)).astype(np.float32),
         "scaled": (rng.standard_normal((32, 64)) * rng.exponential(1, (32, 1)) * 1e-3),
         "outlier": rng.standard_normal((8, 64)).astype(np.float32),
-        "max_magnitude": np.full((2, 64), 65504.0 * 7, np.float32),  # d overflows fp16 range edge
+        "max_magnitude": np.full((2, 64), 65504.0, np.float32),  # the largest fp16 minimum
         "positive_max": np.abs(rng.standard_normal((8, 64))).astype(np.float32),
         "ties": (np.arange(64 * 4, dtype=np.float32).reshape(4, 64) % 17 - 8) * 0.5,
         "constant": np.full((2, 64), -3.25, np.float32),
@@ -46,9 +46,8 @@ VECTORS = _vectors()
 @pytest.mark.parametrize("case", VECTORS)
 def test_quantize_bytes_equal_ggml(fmt: str, case: str) -> None:
     x = VECTORS[case]
-    with np.errstate(over="ignore"):  # max_magnitude: fp16 scale overflows in both
-        ours = quant.quantize(x, fmt)
-        theirs = ref.quantize(x, FORMATS[fmt])
+    ours = quant.quantize(x, fmt)
+    theirs = ref.quantize(x, FORMATS[fmt])
     assert ours.dtype == np.uint8 and ours.shape == theirs.shape
     mismatch = np.flatnonzero(ours.reshape(-1) != theirs.reshape(-1))
     assert mismatch.size == 0, f"{fmt}/{case}: first differing byte {mismatch[:5]}"
@@ -57,8 +56,7 @@ def test_quantize_bytes_equal_ggml(fmt: str, case: str) -> None:
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("case", VECTORS)
 def test_dequantize_bits_equal_ggml(fmt: str, case: str) -> None:
-    with np.errstate(over="ignore"):
-        blocks = ref.quantize(VECTORS[case], FORMATS[fmt])
+    blocks = ref.quantize(VECTORS[case], FORMATS[fmt])
     ours = quant.dequantize(blocks, fmt, VECTORS[case].shape)
     theirs = ref.dequantize(blocks, FORMATS[fmt]).astype(np.float32)
     # compare bit patterns so NaN/inf from an overflowed scale must match too
@@ -89,6 +87,16 @@ def test_non_finite_input_is_refused_with_the_tensor_name(fmt: str, bad: float) 
     x[3, 17] = bad
     with pytest.raises(FormatError, match=r"blocks\.7\.att\.key\.weight.*non-finite"):
         quant.quantize(x, fmt, name="blocks.7.att.key.weight")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_scales_beyond_fp16_are_refused(fmt: str) -> None:
+    x = np.full((1, 32), 3e6, np.float32)  # q8_0 d = 23622, q4_* would be 375000 (or m = 3e6)
+    x[0, 0] = -3e6
+    if fmt == "q8_0":
+        x *= 3
+    with pytest.raises(FormatError, match=r"'big'.*overflows fp16"):
+        quant.quantize(x, fmt, name="big")
 
 
 def test_bad_shapes_and_sizes_are_refused() -> None:
