@@ -362,7 +362,8 @@ def _to_storage(dtype: str, data: np.ndarray, name: str) -> np.ndarray:
         raise ShapeError(f"tensor '{name}': unknown dtype {dtype!r}")
     if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
         raise FormatError(f"tensor '{name}' holds NaN or inf values")
-    out = np.ascontiguousarray(data, dtype=_NP_DTYPES[dtype])
+    with np.errstate(over="ignore"):  # an fp16 overflow is reported just below
+        out = np.ascontiguousarray(data, dtype=_NP_DTYPES[dtype])
     if dtype == "f16" and data.dtype != out.dtype and not np.isfinite(out).all():
         raise FormatError(f"tensor '{name}' has values beyond the fp16 range; use f32 or bf16")
     return out
