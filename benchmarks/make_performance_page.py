@@ -142,14 +142,16 @@ def decode_section(results: list[dict[str, Any]]) -> list[str]:
         m, d, t = r["model"], run["decode"], run["options"]["threads"]
         quoted = QUOTED_RWKV_CPP_DECODE_MS.get(m["shape"], {}).get(m["format"]) if t == 2 else None
         rows.append([m["shape"], m["format"], str(t), f"{run['weight_bytes_per_token'] / 1e6:.0f}",
-                     f"{d['median_ms']:.2f}", f"{d['p10_ms']:.2f}–{d['p90_ms']:.2f}",
+                     f"{d['median_ms']:.2f}" + (f" (n={d['n']})" if d["n"] != 64 else ""),
+                     f"{d['p10_ms']:.2f}–{d['p90_ms']:.2f}",
                      f"{run['roofline_ms']:.2f}", f"{run['achieved_gbps']:.1f}",
                      f"{run['bandwidth_gbps']:.1f}", f"{run['roofline_ratio']:.0%}",
                      f"{quoted:.1f}" if quoted else "–",
                      f"{quoted / d['median_ms']:.2f}×" if quoted else "–"])
     return ["## Decode (one token at a time)", "",
-            "Median of 64 tokens after 8 warm-up tokens. *Roofline ms* = bytes read per token / "
-            "bandwidth measured in the same run; *of roofline* = achieved GB/s ÷ that bandwidth. "
+            "Median of 64 tokens after 8 warm-up tokens (fewer where marked n=). "
+            "*Roofline ms* = bytes read per token / bandwidth measured in the same run; "
+            "*of roofline* = achieved GB/s ÷ that bandwidth. "
             "The rwkv.cpp column is **quoted from the benchmark issue (measured by its author on "
             "this machine kind, 2 threads), not measured by us**; *rwkv.cpp ÷ ours* > 1 means we "
             "are faster.", "",
