@@ -60,11 +60,17 @@ def merge_summaries(results: Path, runs: list[dict[str, Any]]) -> dict[str, Any]
     if not summaries:
         return None
     have = {(r["model"]["shape"], r["model"]["format"]) for r in runs}
-    skipped = {(s["shape"], s["format"]): s for m in summaries for s in m.get("skipped", [])
-               if (s["shape"], s["format"]) not in have}
-    return {"runs": [r for m in summaries for r in m["runs"]],
-            "skipped": list(skipped.values()),
-            "context": [m["context"] for m in summaries if m.get("context")]}
+    skipped = {
+        (s["shape"], s["format"]): s
+        for m in summaries
+        for s in m.get("skipped", [])
+        if (s["shape"], s["format"]) not in have
+    }
+    return {
+        "runs": [r for m in summaries for r in m["runs"]],
+        "skipped": list(skipped.values()),
+        "context": [m["context"] for m in summaries if m.get("context")],
+    }
 
 
 def _order(r: dict[str, Any]) -> tuple[int, int, str]:
@@ -76,8 +82,7 @@ def _order(r: dict[str, Any]) -> tuple[int, int, str]:
 
 def decode_runs(results: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(result, run) for every run of the matrix proper (context sweeps have their own table)."""
-    return [(r, run) for r in results if not r["_file"].startswith("context-")
-            for run in r["runs"]]
+    return [(r, run) for r in results if not r["_file"].startswith("context-") for run in r["runs"]]
 
 
 # ---------------------------------------------------------------------------
@@ -92,19 +97,31 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def machine_section(results: list[dict[str, Any]], matrix: dict[str, Any] | None) -> list[str]:
     sys_info = results[0]["system"]
-    lines = ["## Machine", "",
-             f"- CPU: **{sys_info['cpu']}**, {sys_info['logical_cpus']} logical CPUs "
-             f"({sys_info['machine']}); Python {sys_info['python']}, numpy "
-             f"{sys_info['numpy']}, numba {sys_info['numba']}.",
-             f"- Runs: {_date_span(results)}."]
+    lines = [
+        "## Machine",
+        "",
+        f"- CPU: **{sys_info['cpu']}**, {sys_info['logical_cpus']} logical CPUs "
+        f"({sys_info['machine']}); Python {sys_info['python']}, numpy "
+        f"{sys_info['numpy']}, numba {sys_info['numba']}.",
+        f"- Runs: {_date_span(results)}.",
+    ]
     if matrix:
-        loads = [x for r in matrix["runs"] + matrix["context"] if "loadavg_before" in r
-                 for x in (r["loadavg_before"][0], r["loadavg_after"][0])]
-        lines.append(f"- 1-minute load average around the runs: {min(loads):.1f} to "
-                     f"{max(loads):.1f} on {sys_info['logical_cpus']} CPUs"
-                     + (" (other work was running: treat absolute figures as noisy and "
-                        "prefer the ratios, each measured in one run)."
-                        if max(loads) > 1.5 else " (quiet)."))
+        loads = [
+            x
+            for r in matrix["runs"] + matrix["context"]
+            if "loadavg_before" in r
+            for x in (r["loadavg_before"][0], r["loadavg_after"][0])
+        ]
+        lines.append(
+            f"- 1-minute load average around the runs: {min(loads):.1f} to "
+            f"{max(loads):.1f} on {sys_info['logical_cpus']} CPUs"
+            + (
+                " (other work was running: treat absolute figures as noisy and "
+                "prefer the ratios, each measured in one run)."
+                if max(loads) > 1.5
+                else " (quiet)."
+            )
+        )
     return [*lines, "", *bandwidth_section(results)]
 
 
@@ -117,19 +134,38 @@ def bandwidth_section(results: list[dict[str, Any]]) -> list[str]:
     """Every bench run measured bandwidth right before its model: show the spread over runs."""
     rows = []
     for t in sorted({t for r in results for t in r["bandwidth"]["by_threads"]}, key=int):
-        entries = [r["bandwidth"]["by_threads"][t] for r in results
-                   if t in r["bandwidth"]["by_threads"]]
+        entries = [
+            r["bandwidth"]["by_threads"][t] for r in results if t in r["bandwidth"]["by_threads"]
+        ]
         numba = [e["numba"]["best_gbps"] for e in entries]
         c = [e["c"]["best_gbps"] for e in entries if e.get("c")]
         agree = [e["cross_check_ok"] for e in entries if "cross_check_ok" in e]
-        rows.append([t, _span(numba), _span(c) if c else "n/a",
-                     f"{sum(agree)}/{len(agree)}" if agree else "n/a",
-                     str(QUOTED_BANDWIDTH.get(t, "–"))])
-    return ["### Memory read bandwidth (GB/s, best of 5 over 1 GiB, measured in every run)", "",
-            *_table(["threads", "numba prange (median, min–max over runs)",
-                     "plain C pthreads (median, min–max)", "C within 15% of numba",
-                     "issue author's figure (quoted)"], rows), "",
-            "The roofline of each run is the better of the two methods in that same run.", ""]
+        rows.append(
+            [
+                t,
+                _span(numba),
+                _span(c) if c else "n/a",
+                f"{sum(agree)}/{len(agree)}" if agree else "n/a",
+                str(QUOTED_BANDWIDTH.get(t, "–")),
+            ]
+        )
+    return [
+        "### Memory read bandwidth (GB/s, best of 5 over 1 GiB, measured in every run)",
+        "",
+        *_table(
+            [
+                "threads",
+                "numba prange (median, min–max over runs)",
+                "plain C pthreads (median, min–max)",
+                "C within 15% of numba",
+                "issue author's figure (quoted)",
+            ],
+            rows,
+        ),
+        "",
+        "The roofline of each run is the better of the two methods in that same run.",
+        "",
+    ]
 
 
 def _span(xs: list[float]) -> str:
@@ -141,23 +177,51 @@ def decode_section(results: list[dict[str, Any]]) -> list[str]:
     for r, run in decode_runs(results):
         m, d, t = r["model"], run["decode"], run["options"]["threads"]
         quoted = QUOTED_RWKV_CPP_DECODE_MS.get(m["shape"], {}).get(m["format"]) if t == 2 else None
-        rows.append([m["shape"], m["format"], str(t), f"{run['weight_bytes_per_token'] / 1e6:.0f}",
-                     f"{d['median_ms']:.2f}" + (f" (n={d['n']})" if d["n"] != 64 else ""),
-                     f"{d['p10_ms']:.2f}–{d['p90_ms']:.2f}",
-                     f"{run['roofline_ms']:.2f}", f"{run['achieved_gbps']:.1f}",
-                     f"{run['bandwidth_gbps']:.1f}", f"{run['roofline_ratio']:.0%}",
-                     f"{quoted:.1f}" if quoted else "–",
-                     f"{quoted / d['median_ms']:.2f}×" if quoted else "–"])
-    return ["## Decode (one token at a time)", "",
-            "Median of 64 tokens after 8 warm-up tokens (fewer where marked n=). "
-            "*Roofline ms* = bytes read per token / bandwidth measured in the same run; "
-            "*of roofline* = achieved GB/s ÷ that bandwidth. "
-            "The rwkv.cpp column is **quoted from the benchmark issue (measured by its author on "
-            "this machine kind, 2 threads), not measured by us**; *rwkv.cpp ÷ ours* > 1 means we "
-            "are faster.", "",
-            *_table(["shape", "format", "threads", "MB/token", "ms/token", "p10–p90 ms",
-                     "roofline ms", "GB/s", "bandwidth GB/s", "of roofline",
-                     "rwkv.cpp ms (quoted)", "rwkv.cpp ÷ ours"], rows), ""]
+        rows.append(
+            [
+                m["shape"],
+                m["format"],
+                str(t),
+                f"{run['weight_bytes_per_token'] / 1e6:.0f}",
+                f"{d['median_ms']:.2f}" + (f" (n={d['n']})" if d["n"] != 64 else ""),
+                f"{d['p10_ms']:.2f}–{d['p90_ms']:.2f}",
+                f"{run['roofline_ms']:.2f}",
+                f"{run['achieved_gbps']:.1f}",
+                f"{run['bandwidth_gbps']:.1f}",
+                f"{run['roofline_ratio']:.0%}",
+                f"{quoted:.1f}" if quoted else "–",
+                f"{quoted / d['median_ms']:.2f}×" if quoted else "–",
+            ]
+        )
+    return [
+        "## Decode (one token at a time)",
+        "",
+        "Median of 64 tokens after 8 warm-up tokens (fewer where marked n=). "
+        "*Roofline ms* = bytes read per token / bandwidth measured in the same run; "
+        "*of roofline* = achieved GB/s ÷ that bandwidth. "
+        "The rwkv.cpp column is **quoted from the benchmark issue (measured by its author on "
+        "this machine kind, 2 threads), not measured by us**; *rwkv.cpp ÷ ours* > 1 means we "
+        "are faster.",
+        "",
+        *_table(
+            [
+                "shape",
+                "format",
+                "threads",
+                "MB/token",
+                "ms/token",
+                "p10–p90 ms",
+                "roofline ms",
+                "GB/s",
+                "bandwidth GB/s",
+                "of roofline",
+                "rwkv.cpp ms (quoted)",
+                "rwkv.cpp ÷ ours",
+            ],
+            rows,
+        ),
+        "",
+    ]
 
 
 def prefill_section(results: list[dict[str, Any]]) -> list[str]:
@@ -166,16 +230,35 @@ def prefill_section(results: list[dict[str, Any]]) -> list[str]:
         m, t = r["model"], run["options"]["threads"]
         pf = {p["tokens"]: p["tokens_per_s"] for p in run["prefill"]}
         quoted = QUOTED_RWKV_CPP_PREFILL.get(m["shape"], {}).get(m["format"]) if t == 2 else None
-        rows.append([m["shape"], m["format"], str(t)]
-                    + [f"{pf[n]:.0f}" if n in pf else "–" for n in (64, 512)]
-                    + [f"~{quoted}" if quoted else "–",
-                       f"{pf[512] / quoted:.2f}×" if quoted and 512 in pf else "–"])
-    return ["## Prefill (one prompt through the sequence path)", "",
-            "Tokens per second for a 64- and a 512-token prompt from a fresh state. rwkv.cpp's "
-            "512-token figures are **quoted (issue author, 2 threads)**; *ours ÷ rwkv.cpp* > 1 "
-            "means we are faster.", "",
-            *_table(["shape", "format", "threads", "64 tok/s", "512 tok/s",
-                     "rwkv.cpp 512 tok/s (quoted)", "ours ÷ rwkv.cpp"], rows), ""]
+        rows.append(
+            [m["shape"], m["format"], str(t)]
+            + [f"{pf[n]:.0f}" if n in pf else "–" for n in (64, 512)]
+            + [
+                f"~{quoted}" if quoted else "–",
+                f"{pf[512] / quoted:.2f}×" if quoted and 512 in pf else "–",
+            ]
+        )
+    return [
+        "## Prefill (one prompt through the sequence path)",
+        "",
+        "Tokens per second for a 64- and a 512-token prompt from a fresh state. rwkv.cpp's "
+        "512-token figures are **quoted (issue author, 2 threads)**; *ours ÷ rwkv.cpp* > 1 "
+        "means we are faster.",
+        "",
+        *_table(
+            [
+                "shape",
+                "format",
+                "threads",
+                "64 tok/s",
+                "512 tok/s",
+                "rwkv.cpp 512 tok/s (quoted)",
+                "ours ÷ rwkv.cpp",
+            ],
+            rows,
+        ),
+        "",
+    ]
 
 
 def threads_and_memory_section(results: list[dict[str, Any]]) -> list[str]:
@@ -185,19 +268,44 @@ def threads_and_memory_section(results: list[dict[str, Any]]) -> list[str]:
             continue
         m, first = r["model"], r["runs"][0]
         vs = r.get("vs")
-        rows.append([m["shape"], m["format"], f"{m['file_bytes'] / 1e6:.0f}",
-                     f"{first['load_s'] * 1e3:.0f}", f"{first['first_token_ms']:.0f}",
-                     f"{first['rss_after_load_bytes'] / 1e6:.0f}" if first[
-                         "rss_after_load_bytes"] else "–",
-                     f"{first['peak_rss_bytes'] / 1e6:.0f}",
-                     f"{vs['decode_speedup']:.2f}×" if vs else "–",
-                     _speedup(vs, "512")])
-    return ["## Load, memory, thread scaling", "",
-            "Load = `Model.load` (the file is memory-mapped; the first token pages weights in). "
-            "RSS after the first token and the process peak. Speed-ups are the first run's "
-            "configuration over the second's in the same process (2 threads over 1).", "",
-            *_table(["shape", "format", "file MB", "load ms", "first token ms", "RSS MB",
-                     "peak RSS MB", "decode 2t ÷ 1t", "prefill-512 2t ÷ 1t"], rows), ""]
+        rows.append(
+            [
+                m["shape"],
+                m["format"],
+                f"{m['file_bytes'] / 1e6:.0f}",
+                f"{first['load_s'] * 1e3:.0f}",
+                f"{first['first_token_ms']:.0f}",
+                f"{first['rss_after_load_bytes'] / 1e6:.0f}"
+                if first["rss_after_load_bytes"]
+                else "–",
+                f"{first['peak_rss_bytes'] / 1e6:.0f}",
+                f"{vs['decode_speedup']:.2f}×" if vs else "–",
+                _speedup(vs, "512"),
+            ]
+        )
+    return [
+        "## Load, memory, thread scaling",
+        "",
+        "Load = `Model.load` (the file is memory-mapped; the first token pages weights in). "
+        "RSS after the first token and the process peak. Speed-ups are the first run's "
+        "configuration over the second's in the same process (2 threads over 1).",
+        "",
+        *_table(
+            [
+                "shape",
+                "format",
+                "file MB",
+                "load ms",
+                "first token ms",
+                "RSS MB",
+                "peak RSS MB",
+                "decode 2t ÷ 1t",
+                "prefill-512 2t ÷ 1t",
+            ],
+            rows,
+        ),
+        "",
+    ]
 
 
 def _speedup(vs: dict[str, Any] | None, tokens: str) -> str:
@@ -210,18 +318,36 @@ def context_section(results: list[dict[str, Any]]) -> list[str]:
     out: list[str] = []
     for r in (r for r in results if r["_file"].startswith("context-")):
         run, m = r["runs"][0], r["model"]
-        rows = [[str(c["position"]), f"{c['decode_median_ms']:.2f}",
-                 f"{c['rss_bytes'] / 1e6:.0f}" if c["rss_bytes"] else "–",
-                 f"{c['state_bytes'] / 1e6:.2f}",
-                 f"{c['transformer_kv_cache_bytes'] / 1e6:.0f}"] for c in run["context"] or []]
-        out += [f"## Context length ({m['shape']} {m['format']}, "
-                f"{run['options']['threads']} threads)", "",
-                "One state advanced through random tokens in 512-token chunks; decode timed on "
-                "a copy at each position. The last column is the fp16 KV cache a transformer of "
-                "the same depth and width (2 × layers × width × positions × 2 bytes) would hold "
-                "instead of RWKV's fixed state.", "",
-                *_table(["position", "decode ms/token", "RSS MB", "RWKV state MB",
-                         "transformer KV cache MB"], rows), ""]
+        rows = [
+            [
+                str(c["position"]),
+                f"{c['decode_median_ms']:.2f}",
+                f"{c['rss_bytes'] / 1e6:.0f}" if c["rss_bytes"] else "–",
+                f"{c['state_bytes'] / 1e6:.2f}",
+                f"{c['transformer_kv_cache_bytes'] / 1e6:.0f}",
+            ]
+            for c in run["context"] or []
+        ]
+        out += [
+            f"## Context length ({m['shape']} {m['format']}, {run['options']['threads']} threads)",
+            "",
+            "One state advanced through random tokens in 512-token chunks; decode timed on "
+            "a copy at each position. The last column is the fp16 KV cache a transformer of "
+            "the same depth and width (2 × layers × width × positions × 2 bytes) would hold "
+            "instead of RWKV's fixed state.",
+            "",
+            *_table(
+                [
+                    "position",
+                    "decode ms/token",
+                    "RSS MB",
+                    "RWKV state MB",
+                    "transformer KV cache MB",
+                ],
+                rows,
+            ),
+            "",
+        ]
     return out
 
 
@@ -229,15 +355,39 @@ def quoted_section() -> list[str]:
     rows = []
     for s, dec in QUOTED_RWKV_CPP_DECODE_MS.items():
         pf, pt = QUOTED_RWKV_CPP_PREFILL[s], QUOTED_PYTORCH_FP32.get(s)
-        rows.append([s, str(dec["q8_0"]), str(dec["q4_0"]), str(dec["f16"]), f"~{pf['q8_0']}",
-                     f"~{pf['q4_0']}", f"{pt[0]} / ~{pt[1]}" if pt else "–"])
-    return ["## Quoted reference figures (not measured by us)", "",
-            "From the benchmark issue: rwkv.cpp and PyTorch (`rwkv` pip, fp32) on this machine "
-            "kind, 2 threads, **measured by the issue's author**, whose machine read "
-            f"~{QUOTED_BANDWIDTH['2']} GB/s with 2 threads and {QUOTED_BANDWIDTH['1']} with 1 "
-            "(noisy). Compare ratios rather than raw milliseconds where bandwidth differs.", "",
-            *_table(["shape", "rwkv.cpp Q8_0 ms", "Q4_0 ms", "FP16 ms", "Q8_0 prefill tok/s",
-                     "Q4_0 prefill tok/s", "PyTorch fp32 ms / prefill tok/s"], rows), ""]
+        rows.append(
+            [
+                s,
+                str(dec["q8_0"]),
+                str(dec["q4_0"]),
+                str(dec["f16"]),
+                f"~{pf['q8_0']}",
+                f"~{pf['q4_0']}",
+                f"{pt[0]} / ~{pt[1]}" if pt else "–",
+            ]
+        )
+    return [
+        "## Quoted reference figures (not measured by us)",
+        "",
+        "From the benchmark issue: rwkv.cpp and PyTorch (`rwkv` pip, fp32) on this machine "
+        "kind, 2 threads, **measured by the issue's author**, whose machine read "
+        f"~{QUOTED_BANDWIDTH['2']} GB/s with 2 threads and {QUOTED_BANDWIDTH['1']} with 1 "
+        "(noisy). Compare ratios rather than raw milliseconds where bandwidth differs.",
+        "",
+        *_table(
+            [
+                "shape",
+                "rwkv.cpp Q8_0 ms",
+                "Q4_0 ms",
+                "FP16 ms",
+                "Q8_0 prefill tok/s",
+                "Q4_0 prefill tok/s",
+                "PyTorch fp32 ms / prefill tok/s",
+            ],
+            rows,
+        ),
+        "",
+    ]
 
 
 def skipped_section(matrix: dict[str, Any] | None) -> list[str]:
@@ -249,19 +399,31 @@ def skipped_section(matrix: dict[str, Any] | None) -> list[str]:
 
 def render(results: list[dict[str, Any]], matrix: dict[str, Any] | None) -> str:
     quant = sorted({r["quantizer"] for r in matrix["runs"]} - {"cached"}) if matrix else []
-    head = ["# Performance", "",
-            "<!-- generated by benchmarks/make_performance_page.py from "
-            "benchmarks/results/*.json; do not edit by hand -->", "",
-            "Synthetic checkpoints of the real RWKV-v5 World shapes (random weights of realistic "
-            "scale from `tools/make_synthetic.py`: speed depends on shapes and formats, not on "
-            "values), quantized with " + (", ".join(f"`{q}`" for q in quant) or
-                                          "the project's quantizer (`rwkv_edge.quantize`)")
-            + ", timed with `rwkv-edge bench` (C engine). Decode is bound by "
-            "memory bandwidth, so every decode figure is shown beside its roofline.", "",
-            "![decode ms/token against the bandwidth roofline](performance.png)", ""]
-    body = (machine_section(results, matrix) + decode_section(results) + prefill_section(results)
-            + threads_and_memory_section(results) + context_section(results) + quoted_section()
-            + skipped_section(matrix))
+    head = [
+        "# Performance",
+        "",
+        "<!-- generated by benchmarks/make_performance_page.py from "
+        "benchmarks/results/*.json; do not edit by hand -->",
+        "",
+        "Synthetic checkpoints of the real RWKV-v5 World shapes (random weights of realistic "
+        "scale from `tools/make_synthetic.py`: speed depends on shapes and formats, not on "
+        "values), quantized with "
+        + (", ".join(f"`{q}`" for q in quant) or "the project's quantizer (`rwkv_edge.quantize`)")
+        + ", timed with `rwkv-edge bench` (C engine). Decode is bound by "
+        "memory bandwidth, so every decode figure is shown beside its roofline.",
+        "",
+        "![decode ms/token against the bandwidth roofline](performance.png)",
+        "",
+    ]
+    body = (
+        machine_section(results, matrix)
+        + decode_section(results)
+        + prefill_section(results)
+        + threads_and_memory_section(results)
+        + context_section(results)
+        + quoted_section()
+        + skipped_section(matrix)
+    )
     return "\n".join(head + body)
 
 
@@ -290,31 +452,54 @@ def _plot_roofline(ax: Any, results: list[dict[str, Any]]) -> None:
     runs = decode_runs(results)
     for t, fill in ((2, True), (1, False)):
         for fmt, mk in markers.items():
-            pts = [(run["weight_bytes_per_token"] / 1e6, run["decode"]["median_ms"])
-                   for r, run in runs if r["model"]["format"] == fmt
-                   and run["options"]["threads"] == t]
+            pts = [
+                (run["weight_bytes_per_token"] / 1e6, run["decode"]["median_ms"])
+                for r, run in runs
+                if r["model"]["format"] == fmt and run["options"]["threads"] == t
+            ]
             color = f"C{list(markers).index(fmt)}"
             if pts:
-                ax.scatter(*zip(*pts, strict=True), marker=mk, s=50, label=f"{fmt}, {t} thr",
-                           facecolors=color if fill else "none", edgecolors=color)
+                ax.scatter(
+                    *zip(*pts, strict=True),
+                    marker=mk,
+                    s=50,
+                    label=f"{fmt}, {t} thr",
+                    facecolors=color if fill else "none",
+                    edgecolors=color,
+                )
     for t, style in ((2, "-"), (1, "--")):
         bws = [run["bandwidth_gbps"] for _, run in runs if run["options"]["threads"] == t]
         if bws:
             bw = statistics.median(bws)
-            xs = [min(run["weight_bytes_per_token"] for _, run in runs) / 1e6 * 0.8,
-                  max(run["weight_bytes_per_token"] for _, run in runs) / 1e6 * 1.25]
-            ax.plot(xs, [x / bw for x in xs], "k" + style, lw=1,
-                    label=f"roofline {t} thr ({bw:.0f} GB/s, median)")
-    ax.set(xscale="log", yscale="log", xlabel="MB read per token",
-           ylabel="decode ms/token (median)", title="Decode against the bandwidth roofline")
+            xs = [
+                min(run["weight_bytes_per_token"] for _, run in runs) / 1e6 * 0.8,
+                max(run["weight_bytes_per_token"] for _, run in runs) / 1e6 * 1.25,
+            ]
+            ax.plot(
+                xs,
+                [x / bw for x in xs],
+                "k" + style,
+                lw=1,
+                label=f"roofline {t} thr ({bw:.0f} GB/s, median)",
+            )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="MB read per token",
+        ylabel="decode ms/token (median)",
+        title="Decode against the bandwidth roofline",
+    )
     _plain_log_ticks(ax.xaxis, ax.yaxis)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
 
 
 def _plot_vs_quoted(bx: Any, results: list[dict[str, Any]]) -> None:
-    ours = {(r["model"]["shape"], r["model"]["format"]): run["decode"]["median_ms"]
-            for r, run in decode_runs(results) if run["options"]["threads"] == 2}
+    ours = {
+        (r["model"]["shape"], r["model"]["format"]): run["decode"]["median_ms"]
+        for r, run in decode_runs(results)
+        if run["options"]["threads"] == 2
+    }
     labels, mine, theirs = [], [], []
     for shape, fmts in QUOTED_RWKV_CPP_DECODE_MS.items():
         for fmt, q in fmts.items():
@@ -324,11 +509,15 @@ def _plot_vs_quoted(bx: Any, results: list[dict[str, Any]]) -> None:
                 theirs.append(q)
     xs = range(len(labels))
     bx.bar([x - 0.2 for x in xs], mine, 0.4, label="rwkv-edge (measured)")
-    bx.bar([x + 0.2 for x in xs], theirs, 0.4, label="rwkv.cpp (quoted from the issue)",
-           color="grey")
+    bx.bar(
+        [x + 0.2 for x in xs], theirs, 0.4, label="rwkv.cpp (quoted from the issue)", color="grey"
+    )
     bx.set_xticks(list(xs), labels, fontsize=7)
-    bx.set(ylabel="decode ms/token, 2 threads", yscale="log",
-           title="rwkv-edge vs rwkv.cpp (quoted figures, issue author's runs)")
+    bx.set(
+        ylabel="decode ms/token, 2 threads",
+        yscale="log",
+        title="rwkv-edge vs rwkv.cpp (quoted figures, issue author's runs)",
+    )
     _plain_log_ticks(bx.yaxis)
     bx.legend(fontsize=8)
     bx.grid(True, axis="y", which="both", alpha=0.3)
@@ -351,8 +540,10 @@ def main() -> int:
     args = ap.parse_args()
     results, matrix = load_results(args.results)
     if not results:
-        print(f"no bench results in {args.results}; run benchmarks/run_matrix.py first",
-              file=sys.stderr)
+        print(
+            f"no bench results in {args.results}; run benchmarks/run_matrix.py first",
+            file=sys.stderr,
+        )
         return 1
     args.docs.mkdir(parents=True, exist_ok=True)
     (args.docs / "PERFORMANCE.md").write_text(render(results, matrix) + "\n")

@@ -93,15 +93,28 @@ def main() -> None:
     else:
         largest = write_synthetic(src, args.layers, args.embd, args.vocab)
     print(f"source {src} ({src.stat().st_size / 1e9:.2f} GB), {time.monotonic() - t0:.0f} s")
-    cmd = [sys.executable, "-c", "from rwkv_edge.cli.main import main; main()", "quantize",
-           str(src), str(dst), "--type", args.type, "--method", args.method, "--force"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from rwkv_edge.cli.main import main; main()",
+        "quantize",
+        str(src),
+        str(dst),
+        "--type",
+        args.type,
+        "--method",
+        args.method,
+        "--force",
+    ]
     t0 = time.monotonic()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     secs = time.monotonic() - t0
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # KiB on Linux
     print(f"quantized to {args.type} in {secs:.0f} s: {dst.stat().st_size / 1e9:.2f} GB")
-    print(f"peak RSS {peak / 1e9:.3f} GB; largest tensor {largest / 1e9:.3f} GB (fp16); "
-          f"above it {(peak - largest) / 1e9:.3f} GB (target < 1.2)")
+    print(
+        f"peak RSS {peak / 1e9:.3f} GB; largest tensor {largest / 1e9:.3f} GB (fp16); "
+        f"above it {(peak - largest) / 1e9:.3f} GB (target < 1.2)"
+    )
     if not args.keep:
         src.unlink()
         dst.unlink()

@@ -40,8 +40,9 @@ CLI = [sys.executable, "-c", "import sys; from rwkv_edge.cli.main import main; s
 
 
 def load_writer() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_synthetic", REPO / "tools" /
-                                                  "make_synthetic.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_synthetic", REPO / "tools" / "make_synthetic.py"
+    )
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod
@@ -64,8 +65,9 @@ def synthetic(shape: str, cache: Path) -> Path:
 
 
 def have_quantize_command() -> bool:
-    return subprocess.run([*CLI, "quantize", "--help"], capture_output=True,
-                          cwd="/").returncode == 0
+    return (
+        subprocess.run([*CLI, "quantize", "--help"], capture_output=True, cwd="/").returncode == 0
+    )
 
 
 def quantize(src: Path, fmt: str, cache: Path) -> tuple[Path | None, str]:
@@ -82,16 +84,19 @@ def quantize(src: Path, fmt: str, cache: Path) -> tuple[Path | None, str]:
     if have_quantize_command():
         log(f"quantizing {src.name} -> {dst.name}")
         cmd = [*CLI, "quantize", str(src), str(tmp), "--type", fmt]
-        proc = subprocess.run([*cmd, "--method", "rtn"], capture_output=True, text=True,
-                              cwd=cache)
+        proc = subprocess.run([*cmd, "--method", "rtn"], capture_output=True, text=True, cwd=cache)
         how = "rwkv-edge quantize --method rtn"
         if proc.returncode != 0 and "--method" in proc.stderr:  # no such option: defaults
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cache)
             how = "rwkv-edge quantize"
     else:  # until the CLI command lands: the same quantizer, called as a library
         log(f"no quantize command; quantize.convert {src.name} -> {dst.name}")
-        proc = subprocess.run([sys.executable, "-c", _FALLBACK, str(src), str(tmp), fmt],
-                              capture_output=True, text=True, cwd=cache)
+        proc = subprocess.run(
+            [sys.executable, "-c", _FALLBACK, str(src), str(tmp), fmt],
+            capture_output=True,
+            text=True,
+            cwd=cache,
+        )
         how = "rwkv_edge.quantize.convert, method rtn (library: no quantize command yet)"
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)
@@ -112,17 +117,31 @@ convert(src, dst, make_recipe(fmt, method="rtn"))
 
 def bench(model: Path, out: Path, threads: int, vs: str | None, extra: list[str]) -> dict[str, Any]:
     """One `rwkv-edge bench` in its own process; its JSON plus the load around it."""
-    cmd = [*CLI, "bench", str(model), "--threads", str(threads), "--json", str(out),
-           "--bandwidth-c", str(REPO / "benchmarks" / "bandwidth.c"), *extra]
+    cmd = [
+        *CLI,
+        "bench",
+        str(model),
+        "--threads",
+        str(threads),
+        "--json",
+        str(out),
+        "--bandwidth-c",
+        str(REPO / "benchmarks" / "bandwidth.c"),
+        *extra,
+    ]
     if vs:
         cmd += ["--vs", vs]
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=model.parent)
-    entry = {"model": model.name, "json": str(out.relative_to(REPO)) if out.is_relative_to(REPO)
-             else str(out), "seconds": round(time.perf_counter() - t0, 1),
-             "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
-             "returncode": proc.returncode}
+    entry = {
+        "model": model.name,
+        "json": str(out.relative_to(REPO)) if out.is_relative_to(REPO) else str(out),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+        "returncode": proc.returncode,
+    }
     if proc.returncode != 0:
         entry["error"] = (proc.stderr or proc.stdout).strip()[-2000:]
         log(f"bench failed on {model.name}: {entry['error'][-300:]}")
@@ -136,8 +155,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cache.mkdir(parents=True, exist_ok=True)
     results.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    summary: dict[str, Any] = {"shapes": args.shapes, "formats": args.formats, "runs": [],
-                               "skipped": [], "started_utc": _utc()}
+    summary: dict[str, Any] = {
+        "shapes": args.shapes,
+        "formats": args.formats,
+        "runs": [],
+        "skipped": [],
+        "started_utc": _utc(),
+    }
     extra = ["--decode", "16", "--prefill", "16,64"] if args.quick else []
     for shape in args.shapes:
         src = synthetic(shape, cache)
@@ -172,10 +196,17 @@ def _context_run(cache: Path, results: Path, seconds_left: float) -> dict[str, A
     # position 0 costs nothing to reach; the others need p / rate seconds of prefill first
     positions = [p for p in map(int, wanted.split(",")) if p == 0 or p / rate < seconds_left - 60]
     dropped = [p for p in map(int, wanted.split(",")) if p not in positions]
-    log(f"context sweep on {model.name} at {positions} (prefill ~{rate:.0f} tok/s; "
-        f"dropped for time: {dropped or 'none'})")
-    entry = bench(model, results / f"context-{shape}-{fmt}.json", 2, None,
-                  ["--context", ",".join(map(str, positions)), "--prefill", "", "--decode", "32"])
+    log(
+        f"context sweep on {model.name} at {positions} (prefill ~{rate:.0f} tok/s; "
+        f"dropped for time: {dropped or 'none'})"
+    )
+    entry = bench(
+        model,
+        results / f"context-{shape}-{fmt}.json",
+        2,
+        None,
+        ["--context", ",".join(map(str, positions)), "--prefill", "", "--decode", "32"],
+    )
     return {**entry, "positions": positions, "dropped_for_time": dropped}
 
 
@@ -194,19 +225,32 @@ def _utc() -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cache", default="/tmp/rwkv-edge-bench-cache",
-                    help="where synthetic checkpoints and GGUFs live (large; not in git)")
+    ap.add_argument(
+        "--cache",
+        default="/tmp/rwkv-edge-bench-cache",
+        help="where synthetic checkpoints and GGUFs live (large; not in git)",
+    )
     ap.add_argument("--results", default=str(RESULTS))
     ap.add_argument("--shapes", nargs="+", default=list(SHAPES))
     ap.add_argument("--formats", nargs="+", default=list(FORMATS))
     ap.add_argument("--no-context", dest="context", action="store_false")
     ap.add_argument("--quick", action="store_true", help="fewer tokens: a smoke test")
-    ap.add_argument("--summary", default="matrix.json",
-                    help="summary file name (matrix-NAME.json for a supplementary run)")
-    ap.add_argument("--prepare-only", action="store_true",
-                    help="only generate and quantize the checkpoints into the cache")
-    ap.add_argument("--budget-min", type=float, default=13.0,
-                    help="stop starting new runs after this many minutes")
+    ap.add_argument(
+        "--summary",
+        default="matrix.json",
+        help="summary file name (matrix-NAME.json for a supplementary run)",
+    )
+    ap.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="only generate and quantize the checkpoints into the cache",
+    )
+    ap.add_argument(
+        "--budget-min",
+        type=float,
+        default=13.0,
+        help="stop starting new runs after this many minutes",
+    )
     args = ap.parse_args()
     summary = run(args)
     summary["finished_utc"] = _utc()

@@ -28,37 +28,86 @@ def _ints(text: str) -> tuple[int, ...]:
 
 @click.command("bench")
 @click.argument("model", type=click.Path(exists=True, dir_okay=True, path_type=Path))
-@click.option("--threads", "-t", type=click.IntRange(1), default=None,
-              help="Worker threads (default: every logical CPU).")
+@click.option(
+    "--threads",
+    "-t",
+    type=click.IntRange(1),
+    default=None,
+    help="Worker threads (default: every logical CPU).",
+)
 @click.option("--isa", type=click.Choice(ISAS), default="auto", show_default=True)
 @click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
-@click.option("--vs", "vs_spec", default=None, metavar="SPEC",
-              help="Also run a second configuration and compare: threads=1, isa=ref, "
-                   "backend=numba, or several joined by commas.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Write the full result as JSON here.")
-@click.option("--decode", "n_decode", type=click.IntRange(1), default=64, show_default=True,
-              help="Tokens timed for decode (after --warmup).")
+@click.option(
+    "--vs",
+    "vs_spec",
+    default=None,
+    metavar="SPEC",
+    help="Also run a second configuration and compare: threads=1, isa=ref, "
+    "backend=numba, or several joined by commas.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the full result as JSON here.",
+)
+@click.option(
+    "--decode",
+    "n_decode",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="Tokens timed for decode (after --warmup).",
+)
 @click.option("--warmup", type=click.IntRange(0), default=8, show_default=True)
-@click.option("--prefill", default="64,512", show_default=True,
-              help="Prompt lengths for prefill tokens/s ('' to skip).")
-@click.option("--context", default="", metavar="POSITIONS",
-              help="Context sweep positions, e.g. 0,1024,8192,32768 (slow: runs every token).")
+@click.option(
+    "--prefill",
+    default="64,512",
+    show_default=True,
+    help="Prompt lengths for prefill tokens/s ('' to skip).",
+)
+@click.option(
+    "--context",
+    default="",
+    metavar="POSITIONS",
+    help="Context sweep positions, e.g. 0,1024,8192,32768 (slow: runs every token).",
+)
 @click.option("--bandwidth-mib", type=click.IntRange(16), default=1024, show_default=True)
-@click.option("--bandwidth-c", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="benchmarks/bandwidth.c for the C cross-check "
-                                 "(default: found in the source checkout, if any).")
-def bench_command(model: Path, threads: int | None, isa: str, backend: str, vs_spec: str | None,
-                  json_path: Path | None, n_decode: int, warmup: int, prefill: str, context: str,
-                  bandwidth_mib: int, bandwidth_c: Path | None) -> None:
+@click.option(
+    "--bandwidth-c",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="benchmarks/bandwidth.c for the C cross-check "
+    "(default: found in the source checkout, if any).",
+)
+def bench_command(
+    model: Path,
+    threads: int | None,
+    isa: str,
+    backend: str,
+    vs_spec: str | None,
+    json_path: Path | None,
+    n_decode: int,
+    warmup: int,
+    prefill: str,
+    context: str,
+    bandwidth_mib: int,
+    bandwidth_c: Path | None,
+) -> None:
     """Measure decode ms/token against the memory-bandwidth roofline, prefill and load."""
     from ..bench import BenchOptions, BenchPlan, bench_model, format_report, parse_vs
     from ..errors import RwkvEdgeError
 
     base = BenchOptions(backend=backend, threads=threads or os.cpu_count() or 1, isa=isa)
-    plan = BenchPlan(n_decode=n_decode, warmup=warmup, prefill_lengths=_ints(prefill),
-                     context_positions=_ints(context), bandwidth_mib=bandwidth_mib,
-                     bandwidth_c_source=bandwidth_c)
+    plan = BenchPlan(
+        n_decode=n_decode,
+        warmup=warmup,
+        prefill_lengths=_ints(prefill),
+        context_positions=_ints(context),
+        bandwidth_mib=bandwidth_mib,
+        bandwidth_c_source=bandwidth_c,
+    )
     try:
         runs = [base] if vs_spec is None else [base, parse_vs(vs_spec, base)]
         result = bench_model(model, runs, plan)
@@ -82,15 +131,18 @@ def load_synthetic_writer() -> ModuleType:
                 sys.modules[spec.name] = mod  # dataclasses look their module up there
                 spec.loader.exec_module(mod)
                 return mod
-    raise click.ClickException("make-synthetic needs tools/make_synthetic.py of a source "
-                               "checkout: run it from inside the rwkv-edge repository")
+    raise click.ClickException(
+        "make-synthetic needs tools/make_synthetic.py of a source "
+        "checkout: run it from inside the rwkv-edge repository"
+    )
 
 
 @click.command("make-synthetic")
 @click.argument("shape")
 @click.argument("dst", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--dtype", type=click.Choice(("fp32", "fp16", "bf16")), default="bf16",
-              show_default=True)
+@click.option(
+    "--dtype", type=click.Choice(("fp32", "fp16", "bf16")), default="bf16", show_default=True
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--vocab", type=click.IntRange(1), default=65536, show_default=True)
 def make_synthetic_command(shape: str, dst: Path, dtype: str, seed: int, vocab: int) -> None:

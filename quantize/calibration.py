@@ -67,8 +67,10 @@ def _decay_bonus(w: Weights, p: str, cfg: ModelConfig) -> tuple[F32, F32]:
         except KeyError:
             u = w(p + "time_faaaa")
     shape = (cfg.n_head, -1)
-    return (np.broadcast_to(decay.reshape(shape), (cfg.n_head, cfg.head_size)),
-            np.broadcast_to(u.reshape(shape), (cfg.n_head, cfg.head_size)))
+    return (
+        np.broadcast_to(decay.reshape(shape), (cfg.n_head, cfg.head_size)),
+        np.broadcast_to(u.reshape(shape), (cfg.n_head, cfg.head_size)),
+    )
 
 
 def _wkv(r: F32, k: F32, v: F32, decay: F32, u: F32) -> F32:
@@ -86,8 +88,10 @@ def _wkv(r: F32, k: F32, v: F32, decay: F32, u: F32) -> F32:
 def _time_mix(x: F32, w: Weights, p: str, cfg: ModelConfig, rec: _Recorder) -> F32:
     xx = _ln(x, w(p + "ln1.weight"), w(p + "ln1.bias"), cfg.ln_eps)
     sx, a = _shift(xx), p + "att."
-    mixed = {c: _mix(xx, sx, w(f"{a}time_mix_{c}").reshape(-1))
-             for c in ("k", "v", "r") + (("g",) if cfg.has_gate else ())}
+    mixed = {
+        c: _mix(xx, sx, w(f"{a}time_mix_{c}").reshape(-1))
+        for c in ("k", "v", "r") + (("g",) if cfg.has_gate else ())
+    }
     r = rec.matmul(a + "receptance.weight", mixed["r"], w)
     k = rec.matmul(a + "key.weight", mixed["k"], w)
     v = rec.matmul(a + "value.weight", mixed["v"], w)
@@ -113,8 +117,9 @@ def _channel_mix(x: F32, w: Weights, p: str, cfg: ModelConfig, rec: _Recorder) -
     return x + (1 / (1 + np.exp(-rr))) * rec.matmul(f + "value.weight", kk, w)
 
 
-def run_float_model(w: Weights, cfg: ModelConfig, tokens: Sequence[int],
-                    rec: _Recorder | None = None) -> F32:
+def run_float_model(
+    w: Weights, cfg: ModelConfig, tokens: Sequence[int], rec: _Recorder | None = None
+) -> F32:
     """Logits (T, V) of ``tokens`` from the zero state; ``rec`` collects matmul inputs."""
     rec = rec or _Recorder()
     rec.count += len(tokens)
@@ -127,8 +132,9 @@ def run_float_model(w: Weights, cfg: ModelConfig, tokens: Sequence[int],
     return rec.matmul("head.weight", x, w)
 
 
-def collect_stats(weights: Mapping[str, F32] | Weights, cfg: ModelConfig,
-                  tokens: Sequence[int], chunk: int = 512) -> dict[str, F32]:
+def collect_stats(
+    weights: Mapping[str, F32] | Weights, cfg: ModelConfig, tokens: Sequence[int], chunk: int = 512
+) -> dict[str, F32]:
     """Mean squared input activation per channel, for every matrix (name -> [in])."""
     w = weights if callable(weights) else weights.__getitem__
     rec = _Recorder()

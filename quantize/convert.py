@@ -51,8 +51,14 @@ class TensorReport:
     max_abs: float
 
     def to_json(self) -> dict[str, Any]:
-        return {"shape": list(self.shape), "src_dtype": self.src_dtype, "dtype": self.dtype,
-                "nbytes": self.nbytes, "rel_rms": self.rel_rms, "max_abs": self.max_abs}
+        return {
+            "shape": list(self.shape),
+            "src_dtype": self.src_dtype,
+            "dtype": self.dtype,
+            "nbytes": self.nbytes,
+            "rel_rms": self.rel_rms,
+            "max_abs": self.max_abs,
+        }
 
 
 @dataclass
@@ -74,11 +80,16 @@ class ConvertResult:
         return 8 * sum(t.nbytes for t in self.tensors) / max(self.n_params, 1)
 
     def to_json(self) -> dict[str, Any]:
-        return {"dst": str(self.dst), "recipe": self.recipe.to_json(),
-                "file_size": self.file_size, "seconds": round(self.seconds, 3),
-                "bits_per_weight": self.bits_per_weight, "n_params": self.n_params,
-                "source_sha256": self.source_sha256,
-                "tensors": {t.name: t.to_json() for t in self.tensors}}
+        return {
+            "dst": str(self.dst),
+            "recipe": self.recipe.to_json(),
+            "file_size": self.file_size,
+            "seconds": round(self.seconds, 3),
+            "bits_per_weight": self.bits_per_weight,
+            "n_params": self.n_params,
+            "source_sha256": self.source_sha256,
+            "tensors": {t.name: t.to_json() for t in self.tensors},
+        }
 
 
 def sha256_of(path: Path) -> str:
@@ -149,8 +160,9 @@ class _ErrorMeter:
         return (self.err2 / self.ref2) ** 0.5 if self.ref2 > 0 else float(self.err2 > 0)
 
 
-def encode_rows(x: F32, dtype: str, recipe: Recipe, importance: F32 | None,
-                name: str) -> tuple[np.ndarray, F32]:
+def encode_rows(
+    x: F32, dtype: str, recipe: Recipe, importance: F32 | None, name: str
+) -> tuple[np.ndarray, F32]:
     """(stored array, the values it decodes to) for rows ``x`` in ``dtype``."""
     if dtype in QUANT_TYPES:
         if dtype in SEARCHERS and recipe.method == "search" and x.ndim == 2:
@@ -188,8 +200,13 @@ def _stored_shape(name: str, shape: tuple[int, ...]) -> tuple[int, ...]:
 class _Pipeline:
     """Yields (name, dtype, data) for write_gguf and records what each tensor cost."""
 
-    def __init__(self, ckpt: Checkpoint, recipe: Recipe, importance: Mapping[str, F32],
-                 progress: Progress | None) -> None:
+    def __init__(
+        self,
+        ckpt: Checkpoint,
+        recipe: Recipe,
+        importance: Mapping[str, F32],
+        progress: Progress | None,
+    ) -> None:
         self.ckpt, self.recipe, self.importance = ckpt, recipe, importance
         self.progress = progress
         self.reports: list[TensorReport] = []
@@ -200,14 +217,24 @@ class _Pipeline:
             dtype = tensor_type(self.recipe, name, shape)
             meter = _ErrorMeter()
             yield name, dtype, ChunkedTensor(shape, self._chunks(t, shape, dtype, meter))
-            self.reports.append(TensorReport(name, shape, t.dtype, dtype, nbytes_of(dtype, shape),
-                                             meter.rel_rms, meter.max_abs))
+            self.reports.append(
+                TensorReport(
+                    name,
+                    shape,
+                    t.dtype,
+                    dtype,
+                    nbytes_of(dtype, shape),
+                    meter.rel_rms,
+                    meter.max_abs,
+                )
+            )
             _release_pages(t.raw)
             if self.progress:
                 self.progress(name, t.nbytes)
 
-    def _chunks(self, t: Tensor, shape: tuple[int, ...], dtype: str,
-                meter: _ErrorMeter) -> Iterator[np.ndarray]:
+    def _chunks(
+        self, t: Tensor, shape: tuple[int, ...], dtype: str, meter: _ErrorMeter
+    ) -> Iterator[np.ndarray]:
         imp = self.importance.get(t.name)
         for slab in _slabs(t):
             x = slab.to_f32()
@@ -221,10 +248,16 @@ class _Pipeline:
         return {r.name: r.to_json() for r in self.reports}
 
 
-def convert(src: str | os.PathLike[str], dst: str | os.PathLike[str], recipe: Recipe, *,
-            importance: Mapping[str, F32] | None = None,
-            tokenizer: tuple[str, bytes] | None = None, force: bool = False,
-            progress: Progress | None = None) -> ConvertResult:
+def convert(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    recipe: Recipe,
+    *,
+    importance: Mapping[str, F32] | None = None,
+    tokenizer: tuple[str, bytes] | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> ConvertResult:
     """Quantize ``src`` into the GGUF file ``dst`` following ``recipe``."""
     t0 = time.monotonic()
     src_p, dst_p = Path(src), Path(dst)
@@ -236,10 +269,18 @@ def convert(src: str | os.PathLike[str], dst: str | os.PathLike[str], recipe: Re
     with open_source(src_p) as ckpt:
         pipe = _Pipeline(ckpt, recipe, importance or {}, progress)
         written = write_gguf(
-            dst_p, ckpt.config, pipe.tensors(),
-            tokenizer=tokenizer or default_tokenizer(ckpt), emb_ln_dtype=_emb_ln_dtype(ckpt),
-            recipe=recipe.to_json(), report=pipe.report_json, source_sha256=digest,
-            source_name=src_p.name, name=src_p.stem, force=force,
+            dst_p,
+            ckpt.config,
+            pipe.tensors(),
+            tokenizer=tokenizer or default_tokenizer(ckpt),
+            emb_ln_dtype=_emb_ln_dtype(ckpt),
+            recipe=recipe.to_json(),
+            report=pipe.report_json,
+            source_sha256=digest,
+            source_name=src_p.name,
+            name=src_p.stem,
+            force=force,
         )
-    return ConvertResult(dst_p, recipe, pipe.reports, written.file_size,
-                         time.monotonic() - t0, digest)
+    return ConvertResult(
+        dst_p, recipe, pipe.reports, written.file_size, time.monotonic() - t0, digest
+    )

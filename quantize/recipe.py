@@ -55,19 +55,28 @@ class Recipe:
         return asdict(self)
 
 
-def make_recipe(qtype: str, *, emb: str | None = None, head: str | None = None,
-                method: str = "search", calibrated: bool = False,
-                overrides: dict[str, str] | None = None) -> Recipe:
+def make_recipe(
+    qtype: str,
+    *,
+    emb: str | None = None,
+    head: str | None = None,
+    method: str = "search",
+    calibrated: bool = False,
+    overrides: dict[str, str] | None = None,
+) -> Recipe:
     """A validated recipe for ``--type qtype`` with the measured emb/head defaults."""
-    for what, t in (("type", qtype), ("emb", emb), ("head", head),
-                    *(("override", v) for v in (overrides or {}).values())):
+    for what, t in (
+        ("type", qtype),
+        ("emb", emb),
+        ("head", head),
+        *(("override", v) for v in (overrides or {}).values()),
+    ):
         if t is not None and t not in TYPES:
             raise ArgumentError(f"{what} {t!r} is not one of {', '.join(TYPES)}")
     if method not in METHODS:
         raise ArgumentError(f"method {method!r} is not one of {', '.join(METHODS)}")
     d_emb, d_head = _EMB_HEAD_DEFAULTS[qtype]
-    return Recipe(qtype, emb or d_emb, head or d_head, method, calibrated,
-                  dict(overrides or {}))
+    return Recipe(qtype, emb or d_emb, head or d_head, method, calibrated, dict(overrides or {}))
 
 
 def is_matrix(name: str, shape: tuple[int, ...]) -> bool:

@@ -63,8 +63,9 @@ def _read_tensor(mm: mmap.mmap, pos: int, name_hint: str) -> tuple[Tensor, int]:
         raise FormatError(f"{name_hint}: file ends inside a tensor header (truncated?)")
     n_dims, key_len, dtype = struct.unpack_from("<iii", mm, pos)
     if not 1 <= n_dims <= _MAX_DIMS or not 0 < key_len < 4096:
-        raise FormatError(f"{name_hint}: bad tensor header at byte {pos} "
-                          f"(dims {n_dims}, key length {key_len})")
+        raise FormatError(
+            f"{name_hint}: bad tensor header at byte {pos} (dims {n_dims}, key length {key_len})"
+        )
     pos += 12
     if pos + 4 * n_dims + key_len > len(mm):
         raise FormatError(f"{name_hint}: file ends inside a tensor header (truncated?)")
@@ -87,17 +88,20 @@ def _read_tensor(mm: mmap.mmap, pos: int, name_hint: str) -> tuple[Tensor, int]:
     else:
         raise FormatError(f"{name_hint}: tensor '{name}' has unsupported data type {dtype}")
     if pos + size > len(mm):
-        raise FormatError(f"{name_hint}: tensor '{name}' runs past the end of the file "
-                          "(truncated?)")
+        raise FormatError(
+            f"{name_hint}: tensor '{name}' runs past the end of the file (truncated?)"
+        )
     return _make_tensor(mm, pos, name, shape, dtype, size), pos + size
 
 
-def _make_tensor(mm: mmap.mmap, pos: int, name: str, shape: tuple[int, ...], dtype: int,
-                 size: int) -> Tensor:
+def _make_tensor(
+    mm: mmap.mmap, pos: int, name: str, shape: tuple[int, ...], dtype: int, size: int
+) -> Tensor:
     if dtype in _FLOAT:
         tag, dt = _FLOAT[dtype]
-        return Tensor(name, shape, tag, np.frombuffer(mm, dt, size // dt.itemsize, pos)
-                      .reshape(shape))
+        return Tensor(
+            name, shape, tag, np.frombuffer(mm, dt, size // dt.itemsize, pos).reshape(shape)
+        )
     tag, block = _BLOCKS[dtype]
     raw = np.frombuffer(mm, np.uint8, size, pos)
     if tag in ("q5_0", "q5_1"):  # no runtime format: widen now
@@ -142,10 +146,16 @@ def _check_header(mm: mmap.mmap, name: str) -> dict[str, int]:
     if version not in (100, 101):
         raise VersionError(f"{name}: rwkv.cpp file version {version} is not supported (100, 101)")
     if min(n_vocab, n_embed, n_layer) <= 0:
-        raise FormatError(f"{name}: bad header (vocab {n_vocab}, embed {n_embed}, "
-                          f"layers {n_layer})")
-    return {"version": version, "n_vocab": n_vocab, "n_embed": n_embed, "n_layer": n_layer,
-            "data_type": dtype}
+        raise FormatError(
+            f"{name}: bad header (vocab {n_vocab}, embed {n_embed}, layers {n_layer})"
+        )
+    return {
+        "version": version,
+        "n_vocab": n_vocab,
+        "n_embed": n_embed,
+        "n_layer": n_layer,
+        "data_type": dtype,
+    }
 
 
 def read_rwkvcpp(path: str | Path) -> Checkpoint:
@@ -163,8 +173,10 @@ def read_rwkvcpp(path: str | Path) -> Checkpoint:
     while pos < len(mm):
         t, pos = _read_tensor(mm, pos, p.name)
         if head["version"] == 100 and t.dtype not in ("f32", "f16"):
-            raise VersionError(f"{p.name}: quantized tensors of file version 100 use an old "
-                               "block layout; re-quantize with a current rwkv.cpp")
+            raise VersionError(
+                f"{p.name}: quantized tensors of file version 100 use an old "
+                "block layout; re-quantize with a current rwkv.cpp"
+            )
         if t.name in tensors:
             raise FormatError(f"{p.name}: tensor '{t.name}' appears twice")
         tensors[t.name] = _undo(t)
@@ -172,7 +184,9 @@ def read_rwkvcpp(path: str | Path) -> Checkpoint:
         raise VersionError(f"{p.name}: an RWKV v6 file; only RWKV v5 is supported")
     emb = tensors.get("emb.weight")
     if emb is None or emb.shape != (head["n_vocab"], head["n_embed"]):
-        raise FormatError(f"{p.name}: emb.weight does not match the header's "
-                          f"{head['n_vocab']} x {head['n_embed']}")
+        raise FormatError(
+            f"{p.name}: emb.weight does not match the header's "
+            f"{head['n_vocab']} x {head['n_embed']}"
+        )
     meta: dict[str, Any] = {"rwkvcpp": head}
     return Checkpoint(p, tensors, "rwkvcpp", meta, keepalive=[mm, f])

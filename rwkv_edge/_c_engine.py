@@ -81,8 +81,9 @@ class CEngine:
         self.state_len: int = int(info.state_len)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], threads: int | None = None,
-             isa: str = "auto") -> CEngine:
+    def open(
+        cls, path: str | os.PathLike[str], threads: int | None = None, isa: str = "auto"
+    ) -> CEngine:
         """Load a GGUF model, or convert a float checkpoint to a temporary GGUF first."""
         code = isa_code(isa)
         n_threads = (os.cpu_count() or 1) if threads is None else int(threads)
@@ -104,8 +105,14 @@ class CEngine:
         info = ffi.new("rwe_model_info *")
         _check(lib.rwe_model_get_info(handle, info))
         config = ModelConfig.from_version_code(
-            int(info.version), n_layer=info.n_layer, n_embd=info.n_embd, n_head=info.n_head,
-            head_size=info.head_size, n_ffn=info.n_ffn, n_vocab=info.n_vocab)
+            int(info.version),
+            n_layer=info.n_layer,
+            n_embd=info.n_embd,
+            n_head=info.n_head,
+            head_size=info.head_size,
+            n_ffn=info.n_ffn,
+            n_vocab=info.n_vocab,
+        )
         return cls(handle, config, info)
 
     @property
@@ -123,27 +130,46 @@ class CEngine:
         _check(lib.rwe_state_init(self.handle, ffi.from_buffer("float[]", state), state.size))
         return state
 
-    def forward(self, tokens: npt.NDArray[np.int32], state: npt.NDArray[np.float32],
-                full_output: bool) -> npt.NDArray[np.float32]:
+    def forward(
+        self, tokens: npt.NDArray[np.int32], state: npt.NDArray[np.float32], full_output: bool
+    ) -> npt.NDArray[np.float32]:
         """Advance ``state`` in place over ``tokens``; last (or every) position's logits."""
-        logits = np.empty((len(tokens), self.config.n_vocab) if full_output
-                          else self.config.n_vocab, dtype=np.float32)
+        logits = np.empty(
+            (len(tokens), self.config.n_vocab) if full_output else self.config.n_vocab,
+            dtype=np.float32,
+        )
         self.eval(tokens, state, logits, full_output)
         return logits
 
-    def eval(self, tokens: npt.NDArray[np.int32], state: npt.NDArray[np.float32],
-             logits: npt.NDArray[np.float32] | None, all_logits: bool = False) -> None:
+    def eval(
+        self,
+        tokens: npt.NDArray[np.int32],
+        state: npt.NDArray[np.float32],
+        logits: npt.NDArray[np.float32] | None,
+        all_logits: bool = False,
+    ) -> None:
         """rwe_eval_sequence on caller buffers; ``logits=None`` skips the head."""
         toks = np.ascontiguousarray(tokens, dtype=np.int32)
         _check_buffer("state", state)
         if logits is not None:
             _check_buffer("logits", logits)
-        lg = ffi.NULL if logits is None else ffi.from_buffer("float[]", logits,
-                                                             require_writable=True)
-        _check(lib.rwe_eval_sequence(
-            self.handle, ffi.from_buffer("int32_t[]", toks), toks.size,
-            ffi.from_buffer("float[]", state, require_writable=True), state.size,
-            lg, 0 if logits is None else logits.size, int(all_logits)))
+        lg = (
+            ffi.NULL
+            if logits is None
+            else ffi.from_buffer("float[]", logits, require_writable=True)
+        )
+        _check(
+            lib.rwe_eval_sequence(
+                self.handle,
+                ffi.from_buffer("int32_t[]", toks),
+                toks.size,
+                ffi.from_buffer("float[]", state, require_writable=True),
+                state.size,
+                lg,
+                0 if logits is None else logits.size,
+                int(all_logits),
+            )
+        )
 
     def close(self) -> None:
         if self._handle is not None:
@@ -163,7 +189,8 @@ def _check_buffer(what: str, arr: np.ndarray) -> None:
     if arr.dtype != np.float32 or not flags.c_contiguous or not flags.writeable:
         raise ShapeError(
             f"{what} must be a writable C-contiguous float32 array (got {arr.dtype}, "
-            f"contiguous={flags.c_contiguous}, writeable={flags.writeable})")
+            f"contiguous={flags.c_contiguous}, writeable={flags.writeable})"
+        )
 
 
 def _is_gguf(p: Path) -> bool:
@@ -184,8 +211,9 @@ def _is_matrix(name: str, shape: tuple[int, ...]) -> bool:
     return len(shape) == 2 and name.endswith(".weight") and ".ln" not in name
 
 
-def write_checkpoint_gguf(ckpt: Checkpoint, path: Path, matrix_type: str | None = None,
-                          emb_ln_dtype: str | None = None) -> None:
+def write_checkpoint_gguf(
+    ckpt: Checkpoint, path: Path, matrix_type: str | None = None, emb_ln_dtype: str | None = None
+) -> None:
     """Write a checkpoint as an rwkv5 GGUF: float matrices as stored (f32/f16/bf16),
     every small tensor as f32 (``gguf_file.write_gguf`` squeezes ``time_mix_*``).
 
@@ -195,9 +223,14 @@ def write_checkpoint_gguf(ckpt: Checkpoint, path: Path, matrix_type: str | None 
     """
     from .gguf_file import write_gguf
 
-    write_gguf(path, ckpt.config, (_entry(n, ckpt[n], matrix_type) for n in ckpt),
-               emb_ln_dtype=emb_ln_dtype or _EMB_LN_DTYPES.get(ckpt.source_dtype, "f32"),
-               source_name=ckpt.path.name, force=True)
+    write_gguf(
+        path,
+        ckpt.config,
+        (_entry(n, ckpt[n], matrix_type) for n in ckpt),
+        emb_ln_dtype=emb_ln_dtype or _EMB_LN_DTYPES.get(ckpt.source_dtype, "f32"),
+        source_name=ckpt.path.name,
+        force=True,
+    )
 
 
 def _entry(name: str, t: Tensor, matrix_type: str | None) -> tuple[str, str, np.ndarray]:

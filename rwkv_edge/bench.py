@@ -177,8 +177,9 @@ def find_bandwidth_c() -> Path | None:
     return None
 
 
-def measure_bandwidth_c(source: Path, threads: int, mib: int = 1024,
-                        reps: int = 5) -> Bandwidth | None:
+def measure_bandwidth_c(
+    source: Path, threads: int, mib: int = 1024, reps: int = 5
+) -> Bandwidth | None:
     """Compile and run benchmarks/bandwidth.c; None when gcc is missing or it fails."""
     cc = shutil.which("gcc") or shutil.which("cc")
     if cc is None:
@@ -188,8 +189,9 @@ def measure_bandwidth_c(source: Path, threads: int, mib: int = 1024,
         build = [cc, "-O3", "-march=native", "-pthread", str(source), "-o", str(exe)]
         if subprocess.run(build, capture_output=True).returncode != 0:
             return None
-        proc = subprocess.run([str(exe), str(mib), str(threads), str(reps)],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [str(exe), str(mib), str(threads), str(reps)], capture_output=True, text=True
+        )
     if proc.returncode != 0:
         return None
     out = json.loads(proc.stdout)
@@ -202,10 +204,16 @@ def bandwidth_table(thread_counts: list[int], plan: BenchPlan) -> dict[str, Any]
     table: dict[str, Any] = {"buffer_mib": plan.bandwidth_mib, "by_threads": {}}
     for t in sorted(set(thread_counts)):
         nb = measure_bandwidth(t, plan.bandwidth_mib, plan.bandwidth_reps)
-        cb = measure_bandwidth_c(source, t, plan.bandwidth_mib, plan.bandwidth_reps) \
-            if source else None
-        entry: dict[str, Any] = {"numba": asdict(nb), "c": asdict(cb) if cb else None,
-                                 "roofline_gbps": max(nb.best_gbps, cb.best_gbps if cb else 0)}
+        cb = (
+            measure_bandwidth_c(source, t, plan.bandwidth_mib, plan.bandwidth_reps)
+            if source
+            else None
+        )
+        entry: dict[str, Any] = {
+            "numba": asdict(nb),
+            "c": asdict(cb) if cb else None,
+            "roofline_gbps": max(nb.best_gbps, cb.best_gbps if cb else 0),
+        }
         if cb:
             entry["c_over_numba"] = cb.best_gbps / nb.best_gbps
             entry["cross_check_ok"] = abs(entry["c_over_numba"] - 1) <= CROSS_CHECK_TOLERANCE
@@ -281,10 +289,15 @@ def cpu_name() -> str:
 def system_info() -> dict[str, Any]:
     import numba
 
-    return {"cpu": cpu_name(), "logical_cpus": os.cpu_count(), "machine": platform.machine(),
-            "python": platform.python_version(), "numpy": np.__version__,
-            "numba": numba.__version__,
-            "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    return {
+        "cpu": cpu_name(),
+        "logical_cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -296,9 +309,17 @@ def spread(samples_s: list[float]) -> dict[str, float]:
     """Median and spread of per-token times, in ms."""
     ms = sorted(s * 1e3 for s in samples_s)
     q = np.percentile(ms, [10, 25, 75, 90])
-    return {"n": len(ms), "median_ms": statistics.median(ms), "mean_ms": statistics.fmean(ms),
-            "min_ms": ms[0], "max_ms": ms[-1], "p10_ms": float(q[0]), "p25_ms": float(q[1]),
-            "p75_ms": float(q[2]), "p90_ms": float(q[3])}
+    return {
+        "n": len(ms),
+        "median_ms": statistics.median(ms),
+        "mean_ms": statistics.fmean(ms),
+        "min_ms": ms[0],
+        "max_ms": ms[-1],
+        "p10_ms": float(q[0]),
+        "p25_ms": float(q[1]),
+        "p75_ms": float(q[2]),
+        "p90_ms": float(q[3]),
+    }
 
 
 def time_decode(model: Any, state: Any, tokens: npt.NDArray[np.int32], warmup: int) -> list[float]:
@@ -335,10 +356,16 @@ def context_sweep(model: Any, plan: BenchPlan, rng: np.random.Generator) -> list
         probe = state.copy()
         toks = rng.integers(0, cfg.n_vocab, plan.context_decode + 2, dtype=np.int32)
         d = spread(time_decode(model, probe, toks, warmup=2))
-        out.append({"position": target, "decode_median_ms": d["median_ms"],
-                    "decode_p90_ms": d["p90_ms"], "rss_bytes": current_rss_bytes(),
-                    "state_bytes": cfg.state_len * 4,
-                    "transformer_kv_cache_bytes": kv_cache_bytes(cfg, target)})
+        out.append(
+            {
+                "position": target,
+                "decode_median_ms": d["median_ms"],
+                "decode_p90_ms": d["p90_ms"],
+                "rss_bytes": current_rss_bytes(),
+                "state_bytes": cfg.state_len * 4,
+                "transformer_kv_cache_bytes": kv_cache_bytes(cfg, target),
+            }
+        )
     return out
 
 
@@ -368,14 +395,17 @@ def bench_one(path: Path, opts: BenchOptions, plan: BenchPlan) -> dict[str, Any]
         model = Model.load(path, backend=opts.backend, threads=opts.threads, isa=opts.isa)
         load_s = time.perf_counter() - t0
         try:
-            return {**_measure(model, opts, plan, rng, load_s),
-                    "peak_rss_scope": "this run" if peak_is_own else "process"}
+            return {
+                **_measure(model, opts, plan, rng, load_s),
+                "peak_rss_scope": "this run" if peak_is_own else "process",
+            }
         finally:
             model.close()
 
 
-def _measure(model: Any, opts: BenchOptions, plan: BenchPlan, rng: np.random.Generator,
-             load_s: float) -> dict[str, Any]:
+def _measure(
+    model: Any, opts: BenchOptions, plan: BenchPlan, rng: np.random.Generator, load_s: float
+) -> dict[str, Any]:
     vocab = model.config.n_vocab
     state = model.new_state()
     t0 = time.perf_counter()
@@ -384,15 +414,25 @@ def _measure(model: Any, opts: BenchOptions, plan: BenchPlan, rng: np.random.Gen
     rss_loaded = current_rss_bytes()
     toks = rng.integers(0, vocab, plan.warmup + plan.n_decode, dtype=np.int32)
     decode = spread(time_decode(model, state, toks, plan.warmup))
-    prefill = [time_prefill(model, rng.integers(0, vocab, n, dtype=np.int32))
-               for n in plan.prefill_lengths]
+    prefill = [
+        time_prefill(model, rng.integers(0, vocab, n, dtype=np.int32)) for n in plan.prefill_lengths
+    ]
     ctx = context_sweep(model, plan, rng) if plan.context_positions else None
     facts = _engine_facts(model)
     label = f"{model.backend}/{facts.get('isa', opts.isa)}/{opts.threads}t"  # as resolved
-    return {"label": label, "options": asdict(opts), "backend": model.backend,
-            "engine": facts, "load_s": load_s, "first_token_ms": first_ms,
-            "decode": decode, "prefill": prefill, "context": ctx,
-            "rss_after_load_bytes": rss_loaded, "peak_rss_bytes": peak_rss_bytes()}
+    return {
+        "label": label,
+        "options": asdict(opts),
+        "backend": model.backend,
+        "engine": facts,
+        "load_s": load_s,
+        "first_token_ms": first_ms,
+        "decode": decode,
+        "prefill": prefill,
+        "context": ctx,
+        "rss_after_load_bytes": rss_loaded,
+        "peak_rss_bytes": peak_rss_bytes(),
+    }
 
 
 def _add_roofline(run: dict[str, Any], weight_bytes: int, bw: dict[str, Any]) -> None:
@@ -408,14 +448,20 @@ def _add_roofline(run: dict[str, Any], weight_bytes: int, bw: dict[str, Any]) ->
 
 def _compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """How much faster run a is than run b (> 1: a is faster)."""
-    return {"a": a["label"], "b": b["label"],
-            "decode_speedup": b["decode"]["median_ms"] / a["decode"]["median_ms"],
-            "prefill_speedup": {str(pa["tokens"]): pa["tokens_per_s"] / pb["tokens_per_s"]
-                                for pa, pb in zip(a["prefill"], b["prefill"], strict=True)}}
+    return {
+        "a": a["label"],
+        "b": b["label"],
+        "decode_speedup": b["decode"]["median_ms"] / a["decode"]["median_ms"],
+        "prefill_speedup": {
+            str(pa["tokens"]): pa["tokens_per_s"] / pb["tokens_per_s"]
+            for pa, pb in zip(a["prefill"], b["prefill"], strict=True)
+        },
+    }
 
 
-def bench_model(path: str | os.PathLike[str], runs: list[BenchOptions],
-                plan: BenchPlan | None = None) -> dict[str, Any]:
+def bench_model(
+    path: str | os.PathLike[str], runs: list[BenchOptions], plan: BenchPlan | None = None
+) -> dict[str, Any]:
     """The whole benchmark of one model file: bandwidth first (no model in memory), then each run.
 
     Two runs make a `vs` comparison (first against second).
@@ -432,10 +478,20 @@ def bench_model(path: str | os.PathLike[str], runs: list[BenchOptions],
     for r in results:
         _add_roofline(r, r["engine"].get("weight_bytes", file_bytes), bw)
     return {
-        "schema": SCHEMA, "system": system_info(), "bandwidth": bw, "plan": _plan_json(plan),
-        "model": {"path": str(p), "name": p.name, "file_bytes": p.stat().st_size, "format": fmt,
-                  "config": asdict(cfg), "shape": f"{cfg.n_layer}x{cfg.n_embd}",
-                  "weight_bytes_per_token_file": file_bytes, "state_bytes": cfg.state_len * 4},
+        "schema": SCHEMA,
+        "system": system_info(),
+        "bandwidth": bw,
+        "plan": _plan_json(plan),
+        "model": {
+            "path": str(p),
+            "name": p.name,
+            "file_bytes": p.stat().st_size,
+            "format": fmt,
+            "config": asdict(cfg),
+            "shape": f"{cfg.n_layer}x{cfg.n_embd}",
+            "weight_bytes_per_token_file": file_bytes,
+            "state_bytes": cfg.state_len * 4,
+        },
         "runs": results,
         "vs": _compare(results[0], results[1]) if len(results) == 2 else None,
     }
@@ -456,21 +512,26 @@ def format_report(result: dict[str, Any]) -> str:
     """A plain-text summary of a bench_model result."""
     m = result["model"]
     per_tok = m["weight_bytes_per_token_file"] / 1e6
-    lines = [f"{m['name']}: {m['shape']} {m['format']}, {per_tok:.1f} MB read per token"
-             f", state {m['state_bytes'] / 1e6:.2f} MB",
-             f"CPU: {result['system']['cpu']} ({result['system']['logical_cpus']} logical)"]
+    lines = [
+        f"{m['name']}: {m['shape']} {m['format']}, {per_tok:.1f} MB read per token"
+        f", state {m['state_bytes'] / 1e6:.2f} MB",
+        f"CPU: {result['system']['cpu']} ({result['system']['logical_cpus']} logical)",
+    ]
     for t, e in result["bandwidth"]["by_threads"].items():
         c = f", C {e['c']['best_gbps']:.1f}" if e["c"] else ", C n/a"
         lines.append(f"bandwidth {t}t: numba {e['numba']['best_gbps']:.1f}{c} GB/s")
-    lines.append(f"{'run':<18}{'decode ms/tok':>15}{'p10-p90':>14}{'GB/s':>8}{'roofline':>10}"
-                 + "".join(f"{'pp' + str(p['tokens']) + ' tok/s':>14}"
-                           for p in result["runs"][0]["prefill"]))
+    lines.append(
+        f"{'run':<18}{'decode ms/tok':>15}{'p10-p90':>14}{'GB/s':>8}{'roofline':>10}"
+        + "".join(f"{'pp' + str(p['tokens']) + ' tok/s':>14}" for p in result["runs"][0]["prefill"])
+    )
     for r in result["runs"]:
         d = r["decode"]
-        lines.append(f"{r['label']:<18}{d['median_ms']:>15.2f}"
-                     f"{d['p10_ms']:>7.2f}-{d['p90_ms']:<6.2f}{r['achieved_gbps']:>8.1f}"
-                     f"{r['roofline_ratio']:>9.0%} " +
-                     "".join(f"{p['tokens_per_s']:>14.1f}" for p in r["prefill"]))
+        lines.append(
+            f"{r['label']:<18}{d['median_ms']:>15.2f}"
+            f"{d['p10_ms']:>7.2f}-{d['p90_ms']:<6.2f}{r['achieved_gbps']:>8.1f}"
+            f"{r['roofline_ratio']:>9.0%} "
+            + "".join(f"{p['tokens_per_s']:>14.1f}" for p in r["prefill"])
+        )
         lines += _format_context(r.get("context"))
     if result.get("vs"):
         v = result["vs"]
@@ -484,6 +545,8 @@ def _format_context(ctx: list[dict[str, Any]] | None) -> list[str]:
     out = [f"  {'position':>9}{'decode ms':>11}{'RSS MB':>9}{'state MB':>10}{'KV cache MB':>13}"]
     for c in ctx:
         rss = c["rss_bytes"] / 1e6 if c["rss_bytes"] else float("nan")
-        out.append(f"  {c['position']:>9}{c['decode_median_ms']:>11.2f}{rss:>9.0f}"
-                   f"{c['state_bytes'] / 1e6:>10.2f}{c['transformer_kv_cache_bytes'] / 1e6:>13.0f}")
+        out.append(
+            f"  {c['position']:>9}{c['decode_median_ms']:>11.2f}{rss:>9.0f}"
+            f"{c['state_bytes'] / 1e6:>10.2f}{c['transformer_kv_cache_bytes'] / 1e6:>13.0f}"
+        )
     return out

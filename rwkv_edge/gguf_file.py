@@ -48,14 +48,29 @@ _DTYPE_OF_GGML = {v: k for k, v in GGML_TYPES.items()}
 _NP_DTYPES = {"f32": np.dtype("<f4"), "f16": np.dtype("<f2"), "bf16": np.dtype("<u2")}
 
 # GGUF metadata value types: id -> struct format (scalars only).
-_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
-            10: "<Q", 11: "<q", 12: "<d"}
+_SCALARS = {
+    0: "<B",
+    1: "<b",
+    2: "<H",
+    3: "<h",
+    4: "<I",
+    5: "<i",
+    6: "<f",
+    7: "<?",
+    10: "<Q",
+    11: "<q",
+    12: "<d",
+}
 _STRING, _ARRAY = 8, 9
 _MAX_ARRAY = 1 << 28  # refuse absurd element counts before allocating anything
 
 _REQUIRED_U32 = {
-    "n_layer": S.KEY_N_LAYER, "n_embd": S.KEY_N_EMBD, "n_head": S.KEY_N_HEAD,
-    "head_size": S.KEY_HEAD_SIZE, "n_ffn": S.KEY_N_FFN, "n_vocab": S.KEY_N_VOCAB,
+    "n_layer": S.KEY_N_LAYER,
+    "n_embd": S.KEY_N_EMBD,
+    "n_head": S.KEY_N_HEAD,
+    "head_size": S.KEY_HEAD_SIZE,
+    "n_ffn": S.KEY_N_FFN,
+    "n_vocab": S.KEY_N_VOCAB,
 }
 TOKENIZER_KINDS = ("world", "sentencepiece", "bytes")
 
@@ -139,13 +154,17 @@ def _read_header(cur: _Cursor) -> tuple[dict[str, Any], list[_TensorEntry]]:
     cur.pos = 4
     version = cur.unpack("<I", "the header")
     if version not in GGUF_VERSIONS:
-        raise VersionError(f"{cur.name}: GGUF version {version} is not supported "
-                           f"(this reader knows {GGUF_VERSIONS})")
+        raise VersionError(
+            f"{cur.name}: GGUF version {version} is not supported "
+            f"(this reader knows {GGUF_VERSIONS})"
+        )
     n_tensors = cur.unpack("<Q", "the header")
     n_kv = cur.unpack("<Q", "the header")
     if n_tensors > len(cur.buf) // 24 or n_kv > len(cur.buf) // 12:
-        raise FormatError(f"{cur.name}: header claims {n_tensors} tensors and {n_kv} keys, "
-                          f"more than {len(cur.buf)} bytes can hold (truncated?)")
+        raise FormatError(
+            f"{cur.name}: header claims {n_tensors} tensors and {n_kv} keys, "
+            f"more than {len(cur.buf)} bytes can hold (truncated?)"
+        )
     kv: dict[str, Any] = {}
     for _ in range(n_kv):
         key = cur.string("a metadata key")
@@ -162,8 +181,10 @@ def _read_tensor_info(cur: _Cursor) -> _TensorEntry:
     gtype = cur.unpack("<I", f"tensor '{name}'")
     offset = cur.unpack("<Q", f"tensor '{name}'")
     if gtype not in _DTYPE_OF_GGML:
-        raise FormatError(f"{cur.name}: tensor '{name}' has GGML type {gtype}, which rwkv-edge "
-                          f"does not use (supported: {', '.join(GGML_TYPES)})")
+        raise FormatError(
+            f"{cur.name}: tensor '{name}' has GGML type {gtype}, which rwkv-edge "
+            f"does not use (supported: {', '.join(GGML_TYPES)})"
+        )
     dtype = _DTYPE_OF_GGML[gtype]
     if dtype in BLOCK_BYTES and ne[0] % QK:
         raise FormatError(f"{cur.name}: {dtype} tensor '{name}' has rows of {ne[0]} elements")
@@ -178,8 +199,9 @@ def _get(kv: Mapping[str, Any], key: str, kind: type, name: str) -> Any:
     if kind is float and isinstance(val, int) and not isinstance(val, bool):
         ok, val = True, float(val)
     if not ok:
-        raise FormatError(f"{name}: metadata '{key}' is a {type(val).__name__}, "
-                          f"expected {kind.__name__}")
+        raise FormatError(
+            f"{name}: metadata '{key}' is a {type(val).__name__}, expected {kind.__name__}"
+        )
     return val
 
 
@@ -190,8 +212,10 @@ def _check_identity(kv: Mapping[str, Any], name: str) -> None:
         raise kind(f"{name}: architecture is {arch!r}; rwkv-edge runs '{S.ARCH}' only")
     fv = _get(kv, S.KEY_FILE_VERSION, int, name)
     if fv > S.FILE_VERSION:
-        raise VersionError(f"{name}: rwkv-edge file version {fv} is newer than this reader "
-                           f"({S.FILE_VERSION}); upgrade rwkv-edge")
+        raise VersionError(
+            f"{name}: rwkv-edge file version {fv} is newer than this reader "
+            f"({S.FILE_VERSION}); upgrade rwkv-edge"
+        )
 
 
 def config_from_kv(kv: Mapping[str, Any], name: str) -> ModelConfig:
@@ -201,8 +225,10 @@ def config_from_kv(kv: Mapping[str, Any], name: str) -> ModelConfig:
         raise FormatError(f"{name}: inconsistent hyper-parameters {dims}")
     code = _get(kv, S.KEY_VERSION, int, name)
     # eps are stored as float32; 7 digits give back the float64 that was written
-    eps = {k: float(f"{_get(kv, key, float, name):.7g}")
-           for k, key in (("ln_eps", S.KEY_LN_EPS), ("gn_eps", S.KEY_GN_EPS))}
+    eps = {
+        k: float(f"{_get(kv, key, float, name):.7g}")
+        for k, key in (("ln_eps", S.KEY_LN_EPS), ("gn_eps", S.KEY_GN_EPS))
+    }
     return ModelConfig.from_version_code(code, **eps, **dims)
 
 
@@ -227,11 +253,15 @@ def _metadata(kv: dict[str, Any], config: ModelConfig, name: str) -> dict[str, A
         raise FormatError(f"{name}: emb_ln_dtype {emb_ln!r} is not f32, f16 or bf16")
     return {
         **kv,  # raw keys too, for readers that look keys up by their gguf_schema name
-        "config": config, "tokenizer_kind": kind, "tokenizer_data": data,
-        "emb_ln_dtype": emb_ln, "file_version": kv[S.KEY_FILE_VERSION],
+        "config": config,
+        "tokenizer_kind": kind,
+        "tokenizer_data": data,
+        "emb_ln_dtype": emb_ln,
+        "file_version": kv[S.KEY_FILE_VERSION],
         "recipe": _decode_json(kv, S.KEY_RECIPE, name),
         "report": _decode_json(kv, S.KEY_REPORT, name),
-        "source_sha256": kv.get(S.KEY_SOURCE_SHA256), "source_name": kv.get(S.KEY_SOURCE_NAME),
+        "source_sha256": kv.get(S.KEY_SOURCE_SHA256),
+        "source_name": kv.get(S.KEY_SOURCE_NAME),
     }
 
 
@@ -244,8 +274,9 @@ def _check_no_overlap(entries: list[_TensorEntry], name: str) -> None:
         end, prev = e.offset + nbytes_of(e.dtype, e.shape), e.name
 
 
-def _map_tensors(mm: mmap.mmap, entries: list[_TensorEntry], data_start: int,
-                 name: str) -> dict[str, Tensor]:
+def _map_tensors(
+    mm: mmap.mmap, entries: list[_TensorEntry], data_start: int, name: str
+) -> dict[str, Tensor]:
     _check_no_overlap(entries, name)
     out: dict[str, Tensor] = {}
     for e in entries:
@@ -256,8 +287,9 @@ def _map_tensors(mm: mmap.mmap, entries: list[_TensorEntry], data_start: int,
         if e.offset % S.ALIGNMENT:
             raise FormatError(f"{name}: tensor '{e.name}' is not {S.ALIGNMENT}-byte aligned")
         if start + size > len(mm):
-            raise FormatError(f"{name}: tensor '{e.name}' runs past the end of the file "
-                              "(truncated?)")
+            raise FormatError(
+                f"{name}: tensor '{e.name}' runs past the end of the file (truncated?)"
+            )
         if e.dtype in BLOCK_BYTES:
             byte_shape = (*e.shape[:-1], row_bytes(e.dtype, e.shape[-1]))
             raw = np.frombuffer(mm, np.uint8, size, start).reshape(byte_shape)
@@ -375,8 +407,9 @@ def _logical_shape(dtype: str, data: np.ndarray) -> tuple[int, ...]:
     return tuple(int(d) for d in data.shape)
 
 
-def _stream_tensor(out: IO[bytes], name: str, dtype: str,
-                   data: np.ndarray | ChunkedTensor) -> _Written:
+def _stream_tensor(
+    out: IO[bytes], name: str, dtype: str, data: np.ndarray | ChunkedTensor
+) -> _Written:
     """Append one tensor at the next aligned offset of ``out``."""
     if dtype not in GGML_TYPES:
         raise ShapeError(f"tensor '{name}': dtype {dtype!r} is not one of {tuple(GGML_TYPES)}")
@@ -393,8 +426,10 @@ def _stream_tensor(out: IO[bytes], name: str, dtype: str,
     if dtype in BLOCK_BYTES and shape[-1] % QK:
         raise ShapeError(f"tensor '{name}': rows of {shape[-1]} are not whole {dtype} blocks")
     if written != nbytes_of(dtype, shape):
-        raise ShapeError(f"tensor '{name}': got {written} bytes, shape {shape} in {dtype} needs "
-                         f"{nbytes_of(dtype, shape)}")
+        raise ShapeError(
+            f"tensor '{name}': got {written} bytes, shape {shape} in {dtype} needs "
+            f"{nbytes_of(dtype, shape)}"
+        )
     return _Written(name, dtype, shape, written)
 
 
@@ -422,8 +457,9 @@ def _add_metadata(w: Any, config: ModelConfig, meta: Mapping[str, Any]) -> None:
             w.add_string(key, str(meta[mkey]))
 
 
-def _write_header(tmp: Path, config: ModelConfig, meta: Mapping[str, Any],
-                  written: list[_Written]) -> IO[bytes]:
+def _write_header(
+    tmp: Path, config: ModelConfig, meta: Mapping[str, Any], written: list[_Written]
+) -> IO[bytes]:
     """Write magic, metadata and tensor table to ``tmp``; return the open file."""
     import gguf  # the reference writer; only the quantizer needs it
 
@@ -432,8 +468,13 @@ def _write_header(tmp: Path, config: ModelConfig, meta: Mapping[str, Any],
     for t in written:
         if t.dtype in BLOCK_BYTES:
             byte_shape = (*t.shape[:-1], row_bytes(t.dtype, t.shape[-1]))
-            w.add_tensor_info(t.name, byte_shape, np.dtype(np.uint8), t.nbytes,
-                              raw_dtype=gguf.GGMLQuantizationType(GGML_TYPES[t.dtype]))
+            w.add_tensor_info(
+                t.name,
+                byte_shape,
+                np.dtype(np.uint8),
+                t.nbytes,
+                raw_dtype=gguf.GGMLQuantizationType(GGML_TYPES[t.dtype]),
+            )
         else:
             raw = gguf.GGMLQuantizationType.BF16 if t.dtype == "bf16" else None
             w.add_tensor_info(t.name, t.shape, _NP_DTYPES[t.dtype], t.nbytes, raw_dtype=raw)
@@ -493,9 +534,14 @@ def write_gguf(
     An existing ``dst`` is refused unless ``force``.
     """
     dst = Path(dst)
-    meta = {"tokenizer": tokenizer or ("bytes", b""), "emb_ln_dtype": emb_ln_dtype,
-            "recipe": recipe, "source_sha256": source_sha256, "source_name": source_name,
-            "name": name}
+    meta = {
+        "tokenizer": tokenizer or ("bytes", b""),
+        "emb_ln_dtype": emb_ln_dtype,
+        "recipe": recipe,
+        "source_sha256": source_sha256,
+        "source_name": source_name,
+        "name": name,
+    }
     _check_meta(meta)
     if dst.exists() and not force:
         raise IoError(f"{dst} exists; pass force=True (--force) to overwrite it")

@@ -72,8 +72,10 @@ _FP16_MAX = np.float32(65504.0)
 def _check_scale(d: F32, name: str) -> None:
     """A scale fp16 cannot hold would store inf: refuse it rather than write a broken block."""
     if d.size and np.abs(d).max() > _FP16_MAX:
-        raise FormatError(f"tensor '{name}': a block scale of {float(np.abs(d).max()):.4g} "
-                          "overflows fp16 (weights too large for this block format)")
+        raise FormatError(
+            f"tensor '{name}': a block scale of {float(np.abs(d).max()):.4g} "
+            "overflows fp16 (weights too large for this block format)"
+        )
 
 
 def _fp16_bytes(v: F32) -> U8:

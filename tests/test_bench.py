@@ -80,8 +80,10 @@ def test_three_readers_agree(tmp_path: Path, dtype: str, zip64: bool) -> None:
         assert list(ck) == list(sd)  # same names, same (BlinkDL) order
         for name, t in sd.items():
             assert np.array_equal(t.float().numpy(), ck[name].to_f32()), name
-    assert sd["emb.weight"].dtype == {"fp32": torch.float32, "fp16": torch.float16,
-                                      "bf16": torch.bfloat16}[dtype]
+    assert (
+        sd["emb.weight"].dtype
+        == {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
+    )
 
 
 def test_rwkv_pip_reads_it(tiny_bf16: Path) -> None:
@@ -182,18 +184,41 @@ def test_parse_vs() -> None:
             bench.parse_vs(bad, base)
 
 
-RUN_FIELDS = {"label", "options", "backend", "engine", "load_s", "first_token_ms", "decode",
-              "prefill", "context", "rss_after_load_bytes", "peak_rss_bytes",
-              "weight_bytes_per_token", "achieved_gbps", "bandwidth_gbps", "roofline_ms",
-              "roofline_ratio", "peak_rss_scope"}
+RUN_FIELDS = {
+    "label",
+    "options",
+    "backend",
+    "engine",
+    "load_s",
+    "first_token_ms",
+    "decode",
+    "prefill",
+    "context",
+    "rss_after_load_bytes",
+    "peak_rss_bytes",
+    "weight_bytes_per_token",
+    "achieved_gbps",
+    "bandwidth_gbps",
+    "roofline_ms",
+    "roofline_ratio",
+    "peak_rss_scope",
+}
 
 
 @pytest.fixture(scope="module")
 def bench_result(tiny_bf16: Path) -> dict[str, Any]:
     backend = "c" if _c_available() else "numba"
-    plan = bench.BenchPlan(n_decode=4, warmup=1, prefill_lengths=(3, 8), context_positions=(0, 8),
-                           context_chunk=4, context_decode=2, bandwidth_mib=16, bandwidth_reps=1,
-                           bandwidth_c_source=REPO / "benchmarks" / "bandwidth.c")
+    plan = bench.BenchPlan(
+        n_decode=4,
+        warmup=1,
+        prefill_lengths=(3, 8),
+        context_positions=(0, 8),
+        context_chunk=4,
+        context_decode=2,
+        bandwidth_mib=16,
+        bandwidth_reps=1,
+        bandwidth_c_source=REPO / "benchmarks" / "bandwidth.c",
+    )
     runs = [bench.BenchOptions(backend, 2), bench.BenchOptions(backend, 1)]
     return bench.bench_model(tiny_bf16, runs, plan)
 

@@ -59,8 +59,9 @@ def _gguf(tmp_path_factory: pytest.TempPathFactory, src: Path, matrix_type: str 
 
 
 @pytest.fixture(scope="module")
-def files(tiny_v2: Path, tiny_v1: Path,
-          tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def files(
+    tiny_v2: Path, tiny_v1: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
     """The fixtures as f32 GGUFs, plus q8_0 / q4_0 / q4_1 versions of the v5.2 one."""
     return {
         "tiny_v2": _gguf(tmp_path_factory, tiny_v2, None),
@@ -98,8 +99,10 @@ def _run_rnn(e: CEngine, tokens: list[int]) -> tuple[F32, F32]:
 def _run_chunks(e: CEngine, tokens: list[int], chunk: int) -> tuple[F32, F32]:
     """eval_sequence over consecutive chunks, every position's logits."""
     state = e.initial_state()
-    rows = [e.forward(np.array(tokens[i:i + chunk], np.int32), state, True)
-            for i in range(0, len(tokens), chunk)]
+    rows = [
+        e.forward(np.array(tokens[i : i + chunk], np.int32), state, True)
+        for i in range(0, len(tokens), chunk)
+    ]
     return np.concatenate(rows), state
 
 
@@ -108,8 +111,9 @@ def _run_chunks(e: CEngine, tokens: list[int], chunk: int) -> tuple[F32, F32]:
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("name", ["tiny_v2", "tiny_v1"])
-def test_rnn_mode_matches_reference(name: str, isa: str, files: dict[str, Path],
-                                    reference: dict[str, tuple[F32, State]]) -> None:
+def test_rnn_mode_matches_reference(
+    name: str, isa: str, files: dict[str, Path], reference: dict[str, tuple[F32, State]]
+) -> None:
     ref_logits, ref_state = reference[name]
     with CEngine.open(files[name], threads=2, isa=isa) as e:
         logits, state = _run_rnn(e, TOKENS)
@@ -121,8 +125,9 @@ def test_rnn_mode_matches_reference(name: str, isa: str, files: dict[str, Path],
 @pytest.mark.parametrize("chunk", [1, 7, 64, len(TOKENS)])
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("name", ["tiny_v2", "tiny_v1"])
-def test_sequence_mode_matches_reference(name: str, isa: str, chunk: int, files: dict[str, Path],
-                                         reference: dict[str, tuple[F32, State]]) -> None:
+def test_sequence_mode_matches_reference(
+    name: str, isa: str, chunk: int, files: dict[str, Path], reference: dict[str, tuple[F32, State]]
+) -> None:
     ref_logits, ref_state = reference[name]
     with CEngine.open(files[name], threads=2, isa=isa) as e:
         logits, state = _run_chunks(e, TOKENS, chunk)
@@ -223,8 +228,10 @@ def test_quantized_simd_matches_ref_kernels(fmt: str, isa: str, files: dict[str,
     free-running state. So: typical steps agree to float rounding (1e-5),
     and at most 5% of steps exceed the 1e-3 budget, none by more than 1e-2.
     """
-    with CEngine.open(files[fmt], threads=1, isa="ref") as ref, \
-            CEngine.open(files[fmt], threads=2, isa=isa) as simd:
+    with (
+        CEngine.open(files[fmt], threads=1, isa="ref") as ref,
+        CEngine.open(files[fmt], threads=2, isa=isa) as simd,
+    ):
         state = ref.initial_state()
         rel = []
         for t in TOKENS:
@@ -239,8 +246,9 @@ def test_quantized_simd_matches_ref_kernels(fmt: str, isa: str, files: dict[str,
     assert rel_arr.max() <= 10 * SIMD_REL_TOL
 
 
-def test_q8_0_within_budget_of_f32(files: dict[str, Path],
-                                   reference: dict[str, tuple[F32, State]]) -> None:
+def test_q8_0_within_budget_of_f32(
+    files: dict[str, Path], reference: dict[str, tuple[F32, State]]
+) -> None:
     f32 = reference["tiny_v2"][0]
     with CEngine.open(files["q8_0"], threads=2, isa="ref") as e:
         q8 = _run_chunks(e, TOKENS, 64)[0]
@@ -257,8 +265,16 @@ def test_half_checkpoint_rounds_embedding_like_reference(dtype: str, tmp_path: P
     """bf16/f16 weights run as such; LN(emb) is rounded to that dtype (spec 5.3)."""
     from .reference import random_checkpoint, reference_rnn
 
-    src = random_checkpoint(tmp_path / f"{dtype}.pth", version="5.2", n_layer=2, n_embd=64,
-                            head_size=16, n_vocab=96, dtype=dtype, seed=3)
+    src = random_checkpoint(
+        tmp_path / f"{dtype}.pth",
+        version="5.2",
+        n_layer=2,
+        n_embd=64,
+        head_size=16,
+        n_vocab=96,
+        dtype=dtype,
+        seed=3,
+    )
     toks = TOKENS[:40]
     toks = [t % 96 for t in toks]
     ref_logits, _ = reference_rnn(src, toks)
@@ -276,8 +292,9 @@ def test_half_checkpoint_rounds_embedding_like_reference(dtype: str, tmp_path: P
 def test_v51_checkpoint_matches_reference(tmp_path: Path) -> None:
     from .reference import random_checkpoint, reference_rnn
 
-    src = random_checkpoint(tmp_path / "v51.pth", version="5.1", n_layer=2, n_embd=64,
-                            head_size=16, n_vocab=256, seed=5)
+    src = random_checkpoint(
+        tmp_path / "v51.pth", version="5.1", n_layer=2, n_embd=64, head_size=16, n_vocab=256, seed=5
+    )
     ref_logits, parts = reference_rnn(src, TOKENS[:60])
     with CEngine.open(src, threads=2) as e:
         assert e.config.version == "5.1"
@@ -292,8 +309,9 @@ def test_time_state_is_the_initial_wkv_transposed(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     from .reference import random_checkpoint
 
-    src = random_checkpoint(tmp_path / "ts.pth", version="5.2", n_layer=2, n_embd=32,
-                            head_size=8, n_vocab=64, seed=7)
+    src = random_checkpoint(
+        tmp_path / "ts.pth", version="5.2", n_layer=2, n_embd=32, head_size=8, n_vocab=64, seed=7
+    )
     sd = torch.load(src)
     rng = np.random.default_rng(0)
     ts = [rng.standard_normal((4, 8, 8)).astype(np.float32) for _ in range(2)]
@@ -342,8 +360,11 @@ def test_bad_files_raise_the_right_errors(files: dict[str, Path], tmp_path: Path
         with pytest.raises(FormatError):
             CEngine._load(bad, 1, 0)
     arch = tmp_path / "arch.gguf"
-    arch.write_bytes(data.replace(b"\x05\x00\x00\x00\x00\x00\x00\x00rwkv5",
-                                  b"\x05\x00\x00\x00\x00\x00\x00\x00rwkv6", 1))
+    arch.write_bytes(
+        data.replace(
+            b"\x05\x00\x00\x00\x00\x00\x00\x00rwkv5", b"\x05\x00\x00\x00\x00\x00\x00\x00rwkv6", 1
+        )
+    )
     with pytest.raises(VersionError, match="rwkv6"):
         CEngine.open(arch)
     with pytest.raises(UnsupportedIsaError):

@@ -23,8 +23,13 @@ from rwkv_edge.tensors import f32_to_bf16
 gguf = pytest.importorskip("gguf")
 
 # one of each stored dtype, on real tensors of the fixture
-DTYPE_OF = {"emb.weight": "q8_0", "head.weight": "f16", "blocks.0.att.key.weight": "q4_0",
-            "blocks.0.ffn.value.weight": "q4_1", "blocks.1.att.value.weight": "bf16"}
+DTYPE_OF = {
+    "emb.weight": "q8_0",
+    "head.weight": "f16",
+    "blocks.0.att.key.weight": "q4_0",
+    "blocks.0.ffn.value.weight": "q4_1",
+    "blocks.1.att.value.weight": "bf16",
+}
 
 
 def _items(src: Path) -> Iterator[tuple[str, str, np.ndarray]]:
@@ -41,9 +46,16 @@ def written(tiny_v2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     dst = tmp_path_factory.mktemp("gguf") / "tiny.gguf"
     with open_checkpoint(tiny_v2) as ck:
         config = ck.config
-    write_gguf(dst, config, _items(tiny_v2), tokenizer=("world", b"1 'a' 1\n"),
-               recipe={"type": "mixed"}, report=lambda: {"n": 1}, source_sha256="ab" * 32,
-               source_name="tiny.pth")
+    write_gguf(
+        dst,
+        config,
+        _items(tiny_v2),
+        tokenizer=("world", b"1 'a' 1\n"),
+        recipe={"type": "mixed"},
+        report=lambda: {"n": 1},
+        source_sha256="ab" * 32,
+        source_name="tiny.pth",
+    )
     return dst
 
 
@@ -54,8 +66,15 @@ def test_gguf_reader_sees_every_key_and_aligned_tensors(written: Path) -> None:
         return r.fields[key].contents()
 
     assert val(S.KEY_ARCH) == "rwkv5" and val(S.KEY_ALIGNMENT) == 64
-    dims = (S.KEY_N_LAYER, S.KEY_N_EMBD, S.KEY_N_HEAD, S.KEY_HEAD_SIZE, S.KEY_N_FFN,
-            S.KEY_N_VOCAB, S.KEY_VERSION)
+    dims = (
+        S.KEY_N_LAYER,
+        S.KEY_N_EMBD,
+        S.KEY_N_HEAD,
+        S.KEY_HEAD_SIZE,
+        S.KEY_N_FFN,
+        S.KEY_N_VOCAB,
+        S.KEY_VERSION,
+    )
     assert [val(k) for k in dims] == [12, 64, 8, 8, 256, 256, 52]
     assert abs(val(S.KEY_GN_EPS) - 64e-5) < 1e-9 and abs(val(S.KEY_LN_EPS) - 1e-5) < 1e-12
     assert val(S.KEY_TOKENIZER_KIND) == "world"
@@ -122,11 +141,18 @@ def test_bad_files_are_refused_with_clear_errors(written: Path, tmp_path: Path) 
     with pytest.raises(VersionError, match="architecture is 'rwkv6'"):
         read_gguf(_patched(written, tmp_path / "a.gguf", b"rwkv5", b"rwkv6"))
     with pytest.raises(FormatError, match="architecture is 'llama'"):
-        read_gguf(_patched(written, tmp_path / "b.gguf", b"\x05\x00\x00\x00\x00\x00\x00\x00rwkv5",
-                           b"\x05\x00\x00\x00\x00\x00\x00\x00llama"))
+        read_gguf(
+            _patched(
+                written,
+                tmp_path / "b.gguf",
+                b"\x05\x00\x00\x00\x00\x00\x00\x00rwkv5",
+                b"\x05\x00\x00\x00\x00\x00\x00\x00llama",
+            )
+        )
     with pytest.raises(FormatError, match=r"'rwkv5\.attention\.head_count' is missing"):
-        read_gguf(_patched(written, tmp_path / "c.gguf", b"attention.head_count",
-                           b"attention.head_cnt__"))
+        read_gguf(
+            _patched(written, tmp_path / "c.gguf", b"attention.head_count", b"attention.head_cnt__")
+        )
     with pytest.raises(FormatError, match="not a GGUF"):
         read_gguf(_patched(written, tmp_path / "d.gguf", b"GGUF", b"GGUG"))
     with pytest.raises(VersionError, match="GGUF version 7"):
@@ -138,8 +164,9 @@ def test_bad_files_are_refused_with_clear_errors(written: Path, tmp_path: Path) 
             read_gguf(tmp_path / "t.gguf")
 
 
-def test_newer_file_version_is_a_version_error(tiny_v2: Path, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_newer_file_version_is_a_version_error(
+    tiny_v2: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with open_checkpoint(tiny_v2) as ck:
         config = ck.config
     monkeypatch.setattr(S, "FILE_VERSION", S.FILE_VERSION + 1)
@@ -153,8 +180,9 @@ def _leftovers(d: Path, keep: set[str]) -> list[str]:
     return sorted(p.name for p in d.iterdir() if p.name not in keep)
 
 
-def test_existing_dst_is_refused_without_force(written: Path, tmp_path: Path,
-                                               tiny_v2: Path) -> None:
+def test_existing_dst_is_refused_without_force(
+    written: Path, tmp_path: Path, tiny_v2: Path
+) -> None:
     dst = tmp_path / "m.gguf"
     dst.write_bytes(b"precious")
     with open_checkpoint(tiny_v2) as ck:
@@ -208,8 +236,12 @@ def test_sigkill_mid_write_leaves_dst_untouched(tmp_path: Path, tiny_v2: Path) -
     for existing in (None, b"precious"):
         if existing is not None:
             dst.write_bytes(existing)
-        proc = subprocess.run([sys.executable, "-c", _KILL_SCRIPT, str(tiny_v2), str(dst)],
-                              env={**os.environ}, capture_output=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-c", _KILL_SCRIPT, str(tiny_v2), str(dst)],
+            env={**os.environ},
+            capture_output=True,
+            timeout=120,
+        )
         assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
         if existing is None:
             assert not dst.exists()

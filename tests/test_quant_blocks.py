@@ -71,9 +71,11 @@ def test_round_trip_error_is_bounded_by_the_step(fmt: str) -> None:
     # half a step of rounding, plus the fp16 rounding of d (and m) times the largest code;
     # q4_0 clips the side opposite the max at +7, up to one whole step
     fp16 = 2.0**-11
-    bound = {"q8_0": np.abs(b).max(1) / 127 * (0.5 + 127 * fp16),
-             "q4_0": np.abs(b).max(1) / 8 * (1.0 + 8 * fp16),
-             "q4_1": (b.max(1) - b.min(1)) / 15 * (0.5 + 15 * fp16) + np.abs(b.min(1)) * fp16}
+    bound = {
+        "q8_0": np.abs(b).max(1) / 127 * (0.5 + 127 * fp16),
+        "q4_0": np.abs(b).max(1) / 8 * (1.0 + 8 * fp16),
+        "q4_1": (b.max(1) - b.min(1)) / 15 * (0.5 + 15 * fp16) + np.abs(b.min(1)) * fp16,
+    }
     err = np.abs(y - x).reshape(-1, 32).max(1)
     assert (err <= bound[fmt] + 1e-7).all()
     assert err.max() > 0.2 * bound[fmt].max()  # and it is not trivially zero

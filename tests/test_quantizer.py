@@ -31,9 +31,15 @@ def test_recipe_keeps_small_tensors_float_and_quantizes_matrices() -> None:
     assert tensor_type(r, "blocks.3.ffn.value.weight", (64, 256)) == "q4_0"
     assert tensor_type(r, "emb.weight", (256, 64)) == "q8_0"
     assert tensor_type(r, "head.weight", (256, 64)) == "q8_0"
-    for small in ("blocks.3.att.time_decay", "blocks.3.att.time_faaaa", "blocks.3.ln1.weight",
-                  "blocks.3.att.ln_x.weight", "blocks.0.ln0.bias", "ln_out.weight",
-                  "blocks.3.att.time_mix_k"):
+    for small in (
+        "blocks.3.att.time_decay",
+        "blocks.3.att.time_faaaa",
+        "blocks.3.ln1.weight",
+        "blocks.3.att.ln_x.weight",
+        "blocks.0.ln0.bias",
+        "ln_out.weight",
+        "blocks.3.att.time_mix_k",
+    ):
         assert tensor_type(r, small, (8, 8) if "time_d" in small else (64,)) == "f32", small
     assert tensor_type(r, "blocks.0.att.key.weight", (64, 48)) == "f16"  # not whole blocks
     assert tensor_type(make_recipe("f16"), "head.weight", (256, 64)) == "f16"
@@ -46,7 +52,7 @@ def test_search_never_loses_to_round_to_nearest() -> None:
     x[::5, 3] *= 6  # some outliers
     imp = rng.exponential(1.0, 256).astype(np.float32)
     b = x.reshape(-1, 32)
-    w = (np.sqrt((b * b).mean(1, keepdims=True) + b * b) * np.tile(imp.reshape(-1, 32), (128, 1)))
+    w = np.sqrt((b * b).mean(1, keepdims=True) + b * b) * np.tile(imp.reshape(-1, 32), (128, 1))
 
     def weighted_err(blocks: np.ndarray) -> np.ndarray:
         y = dequantize(blocks, "q4_0", x.shape).reshape(-1, 32)
@@ -82,8 +88,9 @@ def q4_file(tiny_v2: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     return dst, convert(tiny_v2, dst, make_recipe("q4_0"))
 
 
-def test_written_file_equals_in_memory_quantization(q4_file: tuple[Path, object],
-                                                    tiny_v2: Path) -> None:
+def test_written_file_equals_in_memory_quantization(
+    q4_file: tuple[Path, object], tiny_v2: Path
+) -> None:
     dst, result = q4_file
     recipe = make_recipe("q4_0")
     with open_checkpoint(tiny_v2) as src, read_gguf(dst) as back:
@@ -133,15 +140,16 @@ def _ppl(path: Path) -> float:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fixture", ["tiny_v2", "tiny_v1"])
-def test_perplexity_budgets(fixture: str, request: pytest.FixtureRequest,
-                            tmp_path: Path) -> None:
+def test_perplexity_budgets(fixture: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     src: Path = request.getfixturevalue(fixture)
     ppl = {}
-    for label, recipe in {"f16": make_recipe("f16"), "q8_0": make_recipe("q8_0"),
-                          "q4_0_rtn": make_recipe("q4_0", method="rtn"),
-                          "q4_0_rtn_all": make_recipe("q4_0", emb="q4_0", head="q4_0",
-                                                      method="rtn"),
-                          "q4_0": make_recipe("q4_0")}.items():
+    for label, recipe in {
+        "f16": make_recipe("f16"),
+        "q8_0": make_recipe("q8_0"),
+        "q4_0_rtn": make_recipe("q4_0", method="rtn"),
+        "q4_0_rtn_all": make_recipe("q4_0", emb="q4_0", head="q4_0", method="rtn"),
+        "q4_0": make_recipe("q4_0"),
+    }.items():
         convert(src, tmp_path / f"{label}.gguf", recipe)
         ppl[label] = _ppl(tmp_path / f"{label}.gguf")
     # measured (eval_text.txt): v2 f16 5.4507 q8_0 5.4547 rtn 5.7458 default 5.6812;
@@ -159,6 +167,7 @@ def _ln(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
 def test_calibration_statistics_are_mean_squared_inputs(tiny_v2: Path) -> None:
     tok = CALIB_TEXT[0]
     with open_checkpoint(tiny_v2) as ck:
+
         def f(n: str) -> np.ndarray:
             return ck[n].to_f32()
 
@@ -168,7 +177,8 @@ def test_calibration_statistics_are_mean_squared_inputs(tiny_v2: Path) -> None:
         # first token: no previous one, so the key input is LN1(LN0(emb)) * time_mix_k
         x = _ln(f("emb.weight")[tok], f("blocks.0.ln0.weight"), f("blocks.0.ln0.bias"))
         xk = _ln(x, f("blocks.0.ln1.weight"), f("blocks.0.ln1.bias")) * f(
-            "blocks.0.att.time_mix_k").reshape(-1)
+            "blocks.0.att.time_mix_k"
+        ).reshape(-1)
         np.testing.assert_allclose(stats["blocks.0.att.key.weight"], xk**2, rtol=1e-4, atol=1e-7)
         two = collect_stats(f, ck.config, CALIB_TEXT[:300], chunk=128)
         assert not np.allclose(two["head.weight"], stats["head.weight"])
@@ -179,9 +189,20 @@ def test_cli_quantize_info_and_refusal(tiny_v1: Path, tmp_path: Path) -> None:
 
     dst, rep = tmp_path / "m.gguf", tmp_path / "r.json"
     runner = CliRunner()
-    res = runner.invoke(main, ["quantize", str(tiny_v1), str(dst), "--type", "q8_0",
-                               "--report", str(rep), "--calibration",
-                               str(DATA / "calib_text.txt")])
+    res = runner.invoke(
+        main,
+        [
+            "quantize",
+            str(tiny_v1),
+            str(dst),
+            "--type",
+            "q8_0",
+            "--report",
+            str(rep),
+            "--calibration",
+            str(DATA / "calib_text.txt"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "bits/weight" in res.output and "blocks.11.ffn.value.weight" in res.output
     report = json.loads(rep.read_text())
@@ -223,8 +244,9 @@ def _write_rwkvcpp(src: Path, dst: Path, qtype: int) -> None:
 
 
 @pytest.mark.parametrize("fixture", ["tiny_v2", "tiny_v1"])
-def test_rwkvcpp_bin_reads_back_as_the_blinkdl_checkpoint(fixture: str, tmp_path: Path,
-                                                          request: pytest.FixtureRequest) -> None:
+def test_rwkvcpp_bin_reads_back_as_the_blinkdl_checkpoint(
+    fixture: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     from rwkv_edge.quantize.rwkvcpp import read_rwkvcpp
 
     src: Path = request.getfixturevalue(fixture)
@@ -235,8 +257,9 @@ def test_rwkvcpp_bin_reads_back_as_the_blinkdl_checkpoint(fixture: str, tmp_path
             assert got[name].shape == t.shape, name
             # exp(-exp(w)) in fp32 and back loses a little of w; everything else is exact
             tol = 2e-3 if name.endswith("time_decay") else 1e-6
-            np.testing.assert_allclose(got[name].to_f32(), t.to_f32(), rtol=tol, atol=tol,
-                                       err_msg=name)
+            np.testing.assert_allclose(
+                got[name].to_f32(), t.to_f32(), rtol=tol, atol=tol, err_msg=name
+            )
     _write_rwkvcpp(src, tmp_path / "q.bin", 9)
     convert(tmp_path / "q.bin", tmp_path / "q.gguf", make_recipe("q8_0"))
     with read_gguf(tmp_path / "q.gguf") as back, open_checkpoint(src) as want:
@@ -275,7 +298,7 @@ class _NumpyModel:
     def forward(self, tokens: list[int], state: list[int], full_output: bool) -> np.ndarray:
         state.extend(tokens)
         logits = run_float_model(lambda n: self.ck[n].to_f32(), self.config, state)
-        return logits[-len(tokens):] if full_output else logits[-1]
+        return logits[-len(tokens) :] if full_output else logits[-1]
 
 
 @pytest.mark.parametrize("chunk", [1000, 37])
@@ -298,8 +321,9 @@ def test_cli_eval_ppl_on_the_c_engine(tiny_v2: Path, tmp_path: Path) -> None:
     if not c_backend_available():
         pytest.skip("the C engine is not built")
     convert(tiny_v2, tmp_path / "m.gguf", make_recipe("f16"))
-    res = CliRunner().invoke(main, ["eval-ppl", str(tmp_path / "m.gguf"),
-                                    str(DATA / "eval_text.txt"), "--backend", "c"])
+    res = CliRunner().invoke(
+        main, ["eval-ppl", str(tmp_path / "m.gguf"), str(DATA / "eval_text.txt"), "--backend", "c"]
+    )
     assert res.exit_code == 0, res.output
     # measured 5.4507 with the C engine and with the rwkv pip reference on the same weights
     assert "tokens 2204" in res.output and "ppl 5.45" in res.output

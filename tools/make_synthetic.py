@@ -116,7 +116,7 @@ class TensorPlan:
 
 
 def _normal(std: float, mean: float = 0.0) -> Filler:
-    return lambda rng, _start, n: (rng.standard_normal(n, dtype=np.float32) * std + mean)
+    return lambda rng, _start, n: rng.standard_normal(n, dtype=np.float32) * std + mean
 
 
 def _uniform(lo: float, hi: float) -> Filler:
@@ -140,11 +140,16 @@ def _block_plans(i: int, s: SyntheticSpec) -> list[TensorPlan]:
     mat_c = _normal(c**-0.5)
     out_scale = (2.0 * s.n_layer) ** -0.5
     p = f"blocks.{i}."
-    plans = [TensorPlan(p + f"ln{j}.{k}", (c,), _normal(0.05, 1.0) if k == "weight" else
-                        _normal(0.02)) for j in (1, 2) for k in ("weight", "bias")]
+    plans = [
+        TensorPlan(p + f"ln{j}.{k}", (c,), _normal(0.05, 1.0) if k == "weight" else _normal(0.02))
+        for j in (1, 2)
+        for k in ("weight", "bias")
+    ]
     if i == 0:
-        plans += [TensorPlan(p + "ln0.weight", (c,), _normal(0.05, 1.0)),
-                  TensorPlan(p + "ln0.bias", (c,), _normal(0.02))]
+        plans += [
+            TensorPlan(p + "ln0.weight", (c,), _normal(0.05, 1.0)),
+            TensorPlan(p + "ln0.bias", (c,), _normal(0.02)),
+        ]
     plans += [TensorPlan(p + f"att.time_mix_{x}", (1, 1, c), _uniform(0.05, 0.95)) for x in "kvrg"]
     plans += [
         TensorPlan(p + "att.time_decay", (h, n), _decay(c)),
@@ -230,19 +235,38 @@ _ORDERED_DICT = _p_global("collections", "OrderedDict") + b")R"  # OrderedDict()
 def _p_tensor(storage: str, key: str, shape: tuple[int, ...]) -> bytes:
     """_rebuild_tensor_v2(storage, 0, size, stride, False, OrderedDict())."""
     numel = int(np.prod(shape))
-    strides = [int(np.prod(shape[i + 1:])) for i in range(len(shape))]
-    pid = _p_tuple([_p_str("storage"), _p_global("torch", storage), _p_str(key),
-                    _p_str("cpu"), _p_int(numel)]) + b"Q"  # BINPERSID
-    args = _p_tuple([pid, _p_int(0), _p_tuple([_p_int(d) for d in shape]),
-                     _p_tuple([_p_int(d) for d in strides]), b"\x89", _ORDERED_DICT])
+    strides = [int(np.prod(shape[i + 1 :])) for i in range(len(shape))]
+    pid = (
+        _p_tuple(
+            [
+                _p_str("storage"),
+                _p_global("torch", storage),
+                _p_str(key),
+                _p_str("cpu"),
+                _p_int(numel),
+            ]
+        )
+        + b"Q"
+    )  # BINPERSID
+    args = _p_tuple(
+        [
+            pid,
+            _p_int(0),
+            _p_tuple([_p_int(d) for d in shape]),
+            _p_tuple([_p_int(d) for d in strides]),
+            b"\x89",
+            _ORDERED_DICT,
+        ]
+    )
     return _p_global("torch._utils", "_rebuild_tensor_v2") + args + b"R"
 
 
 def state_dict_pickle(plans: list[TensorPlan], dtype: str) -> bytes:
     """Protocol-2 pickle of OrderedDict{name: tensor}; storage key i is plans[i]."""
     storage = _STORAGE[dtype][0]
-    body = b"".join(_p_str(p.name) + _p_tensor(storage, str(i), p.shape)
-                    for i, p in enumerate(plans))
+    body = b"".join(
+        _p_str(p.name) + _p_tensor(storage, str(i), p.shape) for i, p in enumerate(plans)
+    )
     return b"\x80\x02" + _ORDERED_DICT + b"(" + body + b"u."  # MARK ... SETITEMS STOP
 
 
@@ -294,15 +318,52 @@ class TorchZipWriter:
 
     @staticmethod
     def _local_header(e: _Entry, extra: bytes) -> bytes:
-        return struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 0, 0, _DOS_DATE, e.crc,
-                           e.size, e.size, len(e.name), len(extra)) + e.name + extra
+        return (
+            struct.pack(
+                "<IHHHHHIIIHH",
+                0x04034B50,
+                20,
+                0,
+                0,
+                0,
+                _DOS_DATE,
+                e.crc,
+                e.size,
+                e.size,
+                len(e.name),
+                len(extra),
+            )
+            + e.name
+            + extra
+        )
 
     def _central_header(self, e: _Entry) -> bytes:
         big = self._force_zip64 or e.offset >= _U32
         extra = struct.pack("<HHQ", 0x0001, 8, e.offset) if big else b""
-        return struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 45, 45 if big else 20, 0, 0, 0,
-                           _DOS_DATE, e.crc, e.size, e.size, len(e.name), len(extra), 0, 0, 0,
-                           0, _U32 if big else e.offset) + e.name + extra
+        return (
+            struct.pack(
+                "<IHHHHHHIIIHHHHHII",
+                0x02014B50,
+                45,
+                45 if big else 20,
+                0,
+                0,
+                0,
+                _DOS_DATE,
+                e.crc,
+                e.size,
+                e.size,
+                len(e.name),
+                len(extra),
+                0,
+                0,
+                0,
+                0,
+                _U32 if big else e.offset,
+            )
+            + e.name
+            + extra
+        )
 
     def close(self) -> None:
         cd_start = self._f.tell()
@@ -313,12 +374,23 @@ class TorchZipWriter:
         big = self._force_zip64 or cd_start + cd_size >= _U32 or n >= 0xFFFF
         if big:
             z64 = self._f.tell()
-            self._f.write(struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, n, n,
-                                      cd_size, cd_start))
+            self._f.write(
+                struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, n, n, cd_size, cd_start)
+            )
             self._f.write(struct.pack("<IIQI", 0x07064B50, 0, z64, 1))
-        self._f.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, min(n, 0xFFFF),
-                                  min(n, 0xFFFF), min(cd_size, _U32),
-                                  _U32 if big else cd_start, 0))
+        self._f.write(
+            struct.pack(
+                "<IHHHHIIH",
+                0x06054B50,
+                0,
+                0,
+                min(n, 0xFFFF),
+                min(n, 0xFFFF),
+                min(cd_size, _U32),
+                _U32 if big else cd_start,
+                0,
+            )
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -326,8 +398,13 @@ class TorchZipWriter:
 # ---------------------------------------------------------------------------
 
 
-def write_synthetic(path: str | Path, spec: SyntheticSpec, *, force_zip64: bool = False,
-                    progress: Callable[[str], None] | None = None) -> int:
+def write_synthetic(
+    path: str | Path,
+    spec: SyntheticSpec,
+    *,
+    force_zip64: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> int:
     """Write the checkpoint; returns its size in bytes."""
     spec.check()
     plans = tensor_plans(spec)
