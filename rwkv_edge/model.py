@@ -162,6 +162,25 @@ class Model:
 
         return generate(self, prompt, state, **options)
 
+    def save_state(
+        self,
+        state: State,
+        path: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        meta: dict[str, Any] | None = None,
+    ) -> Path:
+        """Write ``state`` to ``path`` atomically, bound to this model (``rwkv_edge.state_io``)."""
+        from .state_io import save_state
+
+        return save_state(state, path, self, overwrite=overwrite, meta=meta)
+
+    def load_state(self, path: str | os.PathLike[str]) -> State:
+        """A state saved by ``save_state`` for this same model file (others are refused)."""
+        from .state_io import load_state
+
+        return load_state(path, self)
+
     def _check_tokens(self, tokens: int | Sequence[int] | npt.ArrayLike) -> npt.NDArray[np.int32]:
         try:
             arr = np.atleast_1d(np.asarray(tokens))

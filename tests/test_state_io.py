@@ -42,6 +42,17 @@ def test_round_trip_is_exact_and_continues_identically(
     np.testing.assert_array_equal(a, b)
 
 
+def test_model_methods_round_trip(tiny: Any, warm_state: Any, tmp_path: Path) -> None:
+    p = tiny.save_state(warm_state, tmp_path / "m.rwst")
+    loaded = tiny.load_state(p)
+    assert loaded == warm_state and loaded is not warm_state
+    with pytest.raises(IoError):
+        tiny.save_state(warm_state, p)  # never overwrites unless asked
+    tiny.forward(list(b" climbed"), warm_state)
+    tiny.save_state(warm_state, p, overwrite=True)
+    assert tiny.load_state(p) == warm_state
+
+
 def test_file_layout(tiny: Any, warm_state: Any, tmp_path: Path) -> None:
     p = save_state(warm_state, tmp_path / "s.rwst", tiny)
     raw = p.read_bytes()
