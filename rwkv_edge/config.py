@@ -89,6 +89,8 @@ def detect_config(shapes: Mapping[str, Sequence[int]]) -> ModelConfig:
     names = set(shapes)
     _refuse_other_architectures(names)
     layers = {int(m.group(1)) for n in names if (m := _BLOCK_RE.match(n))}
+    if not layers:
+        raise FormatError("not an RWKV checkpoint: no 'blocks.N.' layer tensors found")
     n_layer = max(layers) + 1
     missing = sorted(set(range(n_layer)) - layers)
     if missing:
