@@ -378,3 +378,15 @@ def test_long_and_short_decodes_refuse_bad_ids(world: WorldTokenizer, bad: int) 
     assert world.decode_bytes(np.array(ids)) == world.decode_bytes(ids[:100]) + world.decode_bytes(
         ids[100:]
     )
+
+
+def test_top_level_exports_are_the_tokenizer_classes() -> None:
+    import rwkv_edge
+    import rwkv_edge.tokenizer as m
+
+    assert rwkv_edge.WorldTokenizer is m.WorldTokenizer
+    tok = rwkv_edge.WorldTokenizer()
+    assert tok.decode(tok.encode("Hello, 世界")) == "Hello, 世界"
+    assert rwkv_edge.ByteTokenizer().encode_bytes(b"ab") == [97, 98]
+    with pytest.raises(AttributeError):
+        _ = rwkv_edge.NoSuchName  # type: ignore[attr-defined]
