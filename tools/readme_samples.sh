@@ -8,8 +8,8 @@ trap 'rm -f "$out"' EXIT
 for prompt in "And God said" "It is a truth universally acknowledged" "hacker n."; do
     for mode in "--temperature 0" "--seed 1"; do
         printf '$ rwkv-edge generate %s -n 48 "%s"\n' "$mode" "$prompt" >>"$out"
-        # shellcheck disable=SC2086
         printf '%s' "$prompt" >>"$out"
+        # shellcheck disable=SC2086  # $mode is two words on purpose
         rwkv-edge generate $mode -n 48 "$prompt" >>"$out"
         printf '\n' >>"$out"
     done
