@@ -59,12 +59,7 @@ if command -v clang >/dev/null; then
     srcs=$(find "$root/csrc" -name '*.c' -not -path '*/tests/*' -not -name 'arm_*.c' | sort)
     # -march=native: clang refuses the kernels' per-function target attributes
     # otherwise; the harness runs the "ref" kernels anyway.
-    # Known finding, tolerated unless FUZZ_STRICT=1 (like a strict xfail elsewhere):
-    # rwe_quantize_row_q8_0_ref converts NaN activations to int8 (UB,
-    # float-cast-overflow; tests/fuzz/regressions/c/nan-activation-q8).
-    known="-fno-sanitize=float-cast-overflow"
-    [[ ${FUZZ_STRICT:-0} == 1 ]] && known=""
-    if clang -g -O1 -march=native -fsanitize=fuzzer,address,undefined $known \
+    if clang -g -O1 -march=native -fsanitize=fuzzer,address,undefined \
         -fno-sanitize-recover=undefined -pthread -I"$root/csrc" $srcs \
         "$root/tests/fuzz/fuzz_gguf_c.c" -lm -o "$work/fuzz_gguf_c" 2>"$work/c-build.log"; then
         UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 run_target c "$work/fuzz_gguf_c"

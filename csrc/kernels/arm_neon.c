@@ -31,19 +31,30 @@ enum { FMT_F32, FMT_F16, FMT_BF16 };
 
 /* ------------------------------------------------- activation quantizers */
 
-/* vcvtaq rounds half away from zero, i.e. roundf: bit-exact with the ref. */
+/* x * id, a NaN product as 0, clamped to [-127, 127] (as the ref). */
+static inline float32x4_t scale_clamp_q8(float32x4_t v, float id) {
+    float32x4_t p = vmulq_n_f32(v, id);
+    p = vreinterpretq_f32_u32(vandq_u32(vceqq_f32(p, p), vreinterpretq_u32_f32(p)));
+    return vminq_f32(vmaxq_f32(p, vdupq_n_f32(-127.0f)), vdupq_n_f32(127.0f));
+}
+
+/* vcvtaq rounds half away from zero, i.e. roundf: bit-exact with the ref.
+ * Non-finite input as the ref (quant_ref.c): the scale skips it. */
 static float quantize_block_neon(const float *x, int8_t *qs, int *sum) {
+    const float32x4_t inf = vdupq_n_f32(INFINITY);
     float32x4_t v[8], amax = vdupq_n_f32(0.0f);
     for (int i = 0; i < 8; i++) {
         v[i] = vld1q_f32(x + 4 * i);
-        amax = vmaxq_f32(amax, vabsq_f32(v[i]));
+        float32x4_t a = vabsq_f32(v[i]);
+        a = vreinterpretq_f32_u32(vandq_u32(vcltq_f32(a, inf), vreinterpretq_u32_f32(a)));
+        amax = vmaxq_f32(amax, a);
     }
     float d = vmaxvq_f32(amax) / 127.0f;
     float id = d != 0.0f ? 1.0f / d : 0.0f;
     int32x4_t s = vdupq_n_s32(0);
     for (int i = 0; i < 8; i += 2) {
-        int32x4_t q0 = vcvtaq_s32_f32(vmulq_n_f32(v[i], id));
-        int32x4_t q1 = vcvtaq_s32_f32(vmulq_n_f32(v[i + 1], id));
+        int32x4_t q0 = vcvtaq_s32_f32(scale_clamp_q8(v[i], id));
+        int32x4_t q1 = vcvtaq_s32_f32(scale_clamp_q8(v[i + 1], id));
         s = vaddq_s32(s, vaddq_s32(q0, q1));
         int16x8_t q16 = vcombine_s16(vqmovn_s32(q0), vqmovn_s32(q1));
         vst1_s8(qs + 4 * i, vqmovn_s16(q16));

@@ -45,13 +45,16 @@ static inline __m256i round_away8(__m256 v) {
     return _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_or_ps(one, _mm256_and_ps(v, sign))));
 }
 
-/* One block: writes qs, returns d (f32) and, through sum, sum(qs). */
+/* One block: writes qs, returns d (f32) and, through sum, sum(qs).
+ * Non-finite input as the ref (quant_ref.c): the scale skips it, products
+ * are clamped to +-127 and a NaN product gives 0. */
 static inline float quantize_block8(const float *x, int8_t *qs, int *sum) {
-    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256 sign = _mm256_set1_ps(-0.0f), inf = _mm256_set1_ps(INFINITY);
     __m256 v[4], amax = _mm256_setzero_ps();
     for (int i = 0; i < 4; i++) {
         v[i] = _mm256_loadu_ps(x + 8 * i);
-        amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[i]));
+        __m256 a = _mm256_andnot_ps(sign, v[i]);
+        amax = _mm256_max_ps(amax, _mm256_and_ps(a, _mm256_cmp_ps(a, inf, _CMP_LT_OQ)));
     }
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
     m = _mm_max_ps(m, _mm_movehl_ps(m, m));
@@ -59,8 +62,12 @@ static inline float quantize_block8(const float *x, int8_t *qs, int *sum) {
     float d = _mm_cvtss_f32(m) / 127.0f;
     __m256 id = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
     __m256i q[4];
-    for (int i = 0; i < 4; i++)
-        q[i] = round_away8(_mm256_mul_ps(v[i], id));
+    for (int i = 0; i < 4; i++) {
+        __m256 p = _mm256_mul_ps(v[i], id);
+        p = _mm256_and_ps(p, _mm256_cmp_ps(p, p, _CMP_ORD_Q)); /* NaN -> 0 */
+        p = _mm256_min_ps(_mm256_max_ps(p, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f));
+        q[i] = round_away8(p);
+    }
     __m256i s32 = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1));
     s = _mm_hadd_epi32(s, s);

@@ -44,15 +44,23 @@ enum { FMT_Q8_0, FMT_Q4_0, FMT_Q4_1 };
 /* ------------------------------------------------- activation quantizers */
 
 /* One block (2 x 16 lanes): writes qs, returns d, sets *sum = sum(qs).
- * roundf is trunc(v) + sign(v) where |v - trunc(v)| >= 0.5, bit-exact. */
+ * roundf is trunc(v) + sign(v) where |v - trunc(v)| >= 0.5, bit-exact.
+ * Non-finite input as the ref (quant_ref.c): the scale skips it, products
+ * are clamped to +-127 and a NaN product gives 0. */
 static inline float quantize_block16(const float *x, int8_t *qs, int *sum) {
+    const __m512 inf = _mm512_set1_ps(__builtin_inff());
     __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
-    float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+    __m512 a0 = _mm512_abs_ps(v0), a1 = _mm512_abs_ps(v1);
+    a0 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a0, inf, _CMP_LT_OQ), a0);
+    a1 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a1, inf, _CMP_LT_OQ), a1);
+    float amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
     float d = amax / 127.0f;
     __m512 id = _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
     __m512i s = _mm512_setzero_si512();
     for (int h = 0; h < 2; h++) {
         __m512 v = _mm512_mul_ps(h ? v1 : v0, id);
+        v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), v); /* NaN -> 0 */
+        v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-127.0f)), _mm512_set1_ps(127.0f));
         __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
         __mmask16 up = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(v, t)),
                                           _mm512_set1_ps(0.5f), _CMP_GE_OQ);

@@ -80,32 +80,47 @@ uint16_t rwe_f32_to_bf16(float f) {
 
 /* ------------------------------------------------------- block quantizers */
 
-static float block_amax(const float *x) {
+/* The activation quantizers (q8_0, q8_1) must give defined results for any
+ * input, since NaN weights give NaN activations: the scale is taken over the
+ * finite values only, and each x * id is clamped to [-127, 127] with a NaN
+ * product (NaN input, or inf * 0) giving 0.  So +-inf saturates to +-127
+ * (0 in a block with no other nonzero value), and a block so small that
+ * 1 / d overflows saturates too (its fp16 d is 0).  The SIMD kernels
+ * (kernels/x86_avx2.c, x86_avx512.c, arm_neon.c) follow this bit for bit. */
+static float block_amax_finite(const float *x) {
     float amax = 0.0f;
-    for (int j = 0; j < RWE_QK; j++)
-        amax = fmaxf(amax, fabsf(x[j]));
+    for (int j = 0; j < RWE_QK; j++) {
+        float a = fabsf(x[j]);
+        if (a < INFINITY) /* false for inf and NaN */
+            amax = fmaxf(amax, a);
+    }
     return amax;
+}
+
+static int8_t q8_round(float v) {
+    v = v == v ? fminf(fmaxf(v, -127.0f), 127.0f) : 0.0f;
+    return (int8_t)roundf(v);
 }
 
 void rwe_quantize_row_q8_0_ref(const float *x, void *vy, int64_t n) {
     rwe_block_q8_0 *y = vy;
     for (int64_t b = 0; b < n / RWE_QK; b++, x += RWE_QK) {
-        float d = block_amax(x) / 127.0f;
+        float d = block_amax_finite(x) / 127.0f;
         float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[b].d = rwe_f32_to_f16(d);
         for (int j = 0; j < RWE_QK; j++)
-            y[b].qs[j] = (int8_t)roundf(x[j] * id);
+            y[b].qs[j] = q8_round(x[j] * id);
     }
 }
 
 void rwe_quantize_row_q8_1_ref(const float *x, void *vy, int64_t n) {
     rwe_block_q8_1 *y = vy;
     for (int64_t b = 0; b < n / RWE_QK; b++, x += RWE_QK) {
-        float d = block_amax(x) / 127.0f;
+        float d = block_amax_finite(x) / 127.0f;
         float id = d != 0.0f ? 1.0f / d : 0.0f;
         int sum = 0;
         for (int j = 0; j < RWE_QK; j++) {
-            y[b].qs[j] = (int8_t)roundf(x[j] * id);
+            y[b].qs[j] = q8_round(x[j] * id);
             sum += y[b].qs[j];
         }
         y[b].d = rwe_f32_to_f16(d);

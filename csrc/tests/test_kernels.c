@@ -219,6 +219,30 @@ static void test_ref_quantizers(void) {
     for (int j = 0; j < RWE_QK; j++)
         bad += q8.qs[j] != 0;
     report(bad == 0, "-", "ref quantizers: all-zero block -> d = 0, q = 0", bad);
+    /* non-finite activations (NaN weights give NaN activations): the scale
+     * ignores them, a NaN quantizes to 0 and +-inf saturates to +-127; no
+     * float -> int8 conversion of an out-of-range value (undefined behaviour) */
+    for (int j = 0; j < RWE_QK; j++)
+        x[j] = (float)(j - 16);
+    x[1] = NAN, x[2] = INFINITY, x[3] = -INFINITY, x[20] = -NAN;
+    rwe_quantize_row_q8_0_ref(x, &q8, RWE_QK);
+    rwe_quantize_row_q8_1_ref(x, &q81, RWE_QK);
+    bad = q8.d != 0x3008 || q8.qs[0] != -127 || q8.qs[1] != 0 || q8.qs[2] != 127 ||
+          q8.qs[3] != -127 || q8.qs[17] != 8 || q8.qs[20] != 0 || q8.qs[31] != 119;
+    bad += q81.d != q8.d || memcmp(q81.qs, q8.qs, RWE_QK) != 0;
+    /* all non-finite: d = 0, q = 0 (inf * 0 is NaN -> 0) */
+    for (int j = 0; j < RWE_QK; j++)
+        x[j] = j % 3 == 0 ? NAN : j % 3 == 1 ? INFINITY : -INFINITY;
+    rwe_quantize_row_q8_1_ref(x, &q81, RWE_QK);
+    bad += q81.d != 0 || q81.s != 0;
+    for (int j = 0; j < RWE_QK; j++)
+        bad += q81.qs[j] != 0;
+    /* amax so small that 1/d overflows to inf: q saturates, never converts inf */
+    for (int j = 0; j < RWE_QK; j++)
+        x[j] = j == 0 ? 0.0f : (j & 1 ? 1e-38f : -1e-38f);
+    rwe_quantize_row_q8_0_ref(x, &q8, RWE_QK);
+    bad += q8.d != 0 || q8.qs[0] != 0 || q8.qs[1] != 127 || q8.qs[2] != -127;
+    report(bad == 0, "-", "ref quantizers: q8 of NaN/inf/tiny -> defined, saturated", bad);
 }
 
 /* ------------------------------------------------ activation quantizers */
@@ -228,8 +252,9 @@ static const int test_cols[] = {32, 64, 96, 768, 2048, 7168, 8288 /* > one AVX-5
 static const int test_T[] = {1, 2, 3, 4, 5, 8, 17};
 #define N_T ((int)(sizeof test_T / sizeof test_T[0]))
 
-enum { IN_RANDOM, IN_ZERO, IN_MAX, IN_EXACT, IN_TIES, IN_COUNT };
-static const char *const input_names[] = {"random", "zero", "max", "exact-int", "ties"};
+enum { IN_RANDOM, IN_ZERO, IN_MAX, IN_EXACT, IN_TIES, IN_NONFINITE, IN_COUNT };
+static const char *const input_names[] = {"random",    "zero", "max",
+                                          "exact-int", "ties", "nan-inf-tiny"};
 
 /* f32 inputs for the activation quantizers; "ties" makes x/d land on k + 0.5. */
 static void fill_act_f32(float *x, int64_t n, int kind) {
@@ -239,7 +264,16 @@ static void fill_act_f32(float *x, int64_t n, int kind) {
         case IN_ZERO: x[i] = 0.0f; break;
         case IN_MAX: x[i] = (i & 1) ? 3.0e38f : -3.0e38f; break;
         case IN_EXACT: x[i] = (float)rng_int(-127, 127); break;
-        default: x[i] = i % RWE_QK == 0 ? 127.0f : (float)rng_int(-126, 126) + 0.5f; break;
+        case IN_TIES: x[i] = i % RWE_QK == 0 ? 127.0f : (float)rng_int(-126, 126) + 0.5f; break;
+        default: { /* per block: some NaN/inf among finite, all non-finite, or tiny */
+            int64_t blk = i / RWE_QK;
+            int r = rng_int(0, 7);
+            float v = blk % 4 == 3 ? rng_uniform(-1e-37f, 1e-37f) : rng_uniform(-3.0f, 3.0f);
+            if (blk % 4 == 2 || r == 0)
+                v = r < 3 ? NAN : r < 5 ? INFINITY : -INFINITY;
+            x[i] = v;
+            break;
+        }
         }
     }
 }
