@@ -4,7 +4,9 @@ Every C call goes through ``_check``, which turns an ``rwe_status`` into the
 matching ``rwkv_edge.errors`` exception carrying ``rwe_last_error()``. cffi
 releases the GIL around each call; evaluations on one model from several
 Python threads are serialised by the model's mutex in C (csrc/model.c), so
-sharing a CEngine between threads is safe, just not parallel.
+sharing a CEngine between threads is safe, just not parallel. ``close()`` may
+come from any thread: it refuses new calls at once and frees the C model only
+after the calls already running on it have returned.
 
 Float checkpoints (.pth, safetensors, HF directories) are converted to a
 temporary float GGUF (``write_checkpoint_gguf``) and loaded from there.
@@ -14,6 +16,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +79,9 @@ class CEngine:
 
     def __init__(self, handle: Any, config: ModelConfig, info: Any) -> None:
         self._handle: Any = handle
+        # C calls in flight on _handle; close() waits for them before freeing it
+        self._busy = 0
+        self._idle = threading.Condition(threading.Lock())
         self.config = config
         self.isa: str = ISA_NAMES.get(int(info.isa), "?")
         self.n_threads: int = int(info.n_threads)
@@ -117,17 +125,34 @@ class CEngine:
 
     @property
     def handle(self) -> Any:
+        """The rwe_model pointer; only valid while not closed (C calls use ``_use``)."""
         if self._handle is None:
             raise ArgumentError("this engine has been closed")
         return self._handle
 
+    @contextmanager
+    def _use(self) -> Iterator[Any]:
+        """The handle, counted as in flight so that close() cannot free it meanwhile."""
+        with self._idle:
+            handle = self.handle  # ArgumentError once closed
+            self._busy += 1
+        try:
+            yield handle
+        finally:
+            with self._idle:
+                self._busy -= 1
+                if self._busy == 0:
+                    self._idle.notify_all()
+
     def set_threads(self, n_threads: int) -> None:
-        _check(lib.rwe_model_set_threads(self.handle, n_threads))
+        with self._use() as h:
+            _check(lib.rwe_model_set_threads(h, n_threads))
         self.n_threads = n_threads
 
     def initial_state(self) -> npt.NDArray[np.float32]:
         state = np.empty(self.state_len, dtype=np.float32)
-        _check(lib.rwe_state_init(self.handle, ffi.from_buffer("float[]", state), state.size))
+        with self._use() as h:
+            _check(lib.rwe_state_init(h, ffi.from_buffer("float[]", state), state.size))
         return state
 
     def forward(
@@ -158,23 +183,31 @@ class CEngine:
             if logits is None
             else ffi.from_buffer("float[]", logits, require_writable=True)
         )
-        _check(
-            lib.rwe_eval_sequence(
-                self.handle,
-                ffi.from_buffer("int32_t[]", toks),
-                toks.size,
-                ffi.from_buffer("float[]", state, require_writable=True),
-                state.size,
-                lg,
-                0 if logits is None else logits.size,
-                int(all_logits),
+        with self._use() as h:
+            _check(
+                lib.rwe_eval_sequence(
+                    h,
+                    ffi.from_buffer("int32_t[]", toks),
+                    toks.size,
+                    ffi.from_buffer("float[]", state, require_writable=True),
+                    state.size,
+                    lg,
+                    0 if logits is None else logits.size,
+                    int(all_logits),
+                )
             )
-        )
 
     def close(self) -> None:
-        if self._handle is not None:
-            ffi.release(self._handle)  # runs rwe_model_free now
-            self._handle = None
+        """Refuse new calls (ArgumentError), wait for running ones, then free the model.
+
+        Idempotent and callable from any thread, but not from inside a call on
+        this engine (there is no such callback)."""
+        with self._idle:
+            handle, self._handle = self._handle, None
+            while self._busy:
+                self._idle.wait()
+        if handle is not None:
+            ffi.release(handle)  # runs rwe_model_free now
 
     def __enter__(self) -> CEngine:
         return self

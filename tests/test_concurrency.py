@@ -159,23 +159,14 @@ for t in threads:
     t.join()
 print(" ".join(sorted(out)))
 """
-CLOSE_RACE_BUG = (
-    "_c_engine.CEngine.close frees the rwe_model (ffi.release) while other threads are "
-    "inside rwe_eval_sequence on it: use-after-free, segfault. Fix: count in-flight calls "
-    "under a lock (eval: check not closed, busy += 1; finally busy -= 1 and notify); close "
-    "marks closed and waits on a Condition until busy == 0 before ffi.release"
-)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_close_while_other_threads_run(
-    backend: str, tiny_v2: Path, request: pytest.FixtureRequest
-) -> None:
+def test_close_while_other_threads_run(backend: str, tiny_v2: Path) -> None:
     """Closing a model other threads still use ends their calls with ArgumentError.
 
-    In a child process: the failure mode is a crash."""
-    if backend == "c":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=CLOSE_RACE_BUG))
+    In a child process: the failure mode is a crash (the C engine used to free the
+    rwe_model under running evals; close now waits for them)."""
     proc = subprocess.run(
         [sys.executable, "-c", _CLOSE_RACE, str(tiny_v2), backend],
         capture_output=True,
