@@ -248,7 +248,8 @@ def _metadata(kv: dict[str, Any], config: ModelConfig, name: str) -> dict[str, A
     data = kv.get(S.KEY_TOKENIZER_DATA, b"")
     if not isinstance(data, bytes) or (kind != "bytes" and not data):
         raise FormatError(f"{name}: tokenizer '{kind}' has no embedded data")
-    emb_ln = _get(kv, S.KEY_EMB_LN_DTYPE, str, name)
+    # optional: absent means "f32" (no rounding), as in the C loader
+    emb_ln = _get(kv, S.KEY_EMB_LN_DTYPE, str, name) if S.KEY_EMB_LN_DTYPE in kv else "f32"
     if emb_ln not in ("f32", "f16", "bf16"):
         raise FormatError(f"{name}: emb_ln_dtype {emb_ln!r} is not f32, f16 or bf16")
     return {

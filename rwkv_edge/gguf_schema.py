@@ -29,9 +29,11 @@ KEY_N_FFN = f"{ARCH}.feed_forward_length"
 KEY_N_VOCAB = f"{ARCH}.vocab_size"
 KEY_LN_EPS = f"{ARCH}.attention.layer_norm_epsilon"  # float32, 1e-5
 KEY_GN_EPS = f"{ARCH}.group_norm_epsilon"  # float32, 64e-5 (the reference's ln_x eps)
-# "f32" or "bf16": the dtype the embedding LayerNorm output is rounded to. The
-# reference computes LN(emb) in the checkpoint's dtype, so bf16 checkpoints
-# see bf16-rounded embeddings (RWKV5_SPEC.md section 5.3).
+# String "f32", "f16" or "bf16"; optional, absent means "f32" (both readers:
+# gguf_file._metadata and csrc/model.c load_emb_rounding; anything else is a
+# FormatError). The dtype the embedding LayerNorm output is rounded to: the
+# reference computes LN(emb) in the checkpoint's dtype, so bf16 (f16)
+# checkpoints see bf16- (f16-) rounded embeddings (RWKV5_SPEC.md section 5.3).
 KEY_EMB_LN_DTYPE = f"{ARCH}.emb_ln_dtype"
 
 # Tokenizer: the kind, and the tokenizer's own file embedded as bytes (uint8

@@ -452,6 +452,42 @@ def test_c_loader_truncated_and_flipped(tiny: bytes, tmp_path: Path, c_backend: 
 
 
 # ---------------------------------------------------------------------------
+# rwkv5.emb_ln_dtype: optional ("f32" when absent), f32 / f16 / bf16 in both engines
+# ---------------------------------------------------------------------------
+
+EMB_LN_KEY = "rwkv5.emb_ln_dtype"
+
+
+@pytest.mark.parametrize("value", [None, "f32", "f16", "bf16", "f8"])
+def test_emb_ln_dtype_values(value: str | None, tiny: bytes, tmp_path: Path) -> None:
+    """gguf_schema: absent means f32 (the C loader always did; the Python reader
+    used to refuse the file), f16 and bf16 are accepted, anything else is refused."""
+    from rwkv_edge import Model, c_backend_available
+
+    with gguf_file.read_gguf(_write(tmp_path, "orig", tiny)) as ck:
+        assert ck.metadata["emb_ln_dtype"] == "f32"
+    g = parse(tiny)
+    g = g.without_kv(EMB_LN_KEY) if value is None else g.with_kv(EMB_LN_KEY, STR, _gstr(value))
+    p = _write(tmp_path, "emb", assemble(g))
+    backends = ["numba", *(["c"] if c_backend_available() else [])]
+    if value == "f8":
+        with pytest.raises(FormatError, match="emb_ln_dtype"):
+            gguf_file.read_gguf(p)
+        for b in backends:
+            with pytest.raises(FormatError, match="emb_ln_dtype"):
+                Model.load(p, backend=b, threads=1)
+        return
+    with gguf_file.read_gguf(p) as ck:
+        assert ck.metadata["emb_ln_dtype"] == (value or "f32")
+    for b in backends:
+        with Model.load(p, backend=b, threads=1) as m:
+            got = m.forward([1, 2, 3])
+        if value is None:  # the same model as the original file's explicit "f32"
+            with Model.load(_write(tmp_path, "orig", tiny), backend=b, threads=1) as m:
+                np.testing.assert_array_equal(got, m.forward([1, 2, 3]))
+
+
+# ---------------------------------------------------------------------------
 # The tokenizer file a GGUF embeds is parsed from the model file too
 # ---------------------------------------------------------------------------
 
