@@ -232,3 +232,19 @@ def test_chat_without_a_model_explains_itself() -> None:
         pytest.skip("this build has a built-in model")
     res = CliRunner().invoke(chat_command, [], input="")
     assert res.exit_code == 1 and "--model" in res.output
+
+
+def test_cli_runs_as_a_module() -> None:
+    """`python -m rwkv_edge.cli.main` is the console script (it used to do nothing)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "rwkv_edge.cli.main", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Usage:" in out.stdout and "chat" in out.stdout
