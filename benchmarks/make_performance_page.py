@@ -4,9 +4,10 @@
     python benchmarks/make_performance_page.py [--results DIR] [--docs DIR]
 
 Every figure on the page comes from a JSON file written by ``rwkv-edge bench``
-(through benchmarks/run_matrix.py); the only typed-in numbers are rwkv.cpp's
+(through benchmarks/run_matrix.py) or, for the quality section, by
+benchmarks/quality.py (quality.json); the only typed-in numbers are rwkv.cpp's
 and PyTorch's, quoted from the benchmark issue and labelled as such. Never edit
-the generated page by hand: rerun the matrix and this script.
+the generated page by hand: rerun the matrix (or quality.py) and this script.
 """
 
 from __future__ import annotations
@@ -71,6 +72,15 @@ def merge_summaries(results: Path, runs: list[dict[str, Any]]) -> dict[str, Any]
         "skipped": list(skipped.values()),
         "context": [m["context"] for m in summaries if m.get("context")],
     }
+
+
+def load_quality(results: Path) -> dict[str, Any] | None:
+    """benchmarks/quality.py's quality.json, or None where it has not been run."""
+    f = results / "quality.json"
+    if not f.exists():
+        return None
+    data = json.loads(f.read_text())
+    return data if data.get("schema", "").startswith("rwkv-edge-quality/") else None
 
 
 def _order(r: dict[str, Any]) -> tuple[int, int, str]:
@@ -351,6 +361,71 @@ def context_section(results: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def quality_section(q: dict[str, Any] | None) -> list[str]:
+    """Perplexity and file size of every format of the demo model (benchmarks/quality.py)."""
+    if not q:
+        return []
+    rows = [
+        [
+            r["format"],
+            f"{r['file_bytes'] / 1e6:.2f}",
+            f"{r['bits_per_weight']:.2f}",
+            f"{r['ppl']:.3f}",
+            f"{(r['ppl_ratio_to_f32'] - 1) * 100:+.2f} %",
+            f"{r['tokens_per_s']:.0f}",
+        ]
+        for r in q["formats"]
+    ]
+    fmt0, sys_info = q["formats"][0], q["system"]
+    threads = fmt0.get("threads")
+    lines = [
+        "## Quality (demo model, held-out text)",
+        "",
+        f"The built-in demo model ({q['model']['shape']}, {q['model']['n_params']:,} "
+        f"parameters, trained weights: `{q['model']['checkpoint']}`, see "
+        "tools/train/RECIPE.md) quantized from its fp16 source checkpoint by "
+        "`rwkv-edge quantize --type T` (default recipe: emb and head q8_0 in the 4-bit "
+        "formats, vectors f32; *q4_0 rtn* is `--method rtn`, ggml's round-to-nearest "
+        "scales, the others search them), then `rwkv-edge eval-ppl` on the C engine "
+        f"over {'the first' if q['text'].get('max_tokens') else 'all'} {fmt0['tokens'] + 1:,} "
+        f"tokens of `{q['text']['file']}` as one sequence "
+        "(every token after the first scored once). The source is fp16, so f32 and f16 "
+        "hold the same values. Bits/weight count tensor data only; *Δ vs f32* is the "
+        "perplexity's change against the f32 file's. Eval tok/s is the whole pass "
+        f"(prefill in {q['eval']['chunk']}-token chunks, logits of every position)"
+        + (f", {threads} threads" if threads else "")
+        + f", {sys_info['date_utc']}, 1-minute load average {q['loadavg_before'][0]:.1f} "
+        f"before and {q['loadavg_after'][0]:.1f} after on {sys_info['logical_cpus']} CPUs"
+        + (
+            " (other work was running: tok/s are noisy; perplexity is not)."
+            if max(q["loadavg_before"][0], q["loadavg_after"][0]) > 1.5
+            else "."
+        ),
+        "",
+        *_table(["format", "file MB", "bits/weight", "perplexity", "Δ vs f32", "eval tok/s"], rows),
+        "",
+    ]
+    b = q.get("baseline")
+    if b:
+        lines += [
+            f"Baseline: the numba reference engine on the f32 file, first "
+            f"{b['numba']['tokens'] + 1:,} tokens: perplexity {b['numba']['ppl']:.4f}; "
+            f"the C engine on the same tokens {b['c']['ppl']:.4f} "
+            f"(relative difference {b['ppl_rel_diff']:+.1e}).",
+            "",
+        ]
+    same = [r for r in q["formats"] if "same_bytes_as_packaged" in r]
+    if same:
+        r = same[0]
+        lines += [
+            f"The {r['format']} file is "
+            + ("byte-for-byte identical" if r["same_bytes_as_packaged"] else "**not** identical")
+            + " to the packaged demo model (`rwkv_edge/data/`).",
+            "",
+        ]
+    return lines
+
+
 def quoted_section() -> list[str]:
     rows = []
     for s, dec in QUOTED_RWKV_CPP_DECODE_MS.items():
@@ -397,7 +472,11 @@ def skipped_section(matrix: dict[str, Any] | None) -> list[str]:
     return ["## Not measured", "", *_table(["shape", "format", "why"], rows), ""]
 
 
-def render(results: list[dict[str, Any]], matrix: dict[str, Any] | None) -> str:
+def render(
+    results: list[dict[str, Any]],
+    matrix: dict[str, Any] | None,
+    quality: dict[str, Any] | None = None,
+) -> str:
     quant = sorted({r["quantizer"] for r in matrix["runs"]} - {"cached"}) if matrix else []
     head = [
         "# Performance",
@@ -421,6 +500,7 @@ def render(results: list[dict[str, Any]], matrix: dict[str, Any] | None) -> str:
         + prefill_section(results)
         + threads_and_memory_section(results)
         + context_section(results)
+        + quality_section(quality)
         + quoted_section()
         + skipped_section(matrix)
     )
@@ -546,7 +626,8 @@ def main() -> int:
         )
         return 1
     args.docs.mkdir(parents=True, exist_ok=True)
-    (args.docs / "PERFORMANCE.md").write_text(render(results, matrix) + "\n")
+    quality = load_quality(args.results)
+    (args.docs / "PERFORMANCE.md").write_text(render(results, matrix, quality) + "\n")
     plot(results, args.docs / "performance.png")
     print(f"wrote {args.docs / 'PERFORMANCE.md'} and {args.docs / 'performance.png'}")
     return 0

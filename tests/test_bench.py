@@ -259,3 +259,63 @@ def _c_available() -> bool:
     from rwkv_edge.model import c_backend_available
 
     return c_backend_available()
+
+
+def _fake_quality() -> dict[str, Any]:
+    def fmt(name: str, size: int, bits: float, ppl: float) -> dict[str, Any]:
+        return {
+            "format": name,
+            "file_bytes": size,
+            "bits_per_weight": bits,
+            "ppl": ppl,
+            "ppl_ratio_to_f32": ppl / 20.0,
+            "tokens": 999,
+            "tokens_per_s": 1234.4,
+            "threads": 2,
+        }
+
+    q8 = fmt("q8_0", 9_138_304, 8.58, 20.01)
+    q8["same_bytes_as_packaged"] = True
+    return {
+        "schema": "rwkv-edge-quality/1",
+        "model": {"checkpoint": "x.pth", "shape": "8x256", "n_params": 8_418_304},
+        "text": {"file": "held.txt", "bytes": 5000, "max_tokens": None},
+        "eval": {"chunk": 256, "threads": None, "engine": "c"},
+        "formats": [
+            fmt("f32", 33_777_600, 32.0, 20.0),
+            q8,
+            fmt("q4_0 rtn", 5_992_384, 5.59, 20.5),
+        ],
+        "baseline": {
+            "numba": {"tokens": 99, "ppl": 21.0},
+            "c": {"tokens": 99, "ppl": 21.0000021},
+            "ppl_rel_diff": 1e-7,
+        },
+        "system": {"date_utc": "2026-01-01T00:00:00Z", "logical_cpus": 2},
+        "loadavg_before": [0.5, 0, 0],
+        "loadavg_after": [0.7, 0, 0],
+    }
+
+
+def test_performance_page_quality_section(bench_result: dict[str, Any], tmp_path: Path) -> None:
+    page = _load_script("benchmarks/make_performance_page.py")
+    (tmp_path / "2x128-bf16.json").write_text(json.dumps(bench_result))
+    results, matrix = page.load_results(tmp_path)
+    without = page.render(results, matrix, page.load_quality(tmp_path))
+    assert "## Quality" not in without and without == page.render(results, matrix)
+    (tmp_path / "quality.json").write_text(json.dumps(_fake_quality()))
+    results, matrix = page.load_results(tmp_path)  # quality.json is not a bench result
+    assert [r["_file"] for r in results] == ["2x128-bf16.json"]
+    md = page.render(results, matrix, page.load_quality(tmp_path))
+    assert "## Quality (demo model, held-out text)" in md
+    assert "| format | file MB | bits/weight | perplexity | Δ vs f32 | eval tok/s |" in md
+    assert "| f32 | 33.78 | 32.00 | 20.000 | +0.00 % | 1234 |" in md
+    assert "| q8_0 | 9.14 | 8.58 | 20.010 | +0.05 % | 1234 |" in md
+    assert "| q4_0 rtn | 5.99 | 5.59 | 20.500 | +2.50 % | 1234 |" in md
+    assert "all 1,000 tokens of `held.txt`" in md and "2 threads" in md
+    assert "perplexity 21.0000; the C engine on the same tokens 21.0000" in md
+    assert "byte-for-byte identical" in md
+    assert md.index("## Quality") < md.index("## Quoted reference figures")
+    # only the new section differs from the page without it
+    section = "\n".join(page.quality_section(_fake_quality())) + "\n"
+    assert md.replace(section, "") == without
