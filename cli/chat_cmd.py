@@ -5,7 +5,11 @@ The conversation the model sees:
     System: <system text>\\n\\n          (only with --system)
     User: <message>\\n\\nAssistant: <reply>\\n\\nUser: ...
 
-A reply ends when the model writes "\\n\\nUser:" (not shown) or end-of-text.
+A reply ends at a blank line ("\\n\\n", the World format's turn end), where
+the model starts a "User:" line itself, or at end-of-text; the stop text is
+not shown but stays in the state, and the next turn continues from it. Models
+that are not chat-trained (the built-in demo) rarely write the full
+"\\n\\nUser:", so without these stops every reply ran to --max-tokens.
 The state after each turn is snapshotted, so /undo and /retry restore a
 snapshot instead of re-reading the conversation.
 """
@@ -26,7 +30,9 @@ import numpy as np
 
 from .run_cmd import load_model, model_options, sampling_options, warm_up
 
-STOP = "\n\nUser:"
+STOPS = ("\n\n", "\nUser:")  # a blank line; a "User:" line the model writes itself
+MAX_TOKENS = 512  # default reply cap with --model
+DEMO_MAX_TOKENS = 128  # with the built-in demo model, which is not a chat model
 PROMPT = "You> "
 MORE = "... "
 CHAT_FORMAT = "rwkv-edge-chat/1"
@@ -92,7 +98,7 @@ class ChatSession:
     model: Any
     sampling: dict[str, Any]
     system: str | None = None
-    max_tokens: int = 512
+    max_tokens: int = MAX_TOKENS
     seed: int | None = None
     undo_depth: int = 8  # turns that /undo and /retry can reach
     turns: list[Turn] = field(default_factory=list)
@@ -121,9 +127,13 @@ class ChatSession:
         text = f"User: {message}\n\nAssistant:"
         if not self.now.after_reply:  # fresh, or right after the system prompt
             return text
-        text = "\n\n" + text
-        # The last reply may have consumed the start of this turn (its stop string).
-        return text[len(self.now.held) :] if text.startswith(self.now.held) else text
+        # The last reply may have consumed the start of this turn (its stop string):
+        # "\n\n" (or "\n\nUser:"), or "\nUser:" after a line of its own.
+        held = self.now.held
+        for lead in ("\n\n", "\n"):
+            if (lead + text).startswith(held):
+                return (lead + text)[len(held) :]
+        return "\n\n" + text
 
     def send(
         self, message: str, on_progress: Callable[[int, int], None] | None = None
@@ -150,7 +160,7 @@ class ChatSession:
             [],
             self.now.state,
             logits=self.now.logits,
-            stop=[STOP],
+            stop=list(STOPS),
             max_tokens=self.max_tokens,
             seed=seed,
             **self.sampling,
@@ -381,9 +391,9 @@ def run_repl(session: ChatSession, stats: bool) -> None:
     "--max-tokens",
     "-n",
     type=click.IntRange(1),
-    default=512,
-    show_default=True,
-    help="Longest reply in tokens.",
+    default=None,
+    help=f"Longest reply in tokens [default: {MAX_TOKENS}; {DEMO_MAX_TOKENS} with the "
+    "built-in demo model].",
 )
 @click.option("--seed", type=int, default=None, help="Fix the random draws (reproducible).")
 @click.option("--stats", is_flag=True, help="Show prompt and generation speed after each reply.")
@@ -392,7 +402,7 @@ def chat_command(
     backend: str,
     threads: int | None,
     system: str | None,
-    max_tokens: int,
+    max_tokens: int | None,
     seed: int | None,
     stats: bool,
     **sampling: Any,
@@ -401,6 +411,8 @@ def chat_command(
     model = load_model(model_path, backend, threads)
     try:
         warm_up(model)  # so the first reply starts promptly and its --stats are fair
+        if max_tokens is None:
+            max_tokens = MAX_TOKENS if model_path is not None else DEMO_MAX_TOKENS
         session = ChatSession(model, sampling, system, max_tokens, seed)
         run_repl(session, stats)
     finally:

@@ -12,9 +12,12 @@ import re
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
+from rwkv_edge.cli.chat_cmd import STOPS
 
 from rwkv_edge.generate import complete
 
@@ -57,7 +60,7 @@ def test_session_builds_the_world_format(tiny: Any) -> None:
     s = _session(tiny)
     r1 = "".join(s.send("Hello there"))
     r2 = "".join(s.send("How are you?\n\n\nFine"))  # blank lines would end the turn
-    kw: dict[str, Any] = dict(max_tokens=MAX_TOKENS, stop=["\n\nUser:"], **SAMPLING)
+    kw: dict[str, Any] = dict(max_tokens=MAX_TOKENS, stop=list(STOPS), **SAMPLING)
     a = complete(tiny, "User: Hello there\n\nAssistant:", **kw)
     assert r1 == a.text.lstrip() and len(a.tokens) == MAX_TOKENS
     # The second turn continues the state; "\n\n" in the message became "\n".
@@ -94,7 +97,7 @@ def test_system_prompt_and_set(tiny: Any) -> None:
         tiny,
         "System: Be brief.\nVery.\n\nUser: Hi\n\nAssistant:",
         max_tokens=MAX_TOKENS,
-        stop=["\n\nUser:"],
+        stop=list(STOPS),
         **SAMPLING,
     )
     assert r == want.text.lstrip()
@@ -103,6 +106,116 @@ def test_system_prompt_and_set(tiny: Any) -> None:
         s.set_option("temperature", "-1")
     with pytest.raises(ValueError):
         s.set_option("nonsense", "1")
+
+
+class _ReplyState:
+    def __init__(self, seen: bytes = b"") -> None:
+        self.seen = seen  # every token (byte) the model has consumed
+
+    def copy(self) -> _ReplyState:
+        return _ReplyState(self.seen)
+
+
+class _ReplyModel:
+    """A stand-in chat model: after the k-th "Assistant:" it writes replies[k] byte
+    by byte (greedy), then end-of-text (id 0) unless the reply ran on."""
+
+    def __init__(self, replies: list[bytes]) -> None:
+        from rwkv_edge.tokenizer import ByteTokenizer
+
+        class Tok(ByteTokenizer):
+            eos_id = 0
+
+        self.replies = replies
+        self.tokenizer = Tok()
+        self.config = SimpleNamespace(n_vocab=256)
+
+    def new_state(self) -> _ReplyState:
+        return _ReplyState()
+
+    def forward(self, tokens: list[int], state: _ReplyState) -> np.ndarray:
+        state.seen += bytes(tokens)
+        k = state.seen.count(b"Assistant:") - 1
+        at = len(state.seen) - (state.seen.rfind(b"Assistant:") + len(b"Assistant:"))
+        reply = self.replies[k] if 0 <= k < len(self.replies) else b""
+        logits = np.zeros(256, np.float32)
+        logits[reply[at] if k >= 0 and at < len(reply) else 0] = 50.0
+        return logits
+
+
+def test_reply_ends_at_a_blank_line_or_a_user_line() -> None:
+    """A model that is not chat-trained (the built-in demo) rarely writes the
+    "\n\nUser:" turn end: a reply also ends at a blank line, or where the model
+    starts a "User:" line itself. The stop text stays in the state and the next
+    turn continues from it."""
+    from rwkv_edge.cli.chat_cmd import ChatSession
+
+    model = _ReplyModel(
+        [
+            b" Hello.\n\nA new paragraph the user never asked for.",
+            b" Line one\nUser: a turn the model made up",
+            b" Bye.",
+        ]
+    )
+    s = ChatSession(model, dict(SAMPLING), None, 200)
+    replies = ["".join(s.send(m)) for m in ("hi", "two", "three")]
+    assert replies == ["Hello.", "Line one", "Bye."]
+    assert [t["assistant"] for t in s.transcript()] == replies
+    assert s.now.state.seen == (
+        b"User: hi\n\nAssistant: Hello.\n\n"
+        b"User: two\n\nAssistant: Line one\nUser:"
+        b" three\n\nAssistant: Bye."
+    )
+
+
+def test_default_reply_length() -> None:
+    """512 tokens for a model given with --model, 128 for the built-in demo (whose
+    replies are not chat and would otherwise run on)."""
+    from click.testing import CliRunner
+    from rwkv_edge.cli import chat_cmd
+
+    seen: list[int] = []
+
+    def fake_load(model_path: Any, backend: str, threads: Any) -> Any:
+        return SimpleNamespace(close=lambda: None, path=model_path)
+
+    def fake_repl(session: Any, stats: bool) -> None:
+        seen.append(session.max_tokens)
+
+    class FakeSession:
+        def __init__(self, model: Any, sampling: Any, system: Any, max_tokens: int, seed: Any):
+            self.max_tokens = max_tokens
+
+    runner = CliRunner()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(chat_cmd, "load_model", fake_load)
+        mp.setattr(chat_cmd, "warm_up", lambda m: None)
+        mp.setattr(chat_cmd, "run_repl", fake_repl)
+        mp.setattr(chat_cmd, "ChatSession", FakeSession)
+        for args in ([], ["--model", __file__], ["-n", "7"], ["--model", __file__, "-n", "9"]):
+            res = runner.invoke(chat_cmd.chat_command, args, input="")
+            assert res.exit_code == 0, res.output
+    assert seen == [128, 512, 7, 9]
+
+
+def test_demo_model_replies_end() -> None:
+    """The built-in demo model in the chat: replies end well before the cap."""
+    from rwkv_edge.cli.chat_cmd import CHAT_DEFAULTS, ChatSession
+
+    from rwkv_edge import Model
+    from rwkv_edge.errors import IoError
+
+    try:
+        model = Model.load()
+    except (ImportError, IoError):
+        pytest.skip("this build has no built-in model")
+    with model:
+        for seed in (1, 2, 3):
+            s = ChatSession(model, dict(CHAT_DEFAULTS), None, 128, seed)
+            for message in ("Hello, who are you?", "What is a hacker?"):
+                reply = "".join(s.send(message))
+                assert "\n\n" not in reply and "\nUser:" not in reply
+                assert s.last_stats.stop_reason in ("stop", "eos"), (seed, message, reply)
 
 
 # ---------------------------------------------------------------------------
