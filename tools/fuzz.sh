@@ -51,9 +51,13 @@ run_target() {  # name, command...
     fi
 }
 
-for t in checkpoint gguf tokenizer; do
-    run_target "$t" python "$root/tests/fuzz/fuzz_python.py" "$t"
-done
+if python -c "import atheris" 2>/dev/null; then
+    for t in checkpoint gguf tokenizer; do
+        run_target "$t" python "$root/tests/fuzz/fuzz_python.py" "$t"
+    done
+else
+    echo "python targets: skipped (no atheris; pip install atheris)" | tee -a "$summary"
+fi
 
 if command -v clang >/dev/null; then
     srcs=$(find "$root/csrc" -name '*.c' -not -path '*/tests/*' -not -name 'arm_*.c' | sort)

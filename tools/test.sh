@@ -3,15 +3,37 @@
 #   1. install the package with its test extras (builds the C core via cffi);
 #   2. lint (ruff);
 #   3. the aarch64 kernels, cross-compiled and run under qemu-user;
-#   4. pytest (every backend, every ISA this CPU has, plus a forced AVX2 run).
+#   4. the C core under ASan+UBSan (kernel tests and the C-engine suites);
+#   5. a short fixed-seed fuzz run of every parser of untrusted bytes;
+#   6. pytest (every backend, every ISA this CPU has, plus a forced AVX2 run).
+# `bash tools/test.sh --quick` skips 3-5 (a faster local loop); extra arguments
+# after it go to pytest. Steps 3 and 5 install Debian packages (cross gcc, qemu,
+# clang) with apt-get when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+quick=0
+if [[ ${1:-} == --quick ]]; then
+    quick=1
+    shift
+fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 export RWKV_EDGE_REQUIRE_C=1  # a C build failure must fail the run, not fall back
 python3 -m pip install -q ".[test]" 2>&1 | grep -v "Running pip as the 'root' user" || true
 python3 -m ruff check .
 python3 -m ruff format --check .
-if [ -x tools/ci_arm.sh ]; then bash tools/ci_arm.sh; fi
+
+if ((!quick)); then
+    bash tools/ci_arm.sh
+    bash tools/sanitize.sh
+    if ! command -v clang >/dev/null; then
+        sudo=""
+        [ "$(id -u)" -ne 0 ] && sudo=sudo
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends clang
+    fi
+    bash tools/fuzz.sh
+fi
 
 # -P: keep the source tree off sys.path, so tests import the installed build.
+# Last, so the run closes on pytest's summary line.
 exec python3 -P -m pytest -p no:cacheprovider -q "$@"
