@@ -37,13 +37,8 @@ echo "== C engine suites under ASan+UBSan"
 suites=(tests/test_c_engine.py tests/test_api_robustness.py tests/test_concurrency.py
         tests/test_hostile_gguf.py::test_c_loader_refuses_every_lie
         tests/test_hostile_gguf.py::test_c_loader_truncated_and_flipped)
-# Known finding, left out unless SANITIZE_STRICT=1 (like a strict xfail): closing
-# a C model while other threads evaluate on it is a heap-use-after-free
-# (rwe_model_free vs rwe_eval_sequence; the test's child process shows it).
-known=(--deselect "tests/test_concurrency.py::test_close_while_other_threads_run[c]")
-[[ ${SANITIZE_STRICT:-0} == 1 ]] && known=()
 (cd "$root" && RWKV_EDGE_BACKENDS=c LD_PRELOAD=$preload PYTHONPATH=$site \
-    pytest -q -p no:cacheprovider "${suites[@]}" "${known[@]}" 2>&1 | tail -8) \
+    pytest -q -p no:cacheprovider "${suites[@]}" 2>&1 | tail -8) \
     | tee "$work/pytest.log"
 pytest_status=${PIPESTATUS[0]}
 grep -qE "[0-9]+ passed" "$work/pytest.log" && ! grep -qE "[0-9]+ (failed|error)" "$work/pytest.log" \
