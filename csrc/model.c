@@ -13,6 +13,7 @@
  */
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,8 @@
 #define CHUNK 64              /* tokens per batched chunk (sizes the scratch) */
 #define MAX_THREADS 256
 #define NAME_LEN 96           /* "blocks.<l>.<suffix>" tensor names */
-#define ROW_GRAIN 16          /* matmul rows per thread come in multiples of this */
+#define ROW_GRAIN 16          /* matmul rows per chunk come in multiples of this */
+#define CHUNKS_PER_THREAD 4   /* matmul row chunks per thread and matrix (mm_plan) */
 #define PARALLEL_MIN_WORK (1 << 16) /* multiply-adds below which waking threads costs more */
 
 /* ------------------------------------------------------------------ structs */
@@ -424,23 +426,57 @@ typedef struct {
     int64_t y_stride;
 } mm_job;
 
+/* The rows of a batch's matrices are handed out in chunks from one atomic
+ * counter rather than split statically: on a shared machine a thread that is
+ * descheduled for a while no longer holds everybody up, as the others take its
+ * chunks (a static split made 2 threads slower than 1 under load). */
 typedef struct {
+    _Alignas(64) atomic_long next; /* next chunk to claim; alone on its cache line */
+    char pad[64 - sizeof(atomic_long)];
     mm_job job[4];
+    int64_t chunk_rows[4];    /* rows per chunk of each job (a multiple of ROW_GRAIN) */
+    int64_t first[5];         /* chunk index of each job's first chunk; first[n] = total */
     int n;
     int64_t T;
     int64_t work;             /* multiply-adds in the batch */
 } mm_batch;
 
 static void mm_task(void *ctx, int ith, int nth) {
-    const mm_batch *b = ctx;
-    for (int i = 0; i < b->n; i++) {
+    mm_batch *b = ctx;
+    (void)ith, (void)nth;
+    int i = 0;
+    for (;;) {
+        long c = atomic_fetch_add_explicit(&b->next, 1, memory_order_relaxed);
+        if (c >= b->first[b->n]) return;
+        while (c >= b->first[i + 1]) i++;
         const mm_job *j = &b->job[i];
-        int64_t r0, r1;
-        rwe_split_range(j->w->rows, ROW_GRAIN, ith, nth, &r0, &r1);
-        if (r0 < r1)
-            j->w->matmul(j->w->cols, j->w->data, j->x, j->x_stride, j->y, j->y_stride, b->T, r0,
-                         r1);
+        int64_t r0 = (c - b->first[i]) * b->chunk_rows[i];
+        int64_t r1 = r0 + b->chunk_rows[i] < j->w->rows ? r0 + b->chunk_rows[i] : j->w->rows;
+        j->w->matmul(j->w->cols, j->w->data, j->x, j->x_stride, j->y, j->y_stride, b->T, r0, r1);
     }
+}
+
+/* Chunk the batch's jobs for nth threads: about CHUNKS_PER_THREAD chunks per
+ * thread per matrix, at least ROW_GRAIN rows each. */
+static void mm_plan(mm_batch *b, int nth) {
+    int64_t total = 0;
+    for (int i = 0; i < b->n; i++) {
+        int64_t rows = b->job[i].w->rows;
+        int64_t per = (rows + (int64_t)nth * CHUNKS_PER_THREAD - 1) / ((int64_t)nth * CHUNKS_PER_THREAD);
+        per = (per + ROW_GRAIN - 1) / ROW_GRAIN * ROW_GRAIN;
+        b->chunk_rows[i] = per;
+        b->first[i] = total;
+        total += (rows + per - 1) / per;
+    }
+    b->first[b->n] = total;
+    atomic_init(&b->next, 0);
+}
+
+/* Run a batch of matmuls on the pool (or on this thread when it is small). */
+static void run_mm(rwe_model *m, mm_batch *b) {
+    int nth = b->work < PARALLEL_MIN_WORK ? 1 : rwe_threadpool_size(m->pool);
+    mm_plan(b, nth);
+    run(m, mm_task, b, b->work);
 }
 
 /* Add y = W x for one (matrix, input, output) triple to a batch; input converted once here. */
@@ -568,7 +604,7 @@ static void time_mix(rwe_model *m, const layer *L, int64_t T, float *shift, floa
     mm_add(m, &b, &L->att_k, s->xk, s->act[1], s->k, C);
     mm_add(m, &b, &L->att_v, s->xv, s->act[2], s->v, C);
     if (L->att_mix_g) mm_add(m, &b, &L->att_g, s->xg, s->act[3], s->g, C);
-    run(m, mm_task, &b, b.work);
+    run_mm(m, &b);
 
     wkv_job w = {m, L, T, S};
     run(m, wkv_task, &w, T * m->H * m->N * m->N * 2);
@@ -578,7 +614,7 @@ static void time_mix(rwe_model *m, const layer *L, int64_t T, float *shift, floa
     if (L->att_mix_g) mul_silu(s->y, s->g, T * C);
     mm_batch o = {.T = T};
     mm_add(m, &o, &L->att_o, s->y, s->act[0], s->out, C);
-    run(m, mm_task, &o, o.work);
+    run_mm(m, &o);
     add_rows(s->x, s->out, T * C);
 }
 
@@ -594,12 +630,12 @@ static void channel_mix(rwe_model *m, const layer *L, int64_t T, float *shift) {
     mm_batch b = {.T = T};                       /* key and receptance in one region */
     mm_add(m, &b, &L->ffn_k, s->xk, s->act[0], s->fk, F);
     mm_add(m, &b, &L->ffn_r, s->xr, s->act[1], s->r, C);
-    run(m, mm_task, &b, b.work);
+    run_mm(m, &b);
 
     relu_square(s->fk, T * F);
     mm_batch v = {.T = T};
     mm_add(m, &v, &L->ffn_v, s->fk, s->act_f, s->out, C);
-    run(m, mm_task, &v, v.work);
+    run_mm(m, &v);
     add_gated(s->x, s->r, s->out, T * C);
 }
 
@@ -611,7 +647,7 @@ static void head(rwe_model *m, const float *x, int64_t T, float *logits) {
                             m->ln_eps);
     mm_batch b = {.T = T};
     mm_add(m, &b, &m->head, s->xx, s->act[0], logits, m->V);
-    run(m, mm_task, &b, b.work);
+    run_mm(m, &b);
 }
 
 /* One chunk of T <= CHUNK tokens. logits: NULL, the last row's (all == 0) or every row's. */

@@ -108,26 +108,41 @@ static void repack_x(int fmt, const uint8_t *x, int64_t nb, int64_t g0, int64_t 
     size_t xbs = fmt == FMT_Q4_1 ? sizeof(rwe_block_q8_1) : sizeof(rwe_block_q8_0);
     size_t qoff = fmt == FMT_Q4_1 ? 4 : 2;
     int zero_point = fmt == FMT_Q8_0 ? 128 : (fmt == FMT_Q4_0 ? 8 : 0);
-    memset(out, 0, (size_t)ng * sizeof *out);
-    for (int64_t g = 0; g < ng; g++)
+    /* Vectorised: it runs once per matmul call, and the engine hands a
+     * matrix's rows out in several chunks per thread (one call each).
+     * sum(qs) is vpsadbw of qs XOR 0x80 (the sum of qs + 128) less 128 * 32. */
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    const __m512i dlanes = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    for (int64_t g = 0; g < ng; g++) {
+        xgroup *o = &out[g];
+        int32_t bias[4] = {0};
+        float d[4] = {0}, sj[4] = {0};
         for (int j = 0; j < 4; j++) {
             int64_t b = (g0 + g) * 4 + j;
-            if (b >= nb)
-                break;
-            const uint8_t *blk = x + (size_t)b * xbs;
-            const int8_t *qs = (const int8_t *)(blk + qoff);
-            int sum = 0;
-            for (int e = 0; e < RWE_QK; e++)
-                sum += qs[e];
-            memcpy(out[g].lo + 16 * j, qs, 16);
-            memcpy(out[g].hi + 16 * j, qs + 16, 16);
-            out[g].bias[4 * j] = -zero_point * sum;
-            float d = rwe_f16_to_f32(*(const uint16_t *)blk);
-            for (int l = 0; l < 4; l++)
-                out[g].d[4 * j + l] = d;
-            if (fmt == FMT_Q4_1)
-                out[g].s[4 * j] = rwe_f16_to_f32(*(const uint16_t *)(blk + 2));
+            __m256i q = _mm256_setzero_si256();
+            if (b < nb) {
+                const uint8_t *blk = x + (size_t)b * xbs;
+                q = _mm256_loadu_si256((const __m256i *)(blk + qoff));
+                __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(q, flip), _mm256_setzero_si256());
+                __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(sad),
+                                           _mm256_extracti128_si256(sad, 1));
+                int sum = (int)(_mm_cvtsi128_si64(s2) + _mm_extract_epi64(s2, 1)) - 128 * RWE_QK;
+                bias[j] = -zero_point * sum;
+                d[j] = _cvtsh_ss(*(const uint16_t *)blk);
+                if (fmt == FMT_Q4_1)
+                    sj[j] = _cvtsh_ss(*(const uint16_t *)(blk + 2));
+            }
+            _mm_store_si128((__m128i *)(o->lo + 16 * j), _mm256_castsi256_si128(q));
+            _mm_store_si128((__m128i *)(o->hi + 16 * j), _mm256_extracti128_si256(q, 1));
         }
+        /* lane 4j: bias and s of block j; lanes 4j..4j+3: d of block j */
+        __m512i b4 = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)bias));
+        _mm512_store_si512(o->bias, _mm512_maskz_expand_epi32(0x1111, b4));
+        __m512 d4 = _mm512_castps128_ps512(_mm_loadu_ps(d));
+        _mm512_store_ps(o->d, _mm512_permutexvar_ps(dlanes, d4));
+        __m512 s4 = _mm512_castps128_ps512(_mm_loadu_ps(sj));
+        _mm512_store_ps(o->s, _mm512_maskz_expand_ps(0x1111, s4));
+    }
 }
 
 /* ------------------------------------------------ weight group unpack */
