@@ -428,27 +428,14 @@ static inline __m512 load16_w(int fmt, const void *w, int64_t i, __mmask16 m) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-/* out[t] = sum_i w[i] x_t[i], 16 lanes; the last partial vector is masked.
- * One token keeps 4 accumulators: a single FMA chain (4-cycle latency per
- * 16 weights) capped decode near the read bandwidth of one core. */
+/* out[t] = sum_i w[i] x_t[i], 16 lanes; the last partial vector is masked. */
 static inline __attribute__((always_inline)) void fdot_tile(int fmt, int TT, int64_t n,
                                                             const void *w,
                                                             const float *const *x, float *out) {
     __m512 acc[RWE_TILE_T];
     for (int t = 0; t < TT; t++)
         acc[t] = _mm512_setzero_ps();
-    int64_t i = 0;
-    if (TT == 1) {
-        __m512 a1 = _mm512_setzero_ps(), a2 = a1, a3 = a1;
-        for (; i + 64 <= n; i += 64) {
-            acc[0] = _mm512_fmadd_ps(load16_w(fmt, w, i, 0xffff), _mm512_loadu_ps(x[0] + i), acc[0]);
-            a1 = _mm512_fmadd_ps(load16_w(fmt, w, i + 16, 0xffff), _mm512_loadu_ps(x[0] + i + 16), a1);
-            a2 = _mm512_fmadd_ps(load16_w(fmt, w, i + 32, 0xffff), _mm512_loadu_ps(x[0] + i + 32), a2);
-            a3 = _mm512_fmadd_ps(load16_w(fmt, w, i + 48, 0xffff), _mm512_loadu_ps(x[0] + i + 48), a3);
-        }
-        acc[0] = _mm512_add_ps(_mm512_add_ps(acc[0], a1), _mm512_add_ps(a2, a3));
-    }
-    for (; i < n; i += 16) {
+    for (int64_t i = 0; i < n; i += 16) {
         __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
         __m512 wv = load16_w(fmt, w, i, m);
         for (int t = 0; t < TT; t++)
