@@ -33,6 +33,9 @@ from .run_cmd import load_model, model_options, sampling_options, warm_up
 STOPS = ("\n\n", "\nUser:")  # a blank line; a "User:" line the model writes itself
 MAX_TOKENS = 512  # default reply cap with --model
 DEMO_MAX_TOKENS = 128  # with the built-in demo model, which is not a chat model
+# The demo model answers "Assistant:" like a Jargon File headword ("n.") and then a blank
+# line; with it, a reply may end only after this many characters.
+DEMO_MIN_REPLY_CHARS = 48
 PROMPT = "You> "
 MORE = "... "
 CHAT_FORMAT = "rwkv-edge-chat/1"
@@ -101,6 +104,7 @@ class ChatSession:
     max_tokens: int = MAX_TOKENS
     seed: int | None = None
     undo_depth: int = 8  # turns that /undo and /retry can reach
+    min_reply_chars: int = 0  # stops count only after this much of a reply
     turns: list[Turn] = field(default_factory=list)
     last_stats: Any = None
 
@@ -161,6 +165,7 @@ class ChatSession:
             self.now.state,
             logits=self.now.logits,
             stop=list(STOPS),
+            min_chars=self.min_reply_chars,
             max_tokens=self.max_tokens,
             seed=seed,
             **self.sampling,
@@ -413,7 +418,8 @@ def chat_command(
         warm_up(model)  # so the first reply starts promptly and its --stats are fair
         if max_tokens is None:
             max_tokens = MAX_TOKENS if model_path is not None else DEMO_MAX_TOKENS
-        session = ChatSession(model, sampling, system, max_tokens, seed)
+        min_chars = 0 if model_path is not None else DEMO_MIN_REPLY_CHARS
+        session = ChatSession(model, sampling, system, max_tokens, seed, min_reply_chars=min_chars)
         run_repl(session, stats)
     finally:
         model.close()

@@ -85,12 +85,13 @@ class _StopScanner:
     def __init__(self, stops: Sequence[str]) -> None:
         self.stops = [s for s in stops if s]
 
-    def split(self, pending: str) -> tuple[str, str | None]:
+    def split(self, pending: str, start: int = 0) -> tuple[str, str | None]:
         """(text safe to emit, text from the first stop string on, or None if none matched).
 
-        Without a match, a tail that is a prefix of some stop string is held back.
+        Only stop strings that begin at or after ``start`` count. Without a match,
+        a tail that is a prefix of some stop string is held back.
         """
-        hits = [(i, s) for s in self.stops if (i := pending.find(s)) >= 0]
+        hits = [(i, s) for s in self.stops if (i := pending.find(s, start)) >= 0]
         if hits:
             i = min(hits)[0]
             return pending[:i], pending[i:]
@@ -114,6 +115,7 @@ class Generation:
     max_tokens: int
     stop: Sequence[str]
     chunk_len: int = DEFAULT_CHUNK_LEN
+    min_chars: int = 0  # stop strings count only from this character of the output on
     on_progress: ProgressFn | None = None
     logits: npt.NDArray[np.float32] | None = None  # latest prediction (for the next token)
     tokens: list[int] = field(default_factory=list)  # generated and consumed by the state
@@ -178,7 +180,7 @@ class Generation:
             logits = self.logits
             self.stats.generated_tokens += 1
             text = pending + decoder.feed(tok)
-            emit, held = scanner.split(text)
+            emit, held = scanner.split(text, self._stop_start())
             pending = text[len(emit) :]
             if held is not None:
                 self.held_text = held
@@ -190,11 +192,15 @@ class Generation:
             self.stats.stop_reason = "length"
         # End of stream: a held-back stop-string prefix and any half character go out.
         text = pending + decoder.flush()
-        emit, held = scanner.split(text)
+        emit, held = scanner.split(text, self._stop_start())
         if held is not None:
             self.held_text, self.stats.stop_reason = held, "stop"
             text = emit
         yield from self._emit(text)
+
+    def _stop_start(self) -> int:
+        """Where stop strings begin to count in the pending text (after min_chars of output)."""
+        return max(0, self.min_chars - len(self.text))
 
     def _emit(self, piece: str) -> Iterator[str]:
         if piece:
@@ -215,6 +221,7 @@ def generate(
     frequency_penalty: float = 0.2,
     penalty_decay: float = 0.996,
     stop: Sequence[str] = (),
+    min_chars: int = 0,
     seed: int | None = None,
     logit_bias: Mapping[int, float] | None = None,
     banned_tokens: Sequence[int] = (),
@@ -228,7 +235,8 @@ def generate(
     ``state`` (advanced in place) continues an earlier conversation; None
     starts fresh. ``temperature=0`` is greedy. A fixed ``seed`` makes the
     output reproducible. ``stop`` strings end generation and are not emitted,
-    even when split across tokens. ``logits`` lets an empty prompt continue
+    even when split across tokens; with ``min_chars`` only those that begin at or
+    after that many characters of output count. ``logits`` lets an empty prompt continue
     from a saved prediction; ``sampler`` reuses one (its penalty history
     included) instead of building one from the sampling arguments.
     """
@@ -237,6 +245,8 @@ def generate(
         raise ArgumentError("this model has no tokenizer; generation needs one to produce text")
     if max_tokens < 0:
         raise ArgumentError(f"max_tokens must be >= 0, got {max_tokens}")
+    if min_chars < 0:
+        raise ArgumentError(f"min_chars must be >= 0, got {min_chars}")
     ids = tokenizer.encode(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
     n_vocab = int(model.config.n_vocab)
     if sampler is None:
@@ -261,6 +271,7 @@ def generate(
         max_tokens,
         list(stop),
         chunk_len,
+        min_chars,
         on_progress,
         start,
     )

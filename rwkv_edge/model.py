@@ -155,7 +155,7 @@ class Model:
         ``state`` (if given) is advanced past the prompt and every generated
         token, ready for the next turn. Options: max_tokens, temperature (0 =
         greedy), top_p, top_k, presence_penalty, frequency_penalty,
-        penalty_decay, stop, seed, logit_bias, banned_tokens, chunk_len,
+        penalty_decay, stop, min_chars, seed, logit_bias, banned_tokens, chunk_len,
         on_progress.
         """
         from .generate import generate

@@ -170,21 +170,30 @@ def test_reply_ends_at_a_blank_line_or_a_user_line() -> None:
 
 def test_default_reply_length() -> None:
     """512 tokens for a model given with --model, 128 for the built-in demo (whose
-    replies are not chat and would otherwise run on)."""
+    replies are not chat and would otherwise run on); with the demo, a reply ends
+    at a blank line only after DEMO_MIN_REPLY_CHARS."""
     from click.testing import CliRunner
     from rwkv_edge.cli import chat_cmd
 
-    seen: list[int] = []
+    seen: list[tuple[int, int]] = []
 
     def fake_load(model_path: Any, backend: str, threads: Any) -> Any:
         return SimpleNamespace(close=lambda: None, path=model_path)
 
     def fake_repl(session: Any, stats: bool) -> None:
-        seen.append(session.max_tokens)
+        seen.append((session.max_tokens, session.min_reply_chars))
 
     class FakeSession:
-        def __init__(self, model: Any, sampling: Any, system: Any, max_tokens: int, seed: Any):
-            self.max_tokens = max_tokens
+        def __init__(
+            self,
+            model: Any,
+            sampling: Any,
+            system: Any,
+            max_tokens: int,
+            seed: Any,
+            min_reply_chars: int = 0,
+        ) -> None:
+            self.max_tokens, self.min_reply_chars = max_tokens, min_reply_chars
 
     runner = CliRunner()
     with pytest.MonkeyPatch.context() as mp:
@@ -195,12 +204,13 @@ def test_default_reply_length() -> None:
         for args in ([], ["--model", __file__], ["-n", "7"], ["--model", __file__, "-n", "9"]):
             res = runner.invoke(chat_cmd.chat_command, args, input="")
             assert res.exit_code == 0, res.output
-    assert seen == [128, 512, 7, 9]
+    demo = chat_cmd.DEMO_MIN_REPLY_CHARS
+    assert seen == [(128, demo), (512, 0), (7, demo), (9, 0)]
 
 
 def test_demo_model_replies_end() -> None:
     """The built-in demo model in the chat: replies end well before the cap."""
-    from rwkv_edge.cli.chat_cmd import CHAT_DEFAULTS, ChatSession
+    from rwkv_edge.cli.chat_cmd import CHAT_DEFAULTS, DEMO_MIN_REPLY_CHARS, ChatSession
 
     from rwkv_edge import Model
     from rwkv_edge.errors import IoError
@@ -211,10 +221,15 @@ def test_demo_model_replies_end() -> None:
         pytest.skip("this build has no built-in model")
     with model:
         for seed in (1, 2, 3):
-            s = ChatSession(model, dict(CHAT_DEFAULTS), None, 128, seed)
+            s = ChatSession(
+                model, dict(CHAT_DEFAULTS), None, 128, seed, min_reply_chars=DEMO_MIN_REPLY_CHARS
+            )
             for message in ("Hello, who are you?", "What is a hacker?"):
                 reply = "".join(s.send(message))
-                assert "\n\n" not in reply and "\nUser:" not in reply
+                # A blank line may only appear in the short head a reply must have.
+                late = reply[DEMO_MIN_REPLY_CHARS:]
+                assert "\n\n" not in late and "\nUser:" not in late, (seed, message, reply)
+                assert len(reply) >= DEMO_MIN_REPLY_CHARS - 2 or s.last_stats.stop_reason == "eos"
                 assert s.last_stats.stop_reason in ("stop", "eos"), (seed, message, reply)
 
 

@@ -87,6 +87,17 @@ def test_earliest_of_several_stops_wins() -> None:
     assert "".join(gen) == "1" and gen.held_text == "23"
 
 
+def test_min_chars_ignores_stops_that_begin_too_early() -> None:
+    model = ScriptModel(b"Qn.\n\nA long line.\n\nUser: x")
+    gen = generate(model, "Q", stop=["\n\n"], min_chars=4, max_tokens=100, **GREEDY)
+    assert "".join(gen) == "n.\n\nA long line." and gen.held_text == "\n\n"
+    # A stop beginning exactly at min_chars counts.
+    gen = generate(model, "Q", stop=["\n\n"], min_chars=2, max_tokens=100, **GREEDY)
+    assert "".join(gen) == "n." and gen.stats.stop_reason == "stop"
+    with pytest.raises(ArgumentError):
+        generate(model, "Q", min_chars=-1)
+
+
 def test_streaming_never_splits_a_character() -> None:
     text = "Q你好, 世界 👍🏽 done"
     model = ScriptModel(text.encode())
