@@ -514,6 +514,46 @@ static void test_matmuls(const rwe_kernels *k) {
             }
 }
 
+/* Decode (T = 1) over long row ranges: the SIMD kernels may read a call's
+ * rows as several streams (x86_avx512.c: qdecode_k takes K rows from K
+ * parts of the range once it spans enough bytes), so ranges of a few hundred
+ * rows, with remainders, are checked row by row (as run_matmul_case does). */
+static void test_long_decode(const rwe_kernels *k) {
+    static const int64_t ranges[][3] = {{1027, 1, 1026}, {700, 3, 302}, {129, 0, 129}};
+    const int64_t cols = 1024;
+    for (int f = W_Q8_0; f <= W_Q4_1; f++)
+        for (size_t c = 0; c < sizeof ranges / sizeof ranges[0]; c++) {
+            int64_t rows = ranges[c][0], r0 = ranges[c][1], r1 = ranges[c][2];
+            operand w = make_operand(wfmt_types[f], rows, cols, IN_RANDOM, 0, 0);
+            operand x = make_operand(rwe_act_type(wfmt_types[f]), 1, cols, IN_RANDOM, 1, f == W_Q8_0);
+            float *y = xmalloc((size_t)rows * 4), *yref = xmalloc((size_t)rows * 4);
+            for (int64_t r = 0; r < rows; r++)
+                y[r] = SENTINEL;
+            matmul_of(k, f)(cols, w.data, x.data, x.row_bytes, y, rows, 1, r0, r1);
+            int vs_naive = k->isa == RWE_ISA_REF; /* as run_matmul_case */
+            if (!vs_naive)
+                matmul_of(&rwe_kernels_ref, f)(cols, w.data, x.data, x.row_bytes, yref, rows, 1, r0, r1);
+            double worst = 0;
+            for (int64_t r = 0; r < rows; r++) {
+                if (r < r0 || r >= r1) {
+                    worst = y[r] == SENTINEL ? worst : INFINITY;
+                    continue;
+                }
+                double dot, abs_sum;
+                exact_dot(f, &w, &x, cols, r, 0, &dot, &abs_sum);
+                double want = vs_naive ? dot : yref[r];
+                double rtol = vs_naive && f == W_Q4_1 ? RTOL_Q4_1_NAIVE : RTOL_QUANT;
+                double e = fabs(y[r] - want) / (rtol * abs_sum + ATOL);
+                worst = isnan(y[r]) ? INFINITY : (e > worst ? e : worst);
+            }
+            char what[96];
+            snprintf(what, sizeof what, "matmul_%s cols=%lld T=1 rows=[%lld,%lld) of %lld", wfmt_names[f],
+                     (long long)cols, (long long)r0, (long long)r1, (long long)rows);
+            report(worst <= 1.0, k->name, what, worst);
+            free(y), free(yref), free_operand(&w), free_operand(&x);
+        }
+}
+
 /* --------------------------------------------------------------- wkv5 */
 
 /* Plain double wkv5 over T tokens, optionally on |inputs| to give the bound
@@ -703,6 +743,7 @@ int main(int argc, char **argv) {
         const rwe_kernels *k = rwe_kernels_get(all_isas[i]);
         test_quantize_rows(k);
         test_matmuls(k);
+        test_long_decode(k);
         test_wkv5(k);
         test_norms(k);
     }
