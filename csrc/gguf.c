@@ -56,8 +56,29 @@ static rwe_status cur_skip(cursor *c, uint64_t n, const char *what) {
     return st;
 }
 
-/* A string: checks its length against the file; *copy (if asked) is a bounded
- * NUL-terminated dup. */
+/* Strict UTF-8 (as Python decodes it): no overlong forms, no surrogates, <= U+10FFFF.
+ * GGUF strings are UTF-8 by the spec; the Python reader refuses others, so must we. */
+static int utf8_valid(const uint8_t *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        uint8_t b = s[i];
+        size_t extra = b < 0x80 ? 0 : (b & 0xE0) == 0xC0 ? 1 : (b & 0xF0) == 0xE0 ? 2
+                     : (b & 0xF8) == 0xF0 ? 3 : 4;
+        if (extra == 4 || extra >= n - i) return 0; /* bad lead byte, or cut short */
+        uint32_t cp = extra ? b & (0x3F >> extra) : b;
+        for (size_t k = 1; k <= extra; k++) {
+            if ((s[i + k] & 0xC0) != 0x80) return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        static const uint32_t min_cp[4] = {0, 0x80, 0x800, 0x10000};
+        if (cp < min_cp[extra] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+        i += extra + 1;
+    }
+    return 1;
+}
+
+/* A string: checks its length against the file and its encoding; *copy (if asked)
+ * is a bounded NUL-terminated dup. */
 static rwe_status cur_string(cursor *c, const char *what, char **copy, const uint8_t **at,
                              uint64_t *len) {
     uint64_t n = 0;
@@ -66,6 +87,8 @@ static rwe_status cur_string(cursor *c, const char *what, char **copy, const uin
     if (!cur_has(c, n))
         return rwe_fail(RWE_ERR_FORMAT, "GGUF: %s length %llu at byte %zu exceeds the file",
                         what, (unsigned long long)n, c->pos);
+    if (!utf8_valid(c->p + c->pos, (size_t)n))
+        return rwe_fail(RWE_ERR_FORMAT, "GGUF: %s at byte %zu is not valid UTF-8", what, c->pos);
     if (at) *at = c->p + c->pos;
     if (len) *len = n;
     if (copy) {

@@ -69,16 +69,33 @@ def _open_engine(path: Path, backend: str, threads: int | None, isa: str) -> Eng
     return NumbaEngine.open(path)
 
 
+_FROM_FILE: Any = object()  # Model.tokenizer not built yet: read it from the file
+
+
 class Model:
     """A loaded RWKV-v5 model. Use as a context manager or call ``close()``."""
 
-    def __init__(self, engine: Engine, path: Path, tokenizer: Any = None) -> None:
+    def __init__(self, engine: Engine, path: Path, tokenizer: Any = _FROM_FILE) -> None:
         self._engine: Engine | None = engine
         self.path = path
         self.config: ModelConfig = engine.config
         self.backend: str = engine.name
-        self.tokenizer = tokenizer
+        self._tokenizer = tokenizer
         self._model_id: str | None = None
+
+    @property
+    def tokenizer(self) -> Any:
+        """The tokenizer the model file names (None if it names none), built on first use.
+
+        Lazy because building the World trie costs ~0.15 s, more than mapping a model.
+        """
+        if self._tokenizer is _FROM_FILE:
+            self._tokenizer = _load_tokenizer(self.path)
+        return self._tokenizer
+
+    @tokenizer.setter
+    def tokenizer(self, value: Any) -> None:
+        self._tokenizer = value
 
     @classmethod
     def load(
@@ -96,7 +113,7 @@ class Model:
             path = default_model_path()
         p = Path(path)
         engine = _open_engine(p, backend, threads, isa)
-        return cls(engine, p, _load_tokenizer(p))
+        return cls(engine, p)
 
     @property
     def model_id(self) -> str:

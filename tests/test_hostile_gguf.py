@@ -253,6 +253,9 @@ LIES: dict[str, Callable[[Gguf], Gguf]] = {
     "string_len_2^63": lambda g: g.with_kv("x.s", STR, struct.pack("<Q", 2**63)),
     "string_len_past_eof": lambda g: g.with_kv("x.s", STR, struct.pack("<Q", 10**6) + b"ab"),
     "string_not_utf8": lambda g: g.with_kv("x.s", STR, _gstr(b"\xff\xfe\xfd")),
+    "string_overlong_utf8": lambda g: g.with_kv("x.s", STR, _gstr(b"a\xc0\xaf")),
+    "string_surrogate_utf8": lambda g: g.with_kv("x.s", STR, _gstr(b"\xed\xa0\x80")),
+    "string_cut_utf8": lambda g: g.with_kv("x.s", STR, _gstr("é".encode()[:1])),
     "array_count_2^62": lambda g: g.with_kv("x.a", ARR, struct.pack("<IQ", U32, 2**62)),
     "array_of_strings_2^28": lambda g: g.with_kv("x.a", ARR, struct.pack("<IQ", STR, 2**28)),
     "array_elem_type_bad": lambda g: g.with_kv("x.a", ARR, struct.pack("<IQ", 77, 1)),
@@ -434,6 +437,12 @@ def test_c_loader_refuses_every_lie(tiny: bytes, tmp_path: Path, c_backend: None
     assert not nomem, f"the C loader tried to allocate > {C_MEMORY_LIMIT >> 30} GiB for {nomem}"
     vague = [n for n, o in outcomes.items() if o.startswith("error") and len(o.split()) < 3]
     assert not vague, f"errors without a message: {vague}"
+
+
+def test_c_loader_accepts_real_utf8(tiny: bytes, tmp_path: Path, c_backend: None) -> None:
+    text = "héllo 世界 👍 \U0010ffff"
+    ok = assemble(parse(tiny).with_kv("x.s", STR, _gstr(text)))
+    assert run_c_loader([_write(tmp_path, "utf8", ok)]) == ["ok"]
 
 
 def test_c_loader_truncated_and_flipped(tiny: bytes, tmp_path: Path, c_backend: None) -> None:
