@@ -488,7 +488,16 @@ static inline __attribute__((always_inline)) void fdot_tile(int fmt, int TT, int
     __m512 acc[RWE_TILE_T];
     for (int t = 0; t < TT; t++)
         acc[t] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < n; i += 16) {
+    int64_t i = 0;
+    if (TT == 1) { /* decode: unmasked loads, two chains */
+        __m512 a1 = _mm512_setzero_ps();
+        for (; i + 32 <= n; i += 32) {
+            acc[0] = _mm512_fmadd_ps(load16_w(fmt, w, i, 0xffff), _mm512_loadu_ps(x[0] + i), acc[0]);
+            a1 = _mm512_fmadd_ps(load16_w(fmt, w, i + 16, 0xffff), _mm512_loadu_ps(x[0] + i + 16), a1);
+        }
+        acc[0] = _mm512_add_ps(acc[0], a1);
+    }
+    for (; i < n; i += 16) {
         __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
         __m512 wv = load16_w(fmt, w, i, m);
         for (int t = 0; t < TT; t++)
