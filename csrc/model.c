@@ -30,7 +30,7 @@
 #define MAX_THREADS 256
 #define NAME_LEN 96           /* "blocks.<l>.<suffix>" tensor names */
 #define ROW_GRAIN 16          /* matmul rows per chunk come in multiples of this */
-#define CHUNKS_PER_THREAD 4   /* matmul row chunks per thread and matrix (mm_plan) */
+#define CHUNKS_PER_THREAD 1   /* matmul row chunks per thread and matrix (mm_plan) */
 #define PARALLEL_MIN_WORK (1 << 16) /* multiply-adds below which waking threads costs more */
 
 /* ------------------------------------------------------------------ structs */
@@ -427,9 +427,12 @@ typedef struct {
 } mm_job;
 
 /* The rows of a batch's matrices are handed out in chunks from one atomic
- * counter rather than split statically: on a shared machine a thread that is
- * descheduled for a while no longer holds everybody up, as the others take its
- * chunks (a static split made 2 threads slower than 1 under load). */
+ * counter rather than split statically, so a thread that starts late (asleep,
+ * or descheduled on a shared machine) leaves its share to the others.  One
+ * chunk per thread and matrix: smaller chunks cost more than they saved,
+ * 12x768 2 threads on a quiet machine (ms/token, q4_0 / q8_0): static split
+ * 3.09 / 3.75, 1 chunk per thread 3.15 / 3.87, 4 per thread 3.61 / 4.66,
+ * guided (remaining / 2 threads) 3.61 / 4.75; under load all were alike. */
 typedef struct {
     _Alignas(64) atomic_long next; /* next chunk to claim; alone on its cache line */
     char pad[64 - sizeof(atomic_long)];
