@@ -19,9 +19,10 @@
  * Scalar equivalent per block: sumi = bias + sum_j u[j] x[j];
  *   y += dw*dx*sumi (+ m*s), summed over blocks (rwe_vec_dot_*_ref).
  * Register tiles: 2 rows x up to 4 tokens (prefill: each weight group is
- * unpacked once per 4 tokens) or 1 row x 1 token (decode: see qjob_run).
- * A tile's rows are read as interleaved streams, so one linear software
- * prefetch stream runs RWE_PF_AHEAD bytes ahead over them (kernels_impl.h).
+ * unpacked once per 4 tokens).  A tile's rows are read as interleaved
+ * streams, so one linear software prefetch stream runs RWE_PF_AHEAD bytes
+ * ahead over them (kernels_impl.h).  Decode (qjob_run, qdecode_k) reads K
+ * rows from K far-apart parts of a call's range, or one row at a time.
  * The repacked activations live on the stack: up to 4 tokens x 64 groups x
  * 320 bytes = 80 KiB per call (columns beyond 8192 are done in chunks).
  */
@@ -311,13 +312,6 @@ static inline __attribute__((always_inline)) void qjob_rows(const qjob *j, int R
     default: qjob_rows(j, R, 4, r); break;                                                  \
     }
 
-/* Constant (R, TT) instances so every tile loop is fully unrolled.  Decode
- * goes one row at a time: the thread's rows are then one linear stream,
- * which the hardware prefetchers follow best.  4-row decode tiles (4 short
- * interleaved streams of one row each) ran at 10.7 GB/s for q8_0 and 13.6
- * for q4_0 on a Zen 4 EPYC, 1 thread, against 24.5 and 20.6 one row at a
- * time (7168x2048 from DRAM; plain read ~30 GB/s).  With more tokens 2 rows
- * x 4 tokens keep the accumulators and unpacked weights in 32 zmm. */
 /* One group of one row times one token, added to acc. */
 static inline __attribute__((always_inline)) __m512 qgroup_dot(int fmt, const widx *ix,
                                                                 const uint8_t *p, const xgroup *x,
@@ -407,6 +401,12 @@ static inline __attribute__((always_inline)) void qdecode_k(const qjob *j, int K
 /* Bytes per stream below which splitting a call into more streams loses. */
 #define RWE_MIN_STREAM (64 << 10)
 
+/* Decode never reads adjacent rows together: 4-row tiles (4 short
+ * interleaved streams of one row each) ran at 10.7 GB/s for q8_0 and 13.6
+ * for q4_0 on a Zen 4 EPYC, 1 thread, against 24.5 and 20.6 one row at a
+ * time (7168x2048 from DRAM; plain read ~30 GB/s), and qdecode_k does better
+ * still on long ranges.  With more tokens, constant (R, TT) instances keep
+ * every tile loop unrolled: 2 rows x 4 tokens fill the 32 zmm. */
 static inline __attribute__((always_inline)) void qjob_run(const qjob *j, int tt, int64_t r0, int64_t r1) {
     int64_t r = r0;
     if (tt == 1) {
