@@ -507,11 +507,45 @@ static inline __attribute__((always_inline)) void fdot_tile(int fmt, int TT, int
         out[t] = _mm512_reduce_add_ps(acc[t]);
 }
 
+/* Decode of 4 rows at a time, one from each quarter of [r0, r1) (long linear
+ * streams, as qdecode_k), sharing every activation load; rows left over go
+ * through fdot_tile.  Returns the first row not done. */
+static inline __attribute__((always_inline)) int64_t fdecode4(int fmt, int64_t n, const void *W,
+                                                              size_t row_bytes, const float *x,
+                                                              float *Y, int64_t r0, int64_t r1) {
+    const int64_t h = (r1 - r0) / 4;
+    for (int64_t i = 0; i < h; i++) {
+        const void *w[4];
+        __m512 a[4];
+        for (int k = 0; k < 4; k++) {
+            w[k] = (const char *)W + (size_t)(r0 + k * h + i) * row_bytes;
+            a[k] = _mm512_setzero_ps();
+        }
+        int64_t c = 0;
+        for (; c + 16 <= n; c += 16) {
+            __m512 xv = _mm512_loadu_ps(x + c);
+            for (int k = 0; k < 4; k++)
+                a[k] = _mm512_fmadd_ps(load16_w(fmt, w[k], c, 0xffff), xv, a[k]);
+        }
+        if (c < n) {
+            __mmask16 m = (__mmask16)((1u << (n - c)) - 1);
+            __m512 xv = _mm512_maskz_loadu_ps(m, x + c);
+            for (int k = 0; k < 4; k++)
+                a[k] = _mm512_fmadd_ps(load16_w(fmt, w[k], c, m), xv, a[k]);
+        }
+        for (int k = 0; k < 4; k++)
+            Y[r0 + k * h + i] = _mm512_reduce_add_ps(a[k]);
+    }
+    return r0 + 4 * h;
+}
+
 static inline __attribute__((always_inline)) void fmatmul(int fmt, int64_t cols, const void *W,
                                                           const void *X, size_t x_stride, float *Y,
                                                           int64_t y_stride, int64_t T, int64_t r0,
                                                           int64_t r1) {
     size_t row_bytes = (size_t)cols * (fmt == FMT_F32 ? 4 : 2);
+    if (T == 1 && (size_t)(r1 - r0) * row_bytes >= 4 * (size_t)RWE_MIN_STREAM)
+        r0 = fdecode4(fmt, cols, W, row_bytes, (const float *)X, Y, r0, r1);
     for (int64_t t0 = 0; t0 < T; t0 += RWE_TILE_T) {
         int tt = T - t0 < RWE_TILE_T ? (int)(T - t0) : RWE_TILE_T;
         const float *x[RWE_TILE_T];

@@ -515,17 +515,22 @@ static void test_matmuls(const rwe_kernels *k) {
 }
 
 /* Decode (T = 1) over long row ranges: the SIMD kernels may read a call's
- * rows as several streams (x86_avx512.c: qdecode_k takes K rows from K
- * parts of the range once it spans enough bytes), so ranges of a few hundred
+ * rows as several streams (x86_avx512.c: qdecode_k and fdecode4 take K rows
+ * from K parts of the range once it spans enough bytes), so ranges of a few hundred
  * rows, with remainders, are checked row by row (as run_matmul_case does). */
 static void test_long_decode(const rwe_kernels *k) {
     static const int64_t ranges[][3] = {{1027, 1, 1026}, {700, 3, 302}, {129, 0, 129}};
-    const int64_t cols = 1024;
-    for (int f = W_Q8_0; f <= W_Q4_1; f++)
-        for (size_t c = 0; c < sizeof ranges / sizeof ranges[0]; c++) {
+    for (int f = 0; f < W_COUNT; f++)
+        for (size_t ci = 0; ci < 2 * sizeof ranges / sizeof ranges[0]; ci++) {
+            /* float rows also with a partial vector at the end (1000 = 62 x 16 + 8) */
+            int64_t cols = ci % 2 ? 1000 : 1024;
+            if (cols % RWE_QK && f > W_BF16)
+                continue;
+            size_t c = ci / 2;
             int64_t rows = ranges[c][0], r0 = ranges[c][1], r1 = ranges[c][2];
+            rwe_type xt = f <= W_BF16 ? RWE_TYPE_F32 : rwe_act_type(wfmt_types[f]);
             operand w = make_operand(wfmt_types[f], rows, cols, IN_RANDOM, 0, 0);
-            operand x = make_operand(rwe_act_type(wfmt_types[f]), 1, cols, IN_RANDOM, 1, f == W_Q8_0);
+            operand x = make_operand(xt, 1, cols, IN_RANDOM, 1, f == W_Q8_0);
             float *y = xmalloc((size_t)rows * 4), *yref = xmalloc((size_t)rows * 4);
             for (int64_t r = 0; r < rows; r++)
                 y[r] = SENTINEL;
@@ -542,7 +547,8 @@ static void test_long_decode(const rwe_kernels *k) {
                 double dot, abs_sum;
                 exact_dot(f, &w, &x, cols, r, 0, &dot, &abs_sum);
                 double want = vs_naive ? dot : yref[r];
-                double rtol = vs_naive && f == W_Q4_1 ? RTOL_Q4_1_NAIVE : RTOL_QUANT;
+                double rtol = f <= W_BF16 ? RTOL_FLOAT
+                            : (vs_naive && f == W_Q4_1 ? RTOL_Q4_1_NAIVE : RTOL_QUANT);
                 double e = fabs(y[r] - want) / (rtol * abs_sum + ATOL);
                 worst = isnan(y[r]) ? INFINITY : (e > worst ? e : worst);
             }
