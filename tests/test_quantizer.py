@@ -13,7 +13,17 @@ from click.testing import CliRunner
 from rwkv_edge.quantize.calibration import collect_stats, log_softmax_nll, run_float_model
 from rwkv_edge.quantize.convert import convert, encode_rows
 from rwkv_edge.quantize.recipe import make_recipe, tensor_type
-from rwkv_edge.quantize.search import search_q4_0
+from rwkv_edge.quantize.search import (
+    _errors,
+    _errors_and_fit,
+    _half_bits_array,
+    _lane_sums,
+    _q4_0_error,
+    _refit,
+    _round_scales,
+    _search_numpy,
+    search_q4_0,
+)
 
 from rwkv_edge.checkpoint import open_checkpoint
 from rwkv_edge.errors import FormatError
@@ -61,6 +71,112 @@ def test_search_never_loses_to_round_to_nearest() -> None:
     rtn, searched = weighted_err(quantize(x, "q4_0")), weighted_err(search_q4_0(x, imp))
     assert (searched <= rtn * (1 + 1e-6)).all()
     assert searched.sum() < 0.9 * rtn.sum()  # measured 0.82 here: a real gain, not noise
+
+
+def _search_cases() -> dict[str, np.ndarray]:
+    """Matrices for numba-vs-numpy search: outliers, zero and tiny blocks, fp16 extremes, ties."""
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((97, 320)) * rng.exponential(1.0, (97, 1))).astype(np.float32)
+    x[::5, 3] *= 40  # outliers
+    x[::7, 100] *= -25
+    x[7, :64] = 0.0  # zero blocks, of both signs
+    x[8, 32:64] = -0.0
+    x[9] *= np.float32(1e-7)  # scales among the fp16 subnormals
+    x[10, :32] = 1e-30  # scales that round to 0
+    x[10, 32:64] = 3e-8
+    x[11, :96] = 6e4  # scales near the top of fp16; candidates that overflow it
+    x[12, :32] = 5e5
+    x[13, ::2] = 1e4
+    x[14, :32] = np.arange(32) % 5 - 2  # equal magnitudes: the first is the max
+    cases = {"mixed": x, "one_block": x[:1, :32].copy()}
+    for scale in (1e-6, 1.0, 300.0):
+        cases[f"normal_{scale:g}"] = (rng.standard_normal((41, 96)) * scale).astype(np.float32)
+    # small integers: codes and candidate errors tie exactly
+    cases["integers"] = np.round(rng.standard_normal((41, 96)) * 4).astype(np.float32)
+    return cases
+
+
+@pytest.mark.parametrize("case", list(_search_cases()))
+@pytest.mark.parametrize("weighted", [False, True])
+def test_numba_search_equals_the_numpy_reference(case: str, weighted: bool) -> None:
+    x = _search_cases()[case]
+    rng = np.random.default_rng(3)
+    imp = None
+    if weighted:
+        imp = (rng.exponential(1.0, x.shape[1]) * np.exp(rng.uniform(-8, 8, x.shape[1]))).astype(
+            np.float32
+        )
+        imp[::9] = 0.0  # floored at a fraction of the mean
+    with np.errstate(over="ignore", invalid="ignore"):  # the reference's inf candidates
+        want = _search_numpy(x, imp)
+    got = search_q4_0(x, imp)
+    assert got.dtype == np.uint8 and got.shape == want.shape
+    bad = np.flatnonzero((got != want).any(axis=1))
+    assert bad.size == 0, f"{case}: rows {bad[:5]} differ"
+
+
+def test_numba_block_sums_equal_numpy() -> None:
+    """Errors and refit sums per block, bit for bit: numpy's pairwise summation order.
+
+    Whole searches rarely hinge on the last bit of a sum; these compare the sums
+    themselves, on values spread over many magnitudes so that any other order differs.
+    """
+    rng = np.random.default_rng(9)
+    n, lanes = 4096, 16
+    b = (rng.standard_normal((n, 32)) * np.exp(rng.uniform(-6, 6, (n, 32)))).astype(np.float32)
+    w = np.exp(rng.uniform(-8, 8, (n, 32))).astype(np.float32)
+    d = (np.abs(b).max(1, keepdims=True) / rng.uniform(4, 12, (n, 1))).astype(np.float32)
+    d[::3] *= -1
+    # w * b underflows to -0.0 and the codes are >= 0: the refit numerator is a sum of -0.0s
+    b[:lanes] = -rng.uniform(1, 2, (lanes, 32)).astype(np.float32) * np.float32(1e-6)
+    w[:lanes] = np.float32(1e-40)
+    d[:lanes] = -np.abs(b[:lanes]).max(1, keepdims=True) / 8
+    want_err, want_d16 = _q4_0_error(b, w, d)
+    want_fit = _refit(b, w, d)
+    for g in range(0, n, lanes):
+        bt, wt = np.ascontiguousarray(b[g : g + lanes].T), np.ascontiguousarray(w[g : g + lanes].T)
+        dg = np.ascontiguousarray(d[g : g + lanes, 0])
+        d16, inv = np.empty_like(dg), np.empty_like(dg)
+        _round_scales(dg, d16, inv)
+        assert np.array_equal(d16, want_d16[g : g + lanes, 0])
+        r, r_num, r_den = (np.empty((8, lanes), np.float32) for _ in range(3))
+        err, num, den, err2 = (np.empty(lanes, np.float32) for _ in range(4))
+        _errors_and_fit(bt, wt, wt * bt, d16, inv, r, r_num, r_den, err, num, den)
+        _errors(bt, wt, d16, inv, r, err2)
+        fit = np.where(den > 0, num / np.where(den > 0, den, 1), dg)
+        assert np.array_equal(err.view(np.uint32), want_err[g : g + lanes, 0].view(np.uint32))
+        assert np.array_equal(err2.view(np.uint32), want_err[g : g + lanes, 0].view(np.uint32))
+        assert np.array_equal(fit.view(np.uint32), want_fit[g : g + lanes, 0].view(np.uint32))
+    sums = np.empty(n, np.float32)
+    _lane_sums(np.ascontiguousarray(b.T), sums)  # the mean of the magnitude weights
+    assert np.array_equal(sums.view(np.uint32), b.sum(axis=1).view(np.uint32))
+    zeros = np.full((32, lanes), -0.0, np.float32)  # numpy's sum of -0.0s is +0.0
+    _lane_sums(zeros, sums[:lanes])
+    assert np.array_equal(sums[:lanes].view(np.uint32), zeros.T.sum(axis=1).view(np.uint32))
+
+
+def test_numba_fp16_rounding_equals_numpy() -> None:
+    """Every float16, the midpoints between neighbours (ties) and theirs, random bit patterns."""
+    h = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    f = h.astype(np.float32)
+    fin = np.sort(f[np.isfinite(f)].astype(np.float64))
+    mid = ((fin[1:] + fin[:-1]) / 2).astype(np.float32)  # exact: 12 significant bits
+    pts = np.concatenate([f, mid, np.float32([65520, -65520])]).view(np.uint32)
+    near = (pts[:, None].astype(np.int64) + np.arange(-2, 3)).reshape(-1) % (1 << 32)
+    rand = np.random.default_rng(5).integers(0, 1 << 32, 1 << 21, dtype=np.int64)
+    x = np.concatenate([near, rand]).astype(np.uint32).view(np.float32)
+    with np.errstate(over="ignore"):
+        want16 = x.astype(np.float16)
+    want = want16.astype(np.float32)
+    d16, inv = np.empty_like(x), np.empty_like(x)
+    _round_scales(x, d16, inv)
+    nan = np.isnan(want)
+    assert np.array_equal(np.isnan(d16), nan)
+    assert np.array_equal(d16[~nan].view(np.uint32), want[~nan].view(np.uint32))
+    assert np.array_equal(_half_bits_array(x), want16.view(np.uint16))  # the stored bits
+    with np.errstate(divide="ignore"):
+        want_inv = np.where(want != 0, np.float32(1) / want, np.float32(0))
+    assert np.array_equal(inv[~nan].view(np.uint32), want_inv[~nan].view(np.uint32))
 
 
 def test_nan_in_a_source_tensor_is_refused_with_its_name(tmp_path: Path, tiny_v2: Path) -> None:
