@@ -177,47 +177,69 @@ def find_bandwidth_c() -> Path | None:
     return None
 
 
-def measure_bandwidth_c(
-    source: Path, threads: int, mib: int = 1024, reps: int = 5
-) -> Bandwidth | None:
-    """Compile and run benchmarks/bandwidth.c; None when gcc is missing or it fails."""
+def build_bandwidth_c(source: Path, out_dir: Path) -> Path | None:
+    """Compile benchmarks/bandwidth.c into out_dir; None when no compiler or it fails."""
     cc = shutil.which("gcc") or shutil.which("cc")
     if cc is None:
         return None
-    with tempfile.TemporaryDirectory(prefix="rwe-bw-") as tmp:
-        exe = Path(tmp) / "bandwidth"
-        build = [cc, "-O3", "-march=native", "-pthread", str(source), "-o", str(exe)]
-        if subprocess.run(build, capture_output=True).returncode != 0:
-            return None
-        proc = subprocess.run(
-            [str(exe), str(mib), str(threads), str(reps)], capture_output=True, text=True
-        )
+    exe = out_dir / "bandwidth"
+    build = [cc, "-O3", "-march=native", "-pthread", str(source), "-o", str(exe)]
+    return exe if subprocess.run(build, capture_output=True).returncode == 0 else None
+
+
+def run_bandwidth_c(exe: Path, threads: int, mib: int = 1024, reps: int = 5) -> Bandwidth | None:
+    proc = subprocess.run(
+        [str(exe), str(mib), str(threads), str(reps)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         return None
     out = json.loads(proc.stdout)
     return Bandwidth("c", threads, float(out["best_gbps"]), [float(x) for x in out["gbps"]])
 
 
+def measure_bandwidth_c(
+    source: Path, threads: int, mib: int = 1024, reps: int = 5
+) -> Bandwidth | None:
+    """Compile and run benchmarks/bandwidth.c; None when gcc is missing or it fails."""
+    with tempfile.TemporaryDirectory(prefix="rwe-bw-") as tmp:
+        exe = build_bandwidth_c(source, Path(tmp))
+        return run_bandwidth_c(exe, threads, mib, reps) if exe else None
+
+
+def _merge(parts: list[Bandwidth]) -> Bandwidth:
+    runs = [r for p in parts for r in p.runs_gbps]
+    return Bandwidth(parts[0].method, parts[0].threads, max(p.best_gbps for p in parts), runs)
+
+
 def bandwidth_table(thread_counts: list[int], plan: BenchPlan) -> dict[str, Any]:
-    """Both methods for every thread count; the roofline uses the better of the two."""
+    """Both methods for every thread count; the roofline uses the better of the two.
+
+    The two methods take turns, one repetition each, so that a burst of other work on a
+    shared machine lands on both rather than on whichever happened to run then.
+    """
     source = plan.bandwidth_c_source or find_bandwidth_c()
     table: dict[str, Any] = {"buffer_mib": plan.bandwidth_mib, "by_threads": {}}
-    for t in sorted(set(thread_counts)):
-        nb = measure_bandwidth(t, plan.bandwidth_mib, plan.bandwidth_reps)
-        cb = (
-            measure_bandwidth_c(source, t, plan.bandwidth_mib, plan.bandwidth_reps)
-            if source
-            else None
-        )
-        entry: dict[str, Any] = {
-            "numba": asdict(nb),
-            "c": asdict(cb) if cb else None,
-            "roofline_gbps": max(nb.best_gbps, cb.best_gbps if cb else 0),
-        }
-        if cb:
-            entry["c_over_numba"] = cb.best_gbps / nb.best_gbps
-            entry["cross_check_ok"] = abs(entry["c_over_numba"] - 1) <= CROSS_CHECK_TOLERANCE
-        table["by_threads"][str(t)] = entry
+    with tempfile.TemporaryDirectory(prefix="rwe-bw-") as tmp:
+        exe = build_bandwidth_c(source, Path(tmp)) if source else None
+        for t in sorted(set(thread_counts)):
+            nbs: list[Bandwidth] = []
+            cbs: list[Bandwidth] = []
+            for _ in range(plan.bandwidth_reps):
+                nbs.append(measure_bandwidth(t, plan.bandwidth_mib, 1))
+                c = run_bandwidth_c(exe, t, plan.bandwidth_mib, 1) if exe else None
+                if c is not None:
+                    cbs.append(c)
+            nb = _merge(nbs)
+            cb = _merge(cbs) if len(cbs) == len(nbs) else None
+            entry: dict[str, Any] = {
+                "numba": asdict(nb),
+                "c": asdict(cb) if cb else None,
+                "roofline_gbps": max(nb.best_gbps, cb.best_gbps if cb else 0),
+            }
+            if cb:
+                entry["c_over_numba"] = cb.best_gbps / nb.best_gbps
+                entry["cross_check_ok"] = abs(entry["c_over_numba"] - 1) <= CROSS_CHECK_TOLERANCE
+            table["by_threads"][str(t)] = entry
     return table
 
 
