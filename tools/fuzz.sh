@@ -29,6 +29,10 @@ limits() {  # libFuzzer options shared by every target
     echo "-artifact_prefix=$work/artifacts/$t- -print_final_stats=1"
 }
 
+rm -rf "$work/seeds"  # seeds are rebuilt from this checkout every run
+# CI mode starts from the seeds alone, so a run is the same wherever it runs; --long keeps
+# the corpus it grew before.
+((long)) || rm -rf "$work"/corpus-*
 python "$root/tests/fuzz/make_seeds.py" "$work/seeds" || exit 1
 status=0
 summary=$work/summary.txt
