@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -366,6 +367,10 @@ def _command(session: ChatSession, line: str, stats: bool) -> None:
 
 def run_repl(session: ChatSession, stats: bool) -> None:
     _setup_readline()
+    if sys.stdin.isatty():
+        # A shell starts background jobs with SIGINT ignored, and Python then never turns
+        # Ctrl-C into KeyboardInterrupt; in a terminal chat Ctrl-C must stop a reply.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     click.echo("Chat with the model. /help for commands, Ctrl-D to quit.")
     while True:
         try:

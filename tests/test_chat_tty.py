@@ -336,14 +336,8 @@ def _interrupt_a_long_reply(child: Any) -> None:
     child.sendline("Tell me a very long story")
     child.expect_exact("Assistant: ")
     time.sleep(1.0)
-    # On a loaded CI machine one ^C was once not seen (the tty may not yet have been back
-    # in signal mode); a user presses it again, and so do we, a few times at most.
-    for _ in range(5):
-        child.sendintr()
-        if child.expect_exact(["[interrupted]", pexpect.TIMEOUT], timeout=30) == 0:
-            break
-    else:
-        raise AssertionError("Ctrl-C never interrupted the reply")
+    child.sendintr()
+    child.expect_exact("[interrupted]")
     child.expect_exact("You> ")
     _do(child, "/help", "Commands:")  # the session survived
 
