@@ -39,7 +39,7 @@ def quality() -> str:
     ]
     for f in d["formats"]:
         name = f["type"]
-        if f["type"].startswith("q4"):
+        if f["type"] == "q4_0":  # the only format whose scales are searched
             name += " `--method rtn`" if f["method"] == "rtn" else " (default: searched scales)"
         rows.append(
             f"| {name} | {f['file_bytes']:,} | {f['bits_per_weight']:.2f} | {f['ppl']:.3f} "
