@@ -30,7 +30,7 @@ import numpy.typing as npt
 from rwkv_edge.checkpoint import Checkpoint
 from rwkv_edge.errors import FormatError, VersionError
 from rwkv_edge.quant import QK
-from rwkv_edge.tensors import Tensor
+from rwkv_edge.tensors import Tensor, map_readonly
 
 MAGIC = b"fmgg"  # 0x67676d66 written little-endian
 _FLOAT = {0: ("f32", np.dtype("<f4")), 1: ("f16", np.dtype("<f2"))}
@@ -162,11 +162,7 @@ def read_rwkvcpp(path: str | Path) -> Checkpoint:
     """Open an rwkv.cpp ``.bin`` as a Checkpoint in BlinkDL's layout (kind "rwkvcpp")."""
     p = Path(path)
     f = open(p, "rb")
-    try:
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    except (ValueError, OSError) as e:
-        f.close()
-        raise FormatError(f"{p.name}: cannot map the file ({e})") from None
+    mm = map_readonly(f, p.name)
     head = _check_header(mm, p.name)
     tensors: dict[str, Tensor] = {}
     pos = 24

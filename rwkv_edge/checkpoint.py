@@ -34,7 +34,7 @@ import numpy as np
 
 from .config import ModelConfig, detect_config
 from .errors import FormatError, IoError, UnsafeCheckpointError, VersionError
-from .tensors import Tensor
+from .tensors import Tensor, map_readonly
 
 # ---------------------------------------------------------------------------
 # The Checkpoint container
@@ -432,11 +432,7 @@ _ST_MAX_HEADER = 100 * 1024 * 1024
 
 def _read_safetensors(p: Path) -> tuple[dict[str, Tensor], list[Any]]:
     f = open(p, "rb")
-    try:
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    except (ValueError, OSError) as e:
-        f.close()
-        raise FormatError(f"{p.name}: cannot map ({e})") from None
+    mm = map_readonly(f, p.name)
     try:
         return _parse_safetensors(p, mm), [mm, f]
     except BaseException:

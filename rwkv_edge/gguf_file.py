@@ -37,7 +37,7 @@ from .checkpoint import Checkpoint
 from .config import ModelConfig, detect_config
 from .errors import FormatError, IoError, ShapeError, VersionError
 from .quant import BLOCK_BYTES, QK, quantize, row_bytes
-from .tensors import Tensor, f32_to_bf16
+from .tensors import Tensor, f32_to_bf16, map_readonly
 
 GGUF_MAGIC = b"GGUF"
 GGUF_VERSIONS = (2, 3)
@@ -325,11 +325,7 @@ def read_gguf(path: str | os.PathLike[str]) -> Checkpoint:
         f = open(p, "rb")
     except OSError as e:
         raise IoError(f"cannot open {p}: {e.strerror}") from None
-    try:
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    except (ValueError, OSError) as e:
-        f.close()
-        raise FormatError(f"{p.name}: cannot map the file ({e}); is it empty?") from None
+    mm = map_readonly(f, p.name)
     try:
         cur = _Cursor(mm, p.name)
         kv, entries = _read_header(cur)

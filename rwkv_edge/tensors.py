@@ -6,10 +6,14 @@ demand; ``to_f32()`` is the only place that converts.
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
+
+from .errors import FormatError
 
 FLOAT_DTYPES = ("f32", "f16", "bf16")
 
@@ -62,3 +66,12 @@ class Tensor:
         from .quant import dequantize  # block formats live in one module
 
         return dequantize(self.raw, self.dtype, self.shape)
+
+
+def map_readonly(f: BinaryIO, name: str) -> mmap.mmap:
+    """Map an open file read-only; an unmappable one (empty, a pipe) is closed and refused."""
+    try:
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (ValueError, OSError) as e:
+        f.close()
+        raise FormatError(f"{name}: cannot map the file ({e}); is it empty?") from None
