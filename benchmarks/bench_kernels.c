@@ -3,7 +3,7 @@
  *   decode  (T = 1):  weights cycle through ~400 MB of copies, so they come
  *                     from DRAM as in a real model (24 layers x 2048 wide);
  *                     compared with a plain read loop over the same memory.
- *   prefill (T = 16): the same matrices, weight GB/s x tokens shows reuse.
+ *   prefill (T = 16, or RWE_BENCH_T): the same matrices, multiply-adds per second.
  * Build (from the repo root):
  *   gcc -O2 -std=gnu11 -Icsrc -o /tmp/bench benchmarks/bench_kernels.c \
  *       csrc/kernels/[a-z]*.c csrc/quant/quant_ref.c csrc/cpu_features.c -lm -pthread
@@ -158,7 +158,8 @@ static void bench_format(const rwe_kernels *k, rwe_type type, const char *name, 
     fill_weights(type, w, rows, cols);
     for (int c = 1; c < copies; c++)
         memcpy(w + (size_t)c * mat, w, mat);
-    const int64_t T = 16;
+    const char *te = getenv("RWE_BENCH_T");
+    const int64_t T = te && atoi(te) > 1 && atoi(te) <= 256 ? atoi(te) : 16;
     rwe_type xt = rwe_act_type(type);
     size_t xs = xt == RWE_TYPE_F32 ? (size_t)cols * 4 : rwe_row_bytes(xt, cols);
     float *xf = malloc((size_t)cols * 4), *y = malloc((size_t)(rows * T) * 4);
@@ -175,9 +176,9 @@ static void bench_format(const rwe_kernels *k, rwe_type type, const char *name, 
     double t1 = time_pass(fn, w, mat, copies, rows, cols, x, xs, y, 1, 5);
     int pcopies = copies < 4 ? copies : 4; /* prefill is compute-bound: fewer copies */
     double t16 = time_pass(fn, w, mat, pcopies, rows, cols, x, xs, y, T, 2);
-    printf("%-8s %-5s %lldx%lld  decode %6.2f GB/s (%5.2f ms/matrix)   prefill T=16 %7.1f tok-GB/s\n",
+    printf("%-8s %-5s %lldx%lld  decode %6.2f GB/s (%5.2f ms/matrix)   prefill T=%lld %6.1f GMAC/s\n",
            k->name, name, (long long)rows, (long long)cols, bytes / t1 * 1e-9, t1 / copies * 1e3,
-           (double)mat * pcopies * T / t16 * 1e-9);
+           (long long)T, (double)rows * (double)cols * pcopies * T / t16 * 1e-9);
     free(w), free(xf), free(y), free(x);
 }
 

@@ -26,7 +26,7 @@
 #include "threadpool.h"
 
 #define FILE_VERSION 1        /* rwkv_edge.file_version this loader reads */
-#define CHUNK 64              /* tokens per batched chunk (sizes the scratch) */
+#define CHUNK 256             /* tokens per batched chunk (sizes the scratch) */
 #define MAX_THREADS 256
 #define NAME_LEN 96           /* "blocks.<l>.<suffix>" tensor names */
 #define ROW_GRAIN 16          /* matmul rows per chunk come in multiples of this */
@@ -397,18 +397,13 @@ static rwe_status start_pool(rwe_model *m, uint32_t n_threads) {
 
 /* ---------------------------------------------------------- forward blocks */
 
-/* T rows of n floats in a matrix's activation type; f32 rows are used in place. */
-static const void *to_act(const rwe_model *m, rwe_type act, const float *x, int64_t T, int64_t n,
-                          void *buf, size_t *stride) {
-    if (act == RWE_TYPE_F32) {
-        *stride = (size_t)n * sizeof(float);
-        return x;
-    }
+/* Row t of x (n floats) into row t of buf in activation type act (nothing for f32). */
+static void to_act_row(const rwe_model *m, rwe_type act, const float *x, int64_t t, int64_t n,
+                       void *buf) {
+    if (act == RWE_TYPE_F32) return;
     rwe_quantize_row_fn q = act == RWE_TYPE_Q8_1 ? m->kern->quantize_row_q8_1
                                                  : m->kern->quantize_row_q8_0;
-    *stride = rwe_row_bytes(act, n);
-    for (int64_t t = 0; t < T; t++) q(x + t * n, (char *)buf + t * *stride, n);
-    return buf;
+    q(x + t * n, (char *)buf + (size_t)t * rwe_row_bytes(act, n), n);
 }
 
 /* Run fn on the pool, or on this thread alone when the region is too small to share. */
@@ -482,31 +477,22 @@ static void run_mm(rwe_model *m, mm_batch *b) {
     run(m, mm_task, b, b->work);
 }
 
-/* Add y = W x for one (matrix, input, output) triple to a batch; input converted once here. */
-static void mm_add(const rwe_model *m, mm_batch *b, const matrix *w, const float *x, void *act_buf,
-                   float *y, int64_t y_stride) {
+/* Add y = W x for one (matrix, input, output) triple to a batch; x is the
+ * input already in the matrix's activation type (act_input). */
+static void mm_add(mm_batch *b, const matrix *w, const void *x, float *y, int64_t y_stride) {
     mm_job *j = &b->job[b->n++];
     j->w = w;
-    j->x = to_act(m, w->act, x, b->T, w->cols, act_buf, &j->x_stride);
+    j->x = x;
+    j->x_stride = w->act == RWE_TYPE_F32 ? (size_t)w->cols * sizeof(float)
+                                          : rwe_row_bytes(w->act, w->cols);
     j->y = y;
     j->y_stride = y_stride;
     b->work += w->rows * w->cols * b->T;
 }
 
-static void layer_norm_rows(const rwe_model *m, const float *x, const float *w, const float *b,
-                            float *y, int64_t T) {
-    for (int64_t t = 0; t < T; t++)
-        m->kern->layer_norm(x + t * m->C, w, b, y + t * m->C, m->C, m->ln_eps);
-}
-
-/* out[t] = xx[t]*mix + prev*(1-mix), prev = the token before t (shift state for t = 0). */
-static void token_shift(const float *restrict xx, const float *restrict shift,
-                        const float *restrict mix, float *restrict out, int64_t T, int64_t C) {
-    for (int64_t t = 0; t < T; t++) {
-        const float *prev = t ? xx + (t - 1) * C : shift;
-        for (int64_t c = 0; c < C; c++)
-            out[t * C + c] = xx[t * C + c] * mix[c] + prev[c] * (1.0f - mix[c]);
-    }
+/* Row t of a matrix's input: f32 rows are used in place, others are converted into buf. */
+static const void *act_input(const matrix *w, const float *x, void *buf) {
+    return w->act == RWE_TYPE_F32 ? (const void *)x : buf;
 }
 
 /* The embedding rows of T tokens: dequantized, LN(ln0), rounded like the reference. */
@@ -551,11 +537,14 @@ static void wkv_task(void *ctx, int ith, int nth) {
         m->kern->wkv5(j->T, m->H, N, s->r, s->k, s->v, j->L->decay, j->L->bonus, j->S, s->y);
         return;
     }
-    for (int64_t t = 0; t < j->T && h0 < h1; t++) { /* a slice of heads: token by token */
-        int64_t o = t * C + h0 * N;
-        m->kern->wkv5(1, h1 - h0, N, s->r + o, s->k + o, s->v + o, j->L->decay + h0 * N,
-                      j->L->bonus + h0 * N, j->S + h0 * N * N, s->y + o);
-    }
+    /* A slice of heads (rows of the chunk are C apart): head by head, token by
+     * token, so a head's N x N state stays in L1 across the chunk. */
+    for (int64_t h = h0; h < h1; h++)
+        for (int64_t t = 0; t < j->T; t++) {
+            int64_t o = t * C + h * N;
+            m->kern->wkv5(1, 1, N, s->r + o, s->k + o, s->v + o, j->L->decay + h * N,
+                          j->L->bonus + h * N, j->S + h * N * N, s->y + o);
+        }
 }
 
 static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
@@ -591,65 +580,173 @@ static void relu_square(float *restrict x, int64_t n) {
     }
 }
 
-/* Attention (time mix) of one layer over T tokens; x += W_o (GroupNorm(wkv) * silu(g)). */
+/* The per-token steps between the matmuls run as regions of their own,
+ * rows (tokens) split across the pool: on one thread they were about 12% of
+ * a 24x1024 prefill's time, with the other thread idle.  A stage is
+ * fn(m, L, t0, t1, shift) over rows [t0, t1) of the chunk. */
+typedef void (*rows_fn)(rwe_model *m, const layer *L, int64_t t0, int64_t t1,
+                        const float *shift);
+
+typedef struct {
+    rwe_model *m;
+    const layer *L;
+    int64_t T;
+    const float *shift;
+    rows_fn fn;
+} rows_job;
+
+static void rows_task(void *ctx, int ith, int nth) {
+    const rows_job *j = ctx;
+    int64_t t0, t1;
+    rwe_split_range(j->T, 1, ith, nth, &t0, &t1);
+    if (t0 < t1) j->fn(j->m, j->L, t0, t1, j->shift);
+}
+
+/* Run a stage over the chunk's T rows; one row (decode) stays on this thread. */
+static void run_rows(rwe_model *m, const layer *L, int64_t T, const float *shift, rows_fn fn,
+                     int64_t row_work) {
+    rows_job j = {m, L, T, shift, fn};
+    run(m, rows_task, &j, T > 1 ? T * row_work : 0);
+}
+
+/* out = xx*mix + prev*(1-mix) for one row of C (prev: the token before, or the shift state). */
+static void mix_row(const float *restrict xx, const float *restrict prev,
+                    const float *restrict mix, float *restrict out, int64_t C) {
+    for (int64_t c = 0; c < C; c++) out[c] = xx[c] * mix[c] + prev[c] * (1.0f - mix[c]);
+}
+
+/* Token shift of row t with one mix, then the result in w's activation type. */
+static void mix_act_row(rwe_model *m, const matrix *w, const float *mix, const float *shift,
+                        float *out, void *act, int64_t t) {
+    int64_t C = m->C;
+    const float *xx = m->s.xx;
+    mix_row(xx + t * C, t ? xx + (t - 1) * C : shift, mix, out + t * C, C);
+    to_act_row(m, w->act, out, t, C, act);
+}
+
+/* time mix, before the projections: xx = LN1(x). */
+static void tm_norm(rwe_model *m, const layer *L, int64_t t0, int64_t t1, const float *shift) {
+    (void)shift;
+    for (int64_t t = t0; t < t1; t++)
+        m->kern->layer_norm(m->s.x + t * m->C, L->ln1_w, L->ln1_b, m->s.xx + t * m->C, m->C,
+                            m->ln_eps);
+}
+
+/* time mix: the r, k, v (and g) inputs, converted for their matrices. */
+static void tm_mix(rwe_model *m, const layer *L, int64_t t0, int64_t t1, const float *shift) {
+    scratch *s = &m->s;
+    for (int64_t t = t0; t < t1; t++) {
+        mix_act_row(m, &L->att_r, L->att_mix_r, shift, s->xr, s->act[0], t);
+        mix_act_row(m, &L->att_k, L->att_mix_k, shift, s->xk, s->act[1], t);
+        mix_act_row(m, &L->att_v, L->att_mix_v, shift, s->xv, s->act[2], t);
+        if (L->att_mix_g) mix_act_row(m, &L->att_g, L->att_mix_g, shift, s->xg, s->act[3], t);
+    }
+}
+
+/* time mix, after the WKV: ln_x, the gate silu(g), the output matrix's input. */
+static void tm_gate(rwe_model *m, const layer *L, int64_t t0, int64_t t1, const float *shift) {
+    scratch *s = &m->s;
+    int64_t C = m->C;
+    (void)shift;
+    for (int64_t t = t0; t < t1; t++) {
+        m->kern->group_norm(s->y + t * C, L->lnx_w, L->lnx_b, m->H, m->N, m->gn_eps);
+        if (L->att_mix_g) mul_silu(s->y + t * C, s->g + t * C, C);
+        to_act_row(m, L->att_o.act, s->y, t, C, s->act[0]);
+    }
+}
+
+/* channel mix, first: x += the attention's output, xx = LN2(x). */
+static void cm_norm(rwe_model *m, const layer *L, int64_t t0, int64_t t1, const float *shift) {
+    scratch *s = &m->s;
+    int64_t C = m->C;
+    (void)shift;
+    for (int64_t t = t0; t < t1; t++) {
+        add_rows(s->x + t * C, s->out + t * C, C);
+        m->kern->layer_norm(s->x + t * C, L->ln2_w, L->ln2_b, s->xx + t * C, C, m->ln_eps);
+    }
+}
+
+/* channel mix: the k and r inputs. */
+static void cm_mix(rwe_model *m, const layer *L, int64_t t0, int64_t t1, const float *shift) {
+    for (int64_t t = t0; t < t1; t++) {
+        mix_act_row(m, &L->ffn_k, L->ffn_mix_k, shift, m->s.xk, m->s.act[0], t);
+        mix_act_row(m, &L->ffn_r, L->ffn_mix_r, shift, m->s.xr, m->s.act[1], t);
+    }
+}
+
+/* channel mix: relu(k)^2, the value matrix's input. */
+static void cm_relu(rwe_model *m, const layer *L, int64_t t0, int64_t t1, const float *shift) {
+    (void)shift;
+    for (int64_t t = t0; t < t1; t++) {
+        relu_square(m->s.fk + t * m->F, m->F);
+        to_act_row(m, L->ffn_v.act, m->s.fk, t, m->F, m->s.act_f);
+    }
+}
+
+/* channel mix, last: x += sigmoid(r) * value. */
+static void cm_out(rwe_model *m, const layer *L, int64_t t0, int64_t t1, const float *shift) {
+    int64_t C = m->C;
+    (void)L, (void)shift;
+    for (int64_t t = t0; t < t1; t++)
+        add_gated(m->s.x + t * C, m->s.r + t * C, m->s.out + t * C, C);
+}
+
+/* Attention (time mix) of one layer over T tokens: out = W_o (GroupNorm(wkv) * silu(g)),
+ * added to x by channel_mix (cm_norm). */
 static void time_mix(rwe_model *m, const layer *L, int64_t T, float *shift, float *S) {
     scratch *s = &m->s;
     int64_t C = m->C;
-    layer_norm_rows(m, s->x, L->ln1_w, L->ln1_b, s->xx, T);
-    token_shift(s->xx, shift, L->att_mix_r, s->xr, T, C);
-    token_shift(s->xx, shift, L->att_mix_k, s->xk, T, C);
-    token_shift(s->xx, shift, L->att_mix_v, s->xv, T, C);
-    if (L->att_mix_g) token_shift(s->xx, shift, L->att_mix_g, s->xg, T, C);
+    run_rows(m, L, T, shift, tm_norm, 8 * C);
+    run_rows(m, L, T, shift, tm_mix, 24 * C);
     memcpy(shift, s->xx + (T - 1) * C, (size_t)C * sizeof(float));
 
     mm_batch b = {.T = T};                       /* r, k, v, g in one region */
-    mm_add(m, &b, &L->att_r, s->xr, s->act[0], s->r, C);
-    mm_add(m, &b, &L->att_k, s->xk, s->act[1], s->k, C);
-    mm_add(m, &b, &L->att_v, s->xv, s->act[2], s->v, C);
-    if (L->att_mix_g) mm_add(m, &b, &L->att_g, s->xg, s->act[3], s->g, C);
+    mm_add(&b, &L->att_r, act_input(&L->att_r, s->xr, s->act[0]), s->r, C);
+    mm_add(&b, &L->att_k, act_input(&L->att_k, s->xk, s->act[1]), s->k, C);
+    mm_add(&b, &L->att_v, act_input(&L->att_v, s->xv, s->act[2]), s->v, C);
+    if (L->att_mix_g) mm_add(&b, &L->att_g, act_input(&L->att_g, s->xg, s->act[3]), s->g, C);
     run_mm(m, &b);
 
     wkv_job w = {m, L, T, S};
     run(m, wkv_task, &w, T * m->H * m->N * m->N * 2);
 
-    for (int64_t t = 0; t < T; t++)              /* ln_x, then the gate silu(g) */
-        m->kern->group_norm(s->y + t * C, L->lnx_w, L->lnx_b, m->H, m->N, m->gn_eps);
-    if (L->att_mix_g) mul_silu(s->y, s->g, T * C);
+    run_rows(m, L, T, shift, tm_gate, 24 * C);
     mm_batch o = {.T = T};
-    mm_add(m, &o, &L->att_o, s->y, s->act[0], s->out, C);
+    mm_add(&o, &L->att_o, act_input(&L->att_o, s->y, s->act[0]), s->out, C);
     run_mm(m, &o);
-    add_rows(s->x, s->out, T * C);
 }
 
-/* FFN (channel mix) of one layer over T tokens; x += sigmoid(W_r xr) * W_v relu(W_k xk)^2. */
+/* FFN (channel mix) of one layer over T tokens, after x += the attention's out;
+ * x += sigmoid(W_r xr) * W_v relu(W_k xk)^2. */
 static void channel_mix(rwe_model *m, const layer *L, int64_t T, float *shift) {
     scratch *s = &m->s;
     int64_t C = m->C, F = m->F;
-    layer_norm_rows(m, s->x, L->ln2_w, L->ln2_b, s->xx, T);
-    token_shift(s->xx, shift, L->ffn_mix_k, s->xk, T, C);
-    token_shift(s->xx, shift, L->ffn_mix_r, s->xr, T, C);
+    run_rows(m, L, T, shift, cm_norm, 8 * C);
+    run_rows(m, L, T, shift, cm_mix, 12 * C);
     memcpy(shift, s->xx + (T - 1) * C, (size_t)C * sizeof(float));
 
     mm_batch b = {.T = T};                       /* key and receptance in one region */
-    mm_add(m, &b, &L->ffn_k, s->xk, s->act[0], s->fk, F);
-    mm_add(m, &b, &L->ffn_r, s->xr, s->act[1], s->r, C);
+    mm_add(&b, &L->ffn_k, act_input(&L->ffn_k, s->xk, s->act[0]), s->fk, F);
+    mm_add(&b, &L->ffn_r, act_input(&L->ffn_r, s->xr, s->act[1]), s->r, C);
     run_mm(m, &b);
 
-    relu_square(s->fk, T * F);
+    run_rows(m, L, T, shift, cm_relu, 8 * F);
     mm_batch v = {.T = T};
-    mm_add(m, &v, &L->ffn_v, s->fk, s->act_f, s->out, C);
+    mm_add(&v, &L->ffn_v, act_input(&L->ffn_v, s->fk, s->act_f), s->out, C);
     run_mm(m, &v);
-    add_gated(s->x, s->r, s->out, T * C);
+    run_rows(m, L, T, shift, cm_out, 16 * C);
 }
 
 /* logits (T, V) = head . LN(x; ln_out) for T rows of x. */
 static void head(rwe_model *m, const float *x, int64_t T, float *logits) {
     scratch *s = &m->s;
-    for (int64_t t = 0; t < T; t++)
+    for (int64_t t = 0; t < T; t++) {
         m->kern->layer_norm(x + t * m->C, m->lnout_w, m->lnout_b, s->xx + t * m->C, m->C,
                             m->ln_eps);
+        to_act_row(m, m->head.act, s->xx, t, m->C, s->act[0]);
+    }
     mm_batch b = {.T = T};
-    mm_add(m, &b, &m->head, s->xx, s->act[0], logits, m->V);
+    mm_add(&b, &m->head, act_input(&m->head, s->xx, s->act[0]), logits, m->V);
     run_mm(m, &b);
 }
 

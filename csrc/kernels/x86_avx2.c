@@ -328,6 +328,29 @@ static void wkv5_head_avx2(int64_t N, const float *r, const float *k, const floa
     }
 }
 
+/* wkv5_head_avx2 for N == 64 (every real RWKV-5 model): the 64 outputs stay
+ * in registers across the 64 state rows instead of a load and store per row;
+ * the same operations in the same order, so the same bits. */
+static void wkv5_head64_avx2(const float *r, const float *k, const float *v, const float *w,
+                             const float *u, float *S, float *out) {
+    __m256 o[8];
+    for (int j = 0; j < 8; j++)
+        o[j] = _mm256_setzero_ps();
+    for (int i = 0; i < 64; i++) {
+        __m256 ruk = _mm256_set1_ps(r[i] * u[i] * k[i]), ri = _mm256_set1_ps(r[i]);
+        __m256 ki = _mm256_set1_ps(k[i]), wi = _mm256_set1_ps(w[i]);
+        float *Si = S + i * 64;
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            __m256 vj = _mm256_loadu_ps(v + 8 * j), s = _mm256_loadu_ps(Si + 8 * j);
+            o[j] = _mm256_fmadd_ps(ri, s, _mm256_fmadd_ps(ruk, vj, o[j]));
+            _mm256_storeu_ps(Si + 8 * j, _mm256_fmadd_ps(ki, vj, _mm256_mul_ps(wi, s)));
+        }
+    }
+    for (int j = 0; j < 8; j++)
+        _mm256_storeu_ps(out + 8 * j, o[j]);
+}
+
 void rwe_wkv5_avx2(int64_t T, int64_t H, int64_t N, const float *r, const float *k,
                    const float *v, const float *w, const float *u, float *S, float *out) {
     if (N % 8 != 0) {
@@ -335,10 +358,14 @@ void rwe_wkv5_avx2(int64_t T, int64_t H, int64_t N, const float *r, const float 
         return;
     }
     int64_t C = H * N;
-    for (int64_t t = 0; t < T; t++)
-        for (int64_t h = 0; h < H; h++) {
+    /* head by head, so that a head's N x N state stays in L1 across the T tokens */
+    for (int64_t h = 0; h < H; h++)
+        for (int64_t t = 0; t < T; t++) {
             int64_t o = t * C + h * N;
-            wkv5_head_avx2(N, r + o, k + o, v + o, w + h * N, u + h * N, S + h * N * N, out + o);
+            if (N == 64)
+                wkv5_head64_avx2(r + o, k + o, v + o, w + h * N, u + h * N, S + h * N * N, out + o);
+            else
+                wkv5_head_avx2(N, r + o, k + o, v + o, w + h * N, u + h * N, S + h * N * N, out + o);
         }
 }
 

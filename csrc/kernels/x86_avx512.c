@@ -18,7 +18,9 @@
  *   q4_1: sum nib x, plus m * s in float (s = the q8_1 block sum)
  * Scalar equivalent per block: sumi = bias + sum_j u[j] x[j];
  *   y += dw*dx*sumi (+ m*s), summed over blocks (rwe_vec_dot_*_ref).
- * Register tiles: 2 rows x up to 4 tokens (prefill: each weight group is
+ * This layout serves decode and calls of fewer than RWE_GEMM_MIN_T tokens;
+ * longer calls take the GEMM layout (qgemm, further down).
+ * Register tiles: 2 rows x up to 4 tokens (each weight group is
  * unpacked once per 4 tokens).  A tile's rows are read as interleaved
  * streams, so one linear software prefetch stream runs RWE_PF_AHEAD bytes
  * ahead over them (kernels_impl.h).  Decode (qjob_run, qdecode_k) reads K
@@ -29,6 +31,8 @@
 #if defined(__x86_64__)
 
 #include <immintrin.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../quant/quant.h"
@@ -430,10 +434,340 @@ static inline __attribute__((always_inline)) void qjob_run(const qjob *j, int tt
         RWE_QJOB_TT(1)
 }
 
+/* ------------------------------------------------------ prefill GEMM */
+
+/*
+ * With many tokens (T >= RWE_GEMM_MIN_T) the layout above spends a convert,
+ * a multiply and an FMA per two vpdpbusd.  Here one int32 lane holds one
+ * block instead: a "superblock" is 16 consecutive blocks (512 columns), and
+ * lane l of vector k holds elements 4k..4k+3 of block l, so eight vpdpbusd
+ * finish 16 blocks and the scales cost 3 float ops per 8 vpdpbusd.
+ * Both sides are repacked into it with masked gathers, the activations once
+ * per call and the weights once per block of GEMM_RB rows, reused by every
+ * token of the call.  The activations become the unsigned operand (x + 128,
+ * i.e. x XOR 0x80) and the weights stay signed; the +128 comes back out
+ * through a per-block weight bias -128 * sum(w) that seeds the integer sums.
+ * Lanes past the row's last block are zero on both sides.
+ */
+#define RWE_GEMM_MIN_T 8 /* tokens from which a call takes the GEMM path */
+#define GEMM_SB 16       /* blocks per superblock: one per int32 lane */
+#ifndef GEMM_RB
+#define GEMM_RB 16 /* weight rows repacked at a time */
+#endif
+#define GEMM_R 4 /* rows per register tile */
+#ifndef GEMM_T
+#define GEMM_T 4 /* tokens per register tile */
+#endif
+
+typedef struct {
+    uint8_t q[8][64]; /* x + 128 */
+    float d[16];
+    float s[16];      /* q8_1 only: d * sum(qs) */
+} __attribute__((aligned(64))) gx;
+
+typedef struct {
+    int8_t q[8][64];  /* q8_0: qs; q4_0: nibble - 8; q4_1: nibble */
+    int32_t bias[16]; /* -128 * sum(q) */
+    float d[16];
+    float m[16];      /* q4_1 only */
+} __attribute__((aligned(64))) gw;
+
+/* Lane L of a superblock holds block 4 * (L % 4) + L / 4: the order in which
+ * the weights' shuffle transpose (gemm_pack_w) leaves them. */
+static inline __m512i sb_blocks(void) {
+    return _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+}
+
+/* Byte offsets of the lanes' blocks, and the lanes whose block exists. */
+static inline __m512i sb_offsets(int block_bytes) {
+    return _mm512_mullo_epi32(sb_blocks(), _mm512_set1_epi32(block_bytes));
+}
+
+static inline __mmask16 sb_mask(int64_t nb, int64_t j) {
+    int64_t n = nb - j * GEMM_SB;
+    return n >= GEMM_SB ? (__mmask16)0xffff
+                        : _mm512_cmplt_epi32_mask(sb_blocks(), _mm512_set1_epi32((int)n));
+}
+
+/* Gathers the 32-bit words at base + 16-lane byte offsets (masked lanes 0). */
+static inline __m512i gather32(__mmask16 m, __m512i off, const uint8_t *base) {
+    return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, off, base, 1);
+}
+
+static inline __m512 half_to_f32(__m512i w) { /* low 16 bits of each lane */
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(w));
+}
+
+/* Superblock j of one activation row (q8_0 blocks, or q8_1 for q4_1). */
+static void gemm_pack_x(int fmt, const uint8_t *x, int64_t nb, int64_t j, gx *o) {
+    const int q81 = fmt == FMT_Q4_1;
+    const int bs = q81 ? (int)sizeof(rwe_block_q8_1) : (int)sizeof(rwe_block_q8_0);
+    const __m512i off = sb_offsets(bs);
+    const __mmask16 m = sb_mask(nb, j);
+    const uint8_t *base = x + (size_t)(j * GEMM_SB) * (size_t)bs;
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (int k = 0; k < 8; k++)
+        _mm512_store_si512(o->q[k], _mm512_xor_si512(gather32(m, off, base + (q81 ? 4 : 2) + 4 * k),
+                                                     flip));
+    __m512i ds = gather32(m, off, base);
+    _mm512_store_ps(o->d, half_to_f32(ds));
+    _mm512_store_ps(o->s, q81 ? half_to_f32(_mm512_srli_epi32(ds, 16)) : _mm512_setzero_ps());
+}
+
+/* The quants of 16 whole blocks at p, transposed into q[8] (lane order of
+ * sb_blocks) without gathers: unpack_group puts 4 blocks' elements 0-15 in
+ * the 4 128-bit lanes of one vector (lo) and 16-31 in another (hi), so four
+ * groups' lo are a 4 x 4 dword transpose per 128-bit lane away from
+ * q[0..3], and their hi from q[4..7]. */
+static inline void gemm_transpose_w(int fmt, const uint8_t *p, __m512i q[8]) {
+    const widx ix = load_widx(fmt);
+    const __m512i nib = _mm512_set1_epi8(0x0f), eight = _mm512_set1_epi8(8);
+    __m512i lo[4], hi[4];
+    for (int g = 0; g < 4; g++) { /* unpack_group's quants, kept signed */
+        const uint8_t *pg = p + (size_t)g * group_bytes(fmt);
+        __m512i a = _mm512_loadu_si512(pg);
+        if (fmt == FMT_Q8_0) {
+            lo[g] = _mm512_permutex2var_epi16(a, ix.a, _mm512_loadu_si512(pg + 64));
+            hi[g] = _mm512_permutex2var_epi16(_mm512_loadu_si512(pg + 8), ix.b,
+                                              _mm512_loadu_si512(pg + 72));
+            continue;
+        }
+        __m512i w = _mm512_permutex2var_epi16(a, ix.a,
+                                              _mm512_loadu_si512(pg + (fmt == FMT_Q4_0 ? 8 : 16)));
+        lo[g] = _mm512_and_si512(w, nib);
+        hi[g] = _mm512_and_si512(_mm512_srli_epi16(w, 4), nib);
+        if (fmt == FMT_Q4_0) { /* nibble - 8; q4_1 keeps 0..15 */
+            lo[g] = _mm512_sub_epi8(lo[g], eight);
+            hi[g] = _mm512_sub_epi8(hi[g], eight);
+        }
+    }
+    for (int h = 0; h < 2; h++) {
+        const __m512i *v = h ? hi : lo;
+        __m512i ab0 = _mm512_unpacklo_epi32(v[0], v[1]), ab1 = _mm512_unpackhi_epi32(v[0], v[1]);
+        __m512i cd0 = _mm512_unpacklo_epi32(v[2], v[3]), cd1 = _mm512_unpackhi_epi32(v[2], v[3]);
+        q[4 * h + 0] = _mm512_unpacklo_epi64(ab0, cd0);
+        q[4 * h + 1] = _mm512_unpackhi_epi64(ab0, cd0);
+        q[4 * h + 2] = _mm512_unpacklo_epi64(ab1, cd1);
+        q[4 * h + 3] = _mm512_unpackhi_epi64(ab1, cd1);
+    }
+}
+
+/* Superblock j of one weight row. */
+static void gemm_pack_w(int fmt, const uint8_t *w, int64_t nb, int64_t j, gw *o) {
+    const int bs = fmt == FMT_Q8_0 ? 34 : (fmt == FMT_Q4_0 ? 18 : 20);
+    const __m512i off = sb_offsets(bs);
+    const __mmask16 m = sb_mask(nb, j);
+    const uint8_t *base = w + (size_t)(j * GEMM_SB) * (size_t)bs;
+    __m512i q[8];
+    if (m == 0xffff) {
+        gemm_transpose_w(fmt, base, q);
+    } else if (fmt == FMT_Q8_0) { /* a partial last superblock: masked gathers */
+        for (int k = 0; k < 8; k++)
+            q[k] = gather32(m, off, base + 2 + 4 * k);
+    } else { /* nibbles: low = elements 4k.., high = elements 16 + 4k.. */
+        const __m512i nib = _mm512_set1_epi8(0x0f);
+        const __m512i eight = _mm512_maskz_set1_epi32(m, 0x08080808);
+        for (int k = 0; k < 4; k++) {
+            __m512i g = gather32(m, off, base + (fmt == FMT_Q4_0 ? 2 : 4) + 4 * k);
+            q[k] = _mm512_and_si512(g, nib);
+            q[k + 4] = _mm512_and_si512(_mm512_srli_epi16(g, 4), nib);
+            if (fmt == FMT_Q4_0) {
+                q[k] = _mm512_sub_epi8(q[k], eight);
+                q[k + 4] = _mm512_sub_epi8(q[k + 4], eight);
+            }
+        }
+    }
+    const __m512i u128 = _mm512_set1_epi8((char)0x80);
+    __m512i sum = _mm512_setzero_si512();
+    for (int k = 0; k < 8; k++) {
+        _mm512_store_si512(o->q[k], q[k]);
+        sum = _mm512_dpbusd_epi32(sum, u128, q[k]); /* 128 * sum(q) per lane */
+    }
+    _mm512_store_si512(o->bias, _mm512_sub_epi32(_mm512_setzero_si512(), sum));
+    __m512i dm = gather32(m, off, base);
+    _mm512_store_ps(o->d, half_to_f32(dm));
+    _mm512_store_ps(o->m, fmt == FMT_Q4_1 ? half_to_f32(_mm512_srli_epi32(dm, 16))
+                                          : _mm512_setzero_ps());
+}
+
+/* Y[t * y_stride + i] = the 16-lane sum of f[i][t] for a 4 x TT tile, in
+ * about 40 shuffles and adds where 16 separate reductions take 128 (with
+ * 1024 columns a tile has only 2 superblocks, and the sums cost as much). */
+static inline __attribute__((always_inline)) void gemm_store_4xT(int TT, __m512 f[4][4], float *Y,
+                                                                 int64_t y_stride) {
+    __m512 y[4]; /* y[t]: 128-bit lane i holds 4 partial sums of row i */
+    for (int t = TT; t < 4; t++)
+        y[t] = _mm512_setzero_ps();
+    for (int t = 0; t < TT; t++) {
+        __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(f[0][t], f[1][t], 0x44),
+                                  _mm512_shuffle_f32x4(f[0][t], f[1][t], 0xee));
+        __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(f[2][t], f[3][t], 0x44),
+                                  _mm512_shuffle_f32x4(f[2][t], f[3][t], 0xee));
+        y[t] = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xdd));
+    }
+    __m512 p01 = _mm512_add_ps(_mm512_unpacklo_ps(y[0], y[1]), _mm512_unpackhi_ps(y[0], y[1]));
+    __m512 p23 = _mm512_add_ps(_mm512_unpacklo_ps(y[2], y[3]), _mm512_unpackhi_ps(y[2], y[3]));
+    __m512d a = _mm512_castps_pd(p01), b = _mm512_castps_pd(p23);
+    __m512 q = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)),
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+    float out[16] __attribute__((aligned(64))); /* out[4 * i + t] */
+    _mm512_store_ps(out, q);
+    for (int i = 0; i < 4; i++)
+        for (int t = 0; t < TT; t++)
+            Y[t * y_stride + i] = out[4 * i + t];
+}
+
+/* Y[t][r + i] = W row i . X token t for an R x TT tile over nsb superblocks;
+ * w[i] / x[t] point at row i's / token t's superblock 0. */
+static inline __attribute__((always_inline)) void gemm_tile(int fmt, int R, int TT, int64_t nsb,
+                                                            const gw *const *w,
+                                                            const gx *const *x, float *Y,
+                                                            int64_t y_stride) {
+    /* The float sums live in memory (L1) between superblocks: with them in
+     * registers too, the 16 integer sums, 4 activations and a weight spill
+     * and the activations are reloaded for every row. */
+    __m512 f[4][4];
+    #pragma GCC unroll 8
+    for (int i = 0; i < R; i++)
+        #pragma GCC unroll 8
+        for (int t = 0; t < TT; t++)
+            f[i][t] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < nsb; j++) {
+        __m512i s[4][4];
+        #pragma GCC unroll 8
+        for (int i = 0; i < R; i++) {
+            __m512i b = _mm512_load_si512(w[i][j].bias);
+            #pragma GCC unroll 8
+            for (int t = 0; t < TT; t++)
+                s[i][t] = b;
+        }
+        #pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) {
+            __m512i xv[4];
+            #pragma GCC unroll 8
+            for (int t = 0; t < TT; t++)
+                xv[t] = _mm512_load_si512(x[t][j].q[k]);
+            #pragma GCC unroll 8
+            for (int i = 0; i < R; i++) {
+                __m512i wv = _mm512_load_si512(w[i][j].q[k]);
+                #pragma GCC unroll 8
+                for (int t = 0; t < TT; t++)
+                    s[i][t] = _mm512_dpbusd_epi32(s[i][t], xv[t], wv);
+            }
+        }
+        #pragma GCC unroll 8
+        for (int i = 0; i < R; i++) {
+            __m512 wd = _mm512_load_ps(w[i][j].d);
+            #pragma GCC unroll 8
+            for (int t = 0; t < TT; t++) {
+                __m512 d = _mm512_mul_ps(wd, _mm512_load_ps(x[t][j].d));
+                f[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i][t]), d, f[i][t]);
+                if (fmt == FMT_Q4_1)
+                    f[i][t] = _mm512_fmadd_ps(_mm512_load_ps(w[i][j].m), _mm512_load_ps(x[t][j].s),
+                                              f[i][t]);
+            }
+        }
+    }
+    if (R == 4) {
+        gemm_store_4xT(TT, f, Y, y_stride);
+        return;
+    }
+    #pragma GCC unroll 8
+    for (int i = 0; i < R; i++)
+        #pragma GCC unroll 8
+        for (int t = 0; t < TT; t++)
+            Y[t * y_stride + i] = _mm512_reduce_add_ps(f[i][t]);
+}
+
+/* One thread's growing workspace for the repacked operands (freed at thread exit). */
+static pthread_key_t gemm_ws_key;
+static pthread_once_t gemm_ws_once = PTHREAD_ONCE_INIT;
+static void gemm_ws_init(void) {
+    if (pthread_key_create(&gemm_ws_key, free))
+        gemm_ws_key = (pthread_key_t)-1; /* never happens in practice; GEMM then stays off */
+}
+
+typedef struct {
+    size_t size;
+    _Alignas(64) unsigned char data[];
+} gemm_ws;
+
+static void *gemm_workspace(size_t bytes) {
+    pthread_once(&gemm_ws_once, gemm_ws_init);
+    if (gemm_ws_key == (pthread_key_t)-1)
+        return NULL;
+    gemm_ws *ws = pthread_getspecific(gemm_ws_key);
+    if (ws && ws->size >= bytes)
+        return ws->data;
+    gemm_ws *grown = NULL;
+    if (posix_memalign((void **)&grown, 64, sizeof *grown + bytes))
+        return NULL;
+    grown->size = bytes;
+    if (pthread_setspecific(gemm_ws_key, grown)) {
+        free(grown);
+        return NULL;
+    }
+    free(ws);
+    return grown->data;
+}
+
+#define RWE_GEMM_TILE(R, TT) gemm_tile(fmt, R, TT, nsb, wp, xt, y, y_stride)
+
+/* The GEMM path of qmatmul; returns 0 (nothing done) without workspace memory. */
+static inline __attribute__((always_inline)) int qgemm(int fmt, int64_t cols, const void *W,
+                                                       const void *X, size_t x_stride, float *Y,
+                                                       int64_t y_stride, int64_t T, int64_t r0,
+                                                       int64_t r1) {
+    const int64_t nb = cols / RWE_QK, nsb = (nb + GEMM_SB - 1) / GEMM_SB;
+    const size_t row_bytes = (size_t)nb * (group_bytes(fmt) / 4);
+    gx *xs = gemm_workspace((size_t)(T * nsb) * sizeof(gx) + (size_t)(GEMM_RB * nsb) * sizeof(gw));
+    if (!xs)
+        return 0;
+    gw *ws = (gw *)(xs + T * nsb);
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t j = 0; j < nsb; j++)
+            gemm_pack_x(fmt, (const uint8_t *)X + (size_t)t * x_stride, nb, j, xs + t * nsb + j);
+    for (int64_t rb = r0; rb < r1; rb += GEMM_RB) {
+        int64_t nr = r1 - rb < GEMM_RB ? r1 - rb : GEMM_RB;
+        for (int64_t i = 0; i < nr; i++)
+            for (int64_t j = 0; j < nsb; j++)
+                gemm_pack_w(fmt, (const uint8_t *)W + (size_t)(rb + i) * row_bytes, nb, j,
+                            ws + i * nsb + j);
+        for (int64_t t0 = 0; t0 < T; t0 += GEMM_T) {
+            int tt = T - t0 < GEMM_T ? (int)(T - t0) : GEMM_T;
+            const gx *xt[GEMM_T];
+            for (int t = 0; t < tt; t++)
+                xt[t] = xs + (t0 + t) * nsb;
+            for (int64_t i = 0; i < nr; i += GEMM_R) {
+                const gw *wp[GEMM_R];
+                int rr = nr - i < GEMM_R ? (int)(nr - i) : GEMM_R;
+                for (int k = 0; k < rr; k++)
+                    wp[k] = ws + (i + k) * nsb;
+                float *y = Y + t0 * y_stride + rb + i;
+                if (rr == 4 && tt == GEMM_T)
+                    RWE_GEMM_TILE(4, GEMM_T);
+                else if (rr == 4 && tt == 2)
+                    RWE_GEMM_TILE(4, 2);
+                else if (rr == 4 && tt == 1)
+                    RWE_GEMM_TILE(4, 1);
+                else
+                    for (int k = 0; k < rr; k++) {
+                        const gw *const *w1 = wp + k;
+                        for (int t = 0; t < tt; t++)
+                            gemm_tile(fmt, 1, 1, nsb, w1, xt + t, y + t * y_stride + k, y_stride);
+                    }
+            }
+        }
+    }
+    return 1;
+}
+
 static inline __attribute__((always_inline)) void qmatmul(int fmt, int64_t cols, const void *W,
                                                           const void *X, size_t x_stride, float *Y,
                                                           int64_t y_stride, int64_t T, int64_t r0,
                                                           int64_t r1) {
+    if (T >= RWE_GEMM_MIN_T && qgemm(fmt, cols, W, X, x_stride, Y, y_stride, T, r0, r1))
+        return;
     xgroup panel[RWE_TILE_T][RWE_CHUNK_G];
     qjob j = {.fmt = fmt, .nb = cols / RWE_QK, .W = W, .Y = Y, .y_stride = y_stride};
     j.row_bytes = (size_t)j.nb * (group_bytes(fmt) / 4);

@@ -514,50 +514,58 @@ static void test_matmuls(const rwe_kernels *k) {
             }
 }
 
-/* Decode (T = 1) over long row ranges: the SIMD kernels may read a call's
- * rows as several streams (x86_avx512.c: qdecode_k and fdecode4 take K rows
- * from K parts of the range once it spans enough bytes), so ranges of a few hundred
- * rows, with remainders, are checked row by row (as run_matmul_case does). */
-static void test_long_decode(const rwe_kernels *k) {
+/* Long row ranges, checked row by row as run_matmul_case does: decode
+ * (T = 1), where the SIMD kernels may read a call's rows as several streams
+ * (x86_avx512.c: qdecode_k and fdecode4 take K rows from K parts of the
+ * range once it spans enough bytes), and T = 9, where the AVX-512 GEMM
+ * repacks 16 rows at a time (blocks of rows with remainders, and 800
+ * columns: a partial last superblock of 9 blocks). */
+static void test_long_ranges(const rwe_kernels *k) {
     static const int64_t ranges[][3] = {{1027, 1, 1026}, {700, 3, 302}, {129, 0, 129}};
+    static const int64_t cols_of[3] = {1024, 1000, 800};
     for (int f = 0; f < W_COUNT; f++)
-        for (size_t ci = 0; ci < 2 * sizeof ranges / sizeof ranges[0]; ci++) {
-            /* float rows also with a partial vector at the end (1000 = 62 x 16 + 8) */
-            int64_t cols = ci % 2 ? 1000 : 1024;
-            if (cols % RWE_QK && f > W_BF16)
-                continue;
-            size_t c = ci / 2;
-            int64_t rows = ranges[c][0], r0 = ranges[c][1], r1 = ranges[c][2];
-            rwe_type xt = f <= W_BF16 ? RWE_TYPE_F32 : rwe_act_type(wfmt_types[f]);
-            operand w = make_operand(wfmt_types[f], rows, cols, IN_RANDOM, 0, 0);
-            operand x = make_operand(xt, 1, cols, IN_RANDOM, 1, f == W_Q8_0);
-            float *y = xmalloc((size_t)rows * 4), *yref = xmalloc((size_t)rows * 4);
-            for (int64_t r = 0; r < rows; r++)
-                y[r] = SENTINEL;
-            matmul_of(k, f)(cols, w.data, x.data, x.row_bytes, y, rows, 1, r0, r1);
-            int vs_naive = k->isa == RWE_ISA_REF; /* as run_matmul_case */
-            if (!vs_naive)
-                matmul_of(&rwe_kernels_ref, f)(cols, w.data, x.data, x.row_bytes, yref, rows, 1, r0, r1);
-            double worst = 0;
-            for (int64_t r = 0; r < rows; r++) {
-                if (r < r0 || r >= r1) {
-                    worst = y[r] == SENTINEL ? worst : INFINITY;
+        for (size_t ci = 0; ci < 3 * sizeof ranges / sizeof ranges[0]; ci++)
+            for (int64_t T = 1; T <= 9; T += 8) {
+                /* float rows also with a partial vector at the end (1000 = 62 x 16 + 8) */
+                int64_t cols = cols_of[ci % 3];
+                if ((cols % RWE_QK && f > W_BF16) || (cols == 800 && f <= W_BF16))
                     continue;
-                }
-                double dot, abs_sum;
-                exact_dot(f, &w, &x, cols, r, 0, &dot, &abs_sum);
-                double want = vs_naive ? dot : yref[r];
-                double rtol = f <= W_BF16 ? RTOL_FLOAT
-                            : (vs_naive && f == W_Q4_1 ? RTOL_Q4_1_NAIVE : RTOL_QUANT);
-                double e = fabs(y[r] - want) / (rtol * abs_sum + ATOL);
-                worst = isnan(y[r]) ? INFINITY : (e > worst ? e : worst);
+                size_t c = ci / 3;
+                int64_t rows = ranges[c][0], r0 = ranges[c][1], r1 = ranges[c][2];
+                rwe_type xt = f <= W_BF16 ? RWE_TYPE_F32 : rwe_act_type(wfmt_types[f]);
+                operand w = make_operand(wfmt_types[f], rows, cols, IN_RANDOM, 0, 0);
+                operand x = make_operand(xt, T, cols, IN_RANDOM, 1, f == W_Q8_0);
+                float *y = xmalloc((size_t)(rows * T) * 4), *yref = xmalloc((size_t)(rows * T) * 4);
+                for (int64_t i = 0; i < rows * T; i++)
+                    y[i] = SENTINEL;
+                matmul_of(k, f)(cols, w.data, x.data, x.row_bytes, y, rows, T, r0, r1);
+                int vs_naive = k->isa == RWE_ISA_REF; /* as run_matmul_case */
+                if (!vs_naive)
+                    matmul_of(&rwe_kernels_ref, f)(cols, w.data, x.data, x.row_bytes, yref, rows, T,
+                                                   r0, r1);
+                double worst = 0;
+                for (int64_t t = 0; t < T; t++)
+                    for (int64_t r = 0; r < rows; r++) {
+                        float got = y[t * rows + r];
+                        if (r < r0 || r >= r1) {
+                            worst = got == SENTINEL ? worst : INFINITY;
+                            continue;
+                        }
+                        double dot, abs_sum;
+                        exact_dot(f, &w, &x, cols, r, t, &dot, &abs_sum);
+                        double want = vs_naive ? dot : yref[t * rows + r];
+                        double rtol = f <= W_BF16 ? RTOL_FLOAT
+                                    : (vs_naive && f == W_Q4_1 ? RTOL_Q4_1_NAIVE : RTOL_QUANT);
+                        double e = fabs(got - want) / (rtol * abs_sum + ATOL);
+                        worst = isnan(got) ? INFINITY : (e > worst ? e : worst);
+                    }
+                char what[96];
+                snprintf(what, sizeof what, "matmul_%s cols=%lld T=%lld rows=[%lld,%lld) of %lld",
+                         wfmt_names[f], (long long)cols, (long long)T, (long long)r0, (long long)r1,
+                         (long long)rows);
+                report(worst <= 1.0, k->name, what, worst);
+                free(y), free(yref), free_operand(&w), free_operand(&x);
             }
-            char what[96];
-            snprintf(what, sizeof what, "matmul_%s cols=%lld T=1 rows=[%lld,%lld) of %lld", wfmt_names[f],
-                     (long long)cols, (long long)r0, (long long)r1, (long long)rows);
-            report(worst <= 1.0, k->name, what, worst);
-            free(y), free(yref), free_operand(&w), free_operand(&x);
-        }
 }
 
 /* --------------------------------------------------------------- wkv5 */
@@ -749,7 +757,7 @@ int main(int argc, char **argv) {
         const rwe_kernels *k = rwe_kernels_get(all_isas[i]);
         test_quantize_rows(k);
         test_matmuls(k);
-        test_long_decode(k);
+        test_long_ranges(k);
         test_wkv5(k);
         test_norms(k);
     }
