@@ -4,19 +4,23 @@
  * An independent cross-check of the figure rwkv_edge.bench measures with
  * numba: decode is bound by how fast weights stream from DRAM, so the
  * roofline every decode figure is compared against must not hinge on one
- * measuring method. rwkv_edge.bench compiles this file and runs it in the
- * same run.
+ * measuring method.
  *
- *   gcc -O3 -march=native -pthread bandwidth.c -o bandwidth
- *   ./bandwidth [MiB=1024] [threads=1] [reps=7]
- *
- * Prints one JSON line: {"threads":T,"bytes":B,"reps":R,"best_gbps":X,"gbps":[...]}
+ * Two ways to use it:
+ *   - rwkv_edge.bench compiles it as a shared library (-DRWE_BW_LIBRARY) and
+ *     calls rwe_bw_pass() on the very buffer its numba loop reads, the two
+ *     methods taking turns pass by pass, so that both see the same pages and
+ *     the same bursts of other load on a shared machine;
+ *   - standalone:
+ *       gcc -O3 -march=native -pthread bandwidth.c -o bandwidth
+ *       ./bandwidth [MiB=1024] [threads=1] [reps=7]
+ *     prints one JSON line: {"threads":T,"bytes":B,"reps":R,"best_gbps":X,"gbps":[...]}
  * (GB = 1e9 bytes). Each thread sums its own contiguous slice of one buffer
- * far larger than the caches; the best repetition is reported, as noise on a
- * shared machine only ever makes a run slower.
+ * far larger than the caches.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,14 +29,6 @@
 
 #define MAX_THREADS 256
 #define MAX_REPS 64
-
-typedef struct worker {
-    const uint64_t *data;    /* this thread's slice */
-    size_t n;                /* uint64 words in the slice */
-    uint64_t sink;           /* the sum, published so the loads are not dead code */
-    pthread_barrier_t *start, *stop;
-    int reps;
-} worker;
 
 static double now_s(void) {
     struct timespec ts;
@@ -51,16 +47,52 @@ static uint64_t sum_words(const uint64_t *p, size_t n) {
     return a[0] + a[1] + a[2] + a[3] + a[4] + a[5] + a[6] + a[7];
 }
 
-static void *worker_main(void *arg) {
-    worker *w = arg;
-    for (int r = 0; r < w->reps; r++) {
-        pthread_barrier_wait(w->start);
-        w->sink += sum_words(w->data, w->n);
-        pthread_barrier_wait(w->stop);
+typedef struct {
+    const uint64_t *data;
+    size_t n;
+    uint64_t sink;
+    atomic_int *go;          /* 0: wait, 1: read, -1: give up */
+    atomic_int *done;        /* threads finished */
+} slice;
+
+/* Waits until every thread is up, sums its slice, reports: the timed span
+ * starts once all threads exist, so thread start-up is not in it. */
+static void *slice_main(void *arg) {
+    slice *s = arg;
+    int go;
+    while ((go = atomic_load(s->go)) == 0) {
     }
+    if (go > 0) s->sink = sum_words(s->data, s->n);
+    atomic_fetch_add(s->done, 1);
     return NULL;
 }
 
+/* One timed pass over buf (words uint64) with nthreads threads: the calling
+ * thread reads the first slice (a spinning timer would take a core from the
+ * readers) and times the pass; GB/s, or -1 when the threads cannot start. */
+double rwe_bw_pass(const uint64_t *buf, size_t words, int nthreads) {
+    if (nthreads < 1 || nthreads > MAX_THREADS) return -1;
+    slice sl[MAX_THREADS];
+    pthread_t tid[MAX_THREADS];
+    atomic_int go = 0, done = 0;
+    size_t per = words / (size_t)nthreads;
+    int started = 1; /* slice 0 is the caller's */
+    for (int t = 0; t < nthreads; t++)
+        sl[t] = (slice){buf + per * (size_t)t, t == nthreads - 1 ? words - per * (size_t)t : per, 0,
+                        &go, &done};
+    for (; started < nthreads; started++)
+        if (pthread_create(&tid[started], NULL, slice_main, &sl[started]) != 0) break;
+    double t0 = now_s();
+    atomic_store(&go, started == nthreads ? 1 : -1);
+    if (started == nthreads) sl[0].sink = sum_words(sl[0].data, sl[0].n);
+    while (atomic_load(&done) < started - 1) {
+    }
+    double dt = now_s() - t0;
+    for (int t = 1; t < started; t++) pthread_join(tid[t], NULL);
+    return started == nthreads ? (double)(words * sizeof(uint64_t)) / dt / 1e9 : -1;
+}
+
+#ifndef RWE_BW_LIBRARY
 static int parse_arg(int argc, char **argv, int i, long dflt, long lo, long hi, long *out) {
     *out = dflt;
     if (argc > i) {
@@ -88,38 +120,20 @@ int main(int argc, char **argv) {
     }
     memset(buf, 1, words * sizeof(uint64_t)); /* fault every page in before timing */
 
-    pthread_barrier_t start, stop;
-    pthread_barrier_init(&start, NULL, (unsigned)nthreads + 1);
-    pthread_barrier_init(&stop, NULL, (unsigned)nthreads + 1);
-    worker w[MAX_THREADS];
-    pthread_t tid[MAX_THREADS];
-    size_t per = words / (size_t)nthreads;
-    for (long t = 0; t < nthreads; t++) {
-        size_t n = (t == nthreads - 1) ? words - per * (size_t)t : per;
-        w[t] = (worker){buf + per * (size_t)t, n, 0, &start, &stop, (int)reps};
-        pthread_create(&tid[t], NULL, worker_main, &w[t]);
-    }
-
     double gbps[MAX_REPS], best = 0.0;
     for (long r = 0; r < reps; r++) {
-        pthread_barrier_wait(&start);
-        double t0 = now_s();
-        pthread_barrier_wait(&stop);
-        gbps[r] = (double)(words * sizeof(uint64_t)) / (now_s() - t0) / 1e9;
+        gbps[r] = rwe_bw_pass(buf, words, (int)nthreads);
+        if (gbps[r] < 0) {
+            fprintf(stderr, "cannot start %ld threads\n", nthreads);
+            return 1;
+        }
         if (gbps[r] > best) best = gbps[r];
     }
-    uint64_t sink = 0;
-    for (long t = 0; t < nthreads; t++) {
-        pthread_join(tid[t], NULL);
-        sink += w[t].sink;
-    }
-
     printf("{\"threads\":%ld,\"bytes\":%zu,\"reps\":%ld,\"best_gbps\":%.3f,\"gbps\":[", nthreads,
            words * sizeof(uint64_t), reps, best);
     for (long r = 0; r < reps; r++) printf("%s%.3f", r ? "," : "", gbps[r]);
-    printf("],\"checksum\":%llu}\n", (unsigned long long)(sink & 0xFFFF));
-    pthread_barrier_destroy(&start);
-    pthread_barrier_destroy(&stop);
+    printf("]}\n");
     free(buf);
     return 0;
 }
+#endif /* RWE_BW_LIBRARY */

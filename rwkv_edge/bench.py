@@ -4,9 +4,10 @@ Decode reads every weight once per token, so its floor is
 ``weight_bytes / read_bandwidth``. Bandwidth is measured in the same run as
 the model (it drifts with load on a shared machine, and a figure from another
 day is meaningless), by two independent methods: a numba ``prange`` read loop
-here and ``benchmarks/bandwidth.c`` (plain C + pthreads) when its source and
-gcc are at hand. Every decode figure is reported with its ratio to that
-roofline, which stays comparable across machines where raw ms/token do not.
+here and ``benchmarks/bandwidth.c`` (plain C + pthreads, built as a library) when
+its source and gcc are at hand, the two taking turns pass by pass over one buffer.
+Every decode figure is reported with its ratio to that roofline, which stays
+comparable across machines where raw ms/token do not.
 
     from rwkv_edge.bench import BenchOptions, BenchPlan, bench_model
     result = bench_model("m.gguf", [BenchOptions(threads=2), BenchOptions(threads=1)])
@@ -17,7 +18,7 @@ Timing only happens here and in benchmarks/, never in tests.
 
 from __future__ import annotations
 
-import json
+import ctypes
 import os
 import platform
 import resource
@@ -76,7 +77,7 @@ class BenchPlan:
     context_chunk: int = 512
     context_decode: int = 16
     bandwidth_mib: int = 1024
-    bandwidth_reps: int = 5
+    bandwidth_reps: int = 9
     bandwidth_c_source: Path | None = None  # benchmarks/bandwidth.c; None: look for it
     seed: int = 0
 
@@ -119,6 +120,10 @@ class Bandwidth:
     best_gbps: float
     runs_gbps: list[float]
 
+    @property
+    def median_gbps(self) -> float:
+        return float(statistics.median(self.runs_gbps))
+
 
 @njit(cache=True)
 def _sum_slice(w: npt.NDArray[np.int64]) -> int:
@@ -154,16 +159,23 @@ def numba_threads(n: int) -> Iterator[None]:
         numba.set_num_threads(old)
 
 
+def _read_buffer(mib: int) -> npt.NDArray[np.int64]:
+    return np.ones(mib * (1 << 20) // 8, dtype=np.int64)  # ones(): every page faulted in
+
+
+def _numba_pass(words: npt.NDArray[np.int64], threads: int) -> float:
+    """GB/s of one timed pass (the caller holds numba_threads(threads))."""
+    t0 = time.perf_counter()
+    _read_sum(words, threads)
+    return words.nbytes / (time.perf_counter() - t0) / GB
+
+
 def measure_bandwidth(threads: int, mib: int = 1024, reps: int = 5) -> Bandwidth:
     """Best-of-``reps`` read bandwidth in GB/s over a buffer of ``mib`` MiB (make it >> caches)."""
-    words = np.ones(mib * (1 << 20) // 8, dtype=np.int64)  # ones(): every page faulted in
-    runs: list[float] = []
+    words = _read_buffer(mib)
     with numba_threads(threads):
         _read_sum(words[: 1 << 12], threads)  # compile outside the timing
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            _read_sum(words, threads)
-            runs.append(words.nbytes / (time.perf_counter() - t0) / GB)
+        runs = [_numba_pass(words, threads) for _ in range(reps)]
     return Bandwidth("numba", threads, max(runs), [round(r, 3) for r in runs])
 
 
@@ -177,69 +189,94 @@ def find_bandwidth_c() -> Path | None:
     return None
 
 
-def build_bandwidth_c(source: Path, out_dir: Path) -> Path | None:
-    """Compile benchmarks/bandwidth.c into out_dir; None when no compiler or it fails."""
+def load_bandwidth_c(source: Path, out_dir: Path) -> ctypes.CDLL | None:
+    """benchmarks/bandwidth.c built as a library (rwe_bw_pass); None without a compiler."""
     cc = shutil.which("gcc") or shutil.which("cc")
     if cc is None:
         return None
-    exe = out_dir / "bandwidth"
-    build = [cc, "-O3", "-march=native", "-pthread", str(source), "-o", str(exe)]
-    return exe if subprocess.run(build, capture_output=True).returncode == 0 else None
-
-
-def run_bandwidth_c(exe: Path, threads: int, mib: int = 1024, reps: int = 5) -> Bandwidth | None:
-    proc = subprocess.run(
-        [str(exe), str(mib), str(threads), str(reps)], capture_output=True, text=True
-    )
-    if proc.returncode != 0:
+    lib = out_dir / "libbandwidth.so"
+    flags = ["-O3", "-march=native", "-shared", "-fPIC", "-pthread", "-DRWE_BW_LIBRARY"]
+    if subprocess.run([cc, *flags, str(source), "-o", str(lib)], capture_output=True).returncode:
         return None
-    out = json.loads(proc.stdout)
-    return Bandwidth("c", threads, float(out["best_gbps"]), [float(x) for x in out["gbps"]])
+    dll = ctypes.CDLL(str(lib))
+    dll.rwe_bw_pass.restype = ctypes.c_double
+    dll.rwe_bw_pass.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return dll
+
+
+def _c_pass(dll: ctypes.CDLL, words: npt.NDArray[np.int64], threads: int) -> float | None:
+    gbps = float(dll.rwe_bw_pass(words.ctypes.data, words.size, threads))
+    return gbps if gbps > 0 else None
 
 
 def measure_bandwidth_c(
     source: Path, threads: int, mib: int = 1024, reps: int = 5
 ) -> Bandwidth | None:
-    """Compile and run benchmarks/bandwidth.c; None when gcc is missing or it fails."""
+    """Best-of-``reps`` bandwidth by benchmarks/bandwidth.c; None when it cannot be built."""
     with tempfile.TemporaryDirectory(prefix="rwe-bw-") as tmp:
-        exe = build_bandwidth_c(source, Path(tmp))
-        return run_bandwidth_c(exe, threads, mib, reps) if exe else None
+        dll = load_bandwidth_c(source, Path(tmp))
+        words = _read_buffer(mib)
+        runs = [_c_pass(dll, words, threads) for _ in range(reps)] if dll else [None]
+    if any(r is None for r in runs):
+        return None
+    got = [float(r) for r in runs if r is not None]
+    return Bandwidth("c", threads, max(got), [round(r, 3) for r in got])
 
 
-def _merge(parts: list[Bandwidth]) -> Bandwidth:
-    runs = [r for p in parts for r in p.runs_gbps]
-    return Bandwidth(parts[0].method, parts[0].threads, max(p.best_gbps for p in parts), runs)
+def _alternating_passes(
+    words: npt.NDArray[np.int64], threads: int, reps: int, dll: ctypes.CDLL | None
+) -> tuple[Bandwidth, Bandwidth | None]:
+    """reps passes of each method over the same buffer, taking turns (and swapping who goes
+    first every rep), so that both read the same pages under the same bursts of other load."""
+    nb: list[float] = []
+    cb: list[float | None] = []
+    with numba_threads(threads):
+        _read_sum(words[: 1 << 12], threads)  # compile outside the timing
+        for rep in range(reps):
+            if rep % 2 and dll is not None:
+                cb.append(_c_pass(dll, words, threads))
+            nb.append(_numba_pass(words, threads))
+            if rep % 2 == 0 and dll is not None:
+                cb.append(_c_pass(dll, words, threads))
+    numba_bw = Bandwidth("numba", threads, max(nb), [round(r, 3) for r in nb])
+    if dll is None or any(c is None for c in cb):
+        return numba_bw, None
+    c_runs = [float(c) for c in cb if c is not None]
+    return numba_bw, Bandwidth("c", threads, max(c_runs), [round(r, 3) for r in c_runs])
+
+
+def _bw_json(bw: Bandwidth) -> dict[str, Any]:
+    return {**asdict(bw), "median_gbps": round(bw.median_gbps, 3)}
 
 
 def bandwidth_table(thread_counts: list[int], plan: BenchPlan) -> dict[str, Any]:
-    """Both methods for every thread count; the roofline uses the better of the two.
+    """Both methods for every thread count; the roofline uses the better of the two bests.
 
-    The two methods take turns, one repetition each, so that a burst of other work on a
-    shared machine lands on both rather than on whichever happened to run then.
+    The cross-check compares the methods' medians: a single lucky or unlucky pass on a
+    shared machine moves a best-of figure, and should not decide whether two independent
+    read loops measure the same memory.
     """
     source = plan.bandwidth_c_source or find_bandwidth_c()
-    table: dict[str, Any] = {"buffer_mib": plan.bandwidth_mib, "by_threads": {}}
+    table: dict[str, Any] = {
+        "buffer_mib": plan.bandwidth_mib,
+        "reps": plan.bandwidth_reps,
+        "by_threads": {},
+    }
+    words = _read_buffer(plan.bandwidth_mib)
     with tempfile.TemporaryDirectory(prefix="rwe-bw-") as tmp:
-        exe = build_bandwidth_c(source, Path(tmp)) if source else None
+        dll = load_bandwidth_c(source, Path(tmp)) if source else None
         for t in sorted(set(thread_counts)):
-            nbs: list[Bandwidth] = []
-            cbs: list[Bandwidth] = []
-            for _ in range(plan.bandwidth_reps):
-                nbs.append(measure_bandwidth(t, plan.bandwidth_mib, 1))
-                c = run_bandwidth_c(exe, t, plan.bandwidth_mib, 1) if exe else None
-                if c is not None:
-                    cbs.append(c)
-            nb = _merge(nbs)
-            cb = _merge(cbs) if len(cbs) == len(nbs) else None
+            nb, cb = _alternating_passes(words, t, plan.bandwidth_reps, dll)
             entry: dict[str, Any] = {
-                "numba": asdict(nb),
-                "c": asdict(cb) if cb else None,
+                "numba": _bw_json(nb),
+                "c": _bw_json(cb) if cb else None,
                 "roofline_gbps": max(nb.best_gbps, cb.best_gbps if cb else 0),
             }
             if cb:
-                entry["c_over_numba"] = cb.best_gbps / nb.best_gbps
+                entry["c_over_numba"] = cb.median_gbps / nb.median_gbps
                 entry["cross_check_ok"] = abs(entry["c_over_numba"] - 1) <= CROSS_CHECK_TOLERANCE
             table["by_threads"][str(t)] = entry
+    del words
     return table
 
 

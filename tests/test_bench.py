@@ -10,6 +10,7 @@ import importlib.util
 import json
 import pickle
 import shutil
+import statistics
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -161,6 +162,23 @@ def test_bandwidth_is_positive() -> None:
 def test_c_bandwidth_is_positive() -> None:
     bw = bench.measure_bandwidth_c(REPO / "benchmarks" / "bandwidth.c", 2, mib=16, reps=2)
     assert bw is not None and bw.method == "c" and bw.threads == 2 and bw.best_gbps > 0
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc")
+def test_bandwidth_table_cross_checks_medians() -> None:
+    plan = bench.BenchPlan(
+        bandwidth_mib=16, bandwidth_reps=3, bandwidth_c_source=REPO / "benchmarks" / "bandwidth.c"
+    )
+    table = bench.bandwidth_table([1, 2], plan)
+    assert table["reps"] == 3 and set(table["by_threads"]) == {"1", "2"}
+    for t, e in table["by_threads"].items():
+        n, c = e["numba"], e["c"]
+        assert n["threads"] == c["threads"] == int(t)
+        assert len(n["runs_gbps"]) == len(c["runs_gbps"]) == 3
+        assert n["median_gbps"] == pytest.approx(statistics.median(n["runs_gbps"]))
+        assert e["c_over_numba"] == pytest.approx(c["median_gbps"] / n["median_gbps"], rel=1e-3)
+        assert e["roofline_gbps"] == max(n["best_gbps"], c["best_gbps"])
+        assert e["cross_check_ok"] == (abs(e["c_over_numba"] - 1) <= bench.CROSS_CHECK_TOLERANCE)
 
 
 def test_kv_cache_and_spread() -> None:
