@@ -8,13 +8,17 @@
  *
  * Matmuls keep a tile of up to 4 tokens in registers: a weight block is
  * loaded and unpacked once, then multiplied with each token's block, so
- * prefill reads every weight once per 4 tokens.  Decode takes 2 rows at a
- * time so they share each activation block.
+ * short prefills read every weight once per 4 tokens.  Decode takes 2 rows
+ * at a time so they share each activation block.  Longer prefills of the
+ * quantized types repack both operands for a GEMM ("prefill GEMM" below).
  */
 #if defined(__x86_64__)
 
 #include <immintrin.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "../quant/quant.h"
 #include "kernels_impl.h"
@@ -179,12 +183,315 @@ static inline __attribute__((always_inline)) void qdot_tile(int fmt, int R, int 
             out[i][t] = hsum8(acc[i][t]) + mterm[i][t];
 }
 
+/* ------------------------------------------------------ prefill GEMM */
+
+/*
+ * With many tokens (T >= RWE_GEMM_MIN_T) the tiles above spend a convert
+ * and an FMA (and for q8_0 two sign ops) per block product.  Here one int32
+ * lane holds one block instead: a "superblock" is 8 consecutive blocks (256
+ * columns), and lane l of vector k holds elements 4k..4k+3 of block l, so
+ * the integer products of 8 blocks finish before one convert, multiply and
+ * FMA.  Both operands are repacked into it with 4 x 4 dword transposes, the
+ * activations once per call and the weights once per block of GEMM_RB rows,
+ * reused by every token of the call.  Lanes past the row's last block are
+ * zero on both sides.
+ *
+ * Without VNNI the products go through maddubs (u8 x s8 -> s16 pair sums,
+ * saturating), so each format takes the operand split that stays exact:
+ *   q8_0: the decode sign trick, |w| (<= 128) unsigned and x with w's sign
+ *         (x from the quantizers is within +-127), so a pair is <= 2 * 128 *
+ *         127 = 32512; madd to int32 every vector.
+ *   q4_0, q4_1: the nibble (0..15) unsigned and x signed, a pair is <=
+ *         2 * 15 * 128 = 3840, so the 8 vectors of a superblock add up in
+ *         int16 (<= 30720) before one madd.  q4_0's -8 * sum(x) per block is
+ *         an activation bias; q4_1's m * s is added in float.
+ * (x + 128 unsigned against signed w, as with VNNI, would need no sign ops
+ * but can saturate for q8_0: 2 * 255 * 127 > 32767.)
+ */
+#define RWE_GEMM_MIN_T 8 /* tokens from which a call takes the GEMM path */
+#define GEMM_SB 8        /* blocks per superblock: one per int32 lane */
+#define GEMM_PAD (GEMM_SB * sizeof(rwe_block_q8_1)) /* 8 of the largest block */
+#ifndef GEMM_RB
+#define GEMM_RB 16 /* weight rows repacked at a time */
+#endif
+#ifndef GEMM_R
+#define GEMM_R 4 /* rows per register tile */
+#endif
+#ifndef GEMM_T
+#define GEMM_T 2 /* tokens per register tile */
+#endif
+
+typedef struct {
+    int8_t q[8][32];  /* qs */
+    float d[8];
+    float s[8];       /* q8_1 only: the block's s */
+    int32_t bias[8];  /* q4_0 only: -8 * sum(qs) */
+} __attribute__((aligned(32))) gx;
+
+typedef struct {
+    int8_t q[8][32]; /* q8_0: qs; q4: the nibbles 0..15 */
+    float d[8];
+    float m[8];      /* q4_1 only */
+} __attribute__((aligned(32))) gw;
+
+/* v[k] lane l = the k-th 32-bit word at p + l * bs, k < 4, l < 8. */
+static inline void transpose_4x8(const uint8_t *p, size_t bs, __m256i v[4]) {
+    __m256i r[4]; /* r[m]: block m in the low 128 bits, block m + 4 in the high */
+    for (int m = 0; m < 4; m++)
+        r[m] = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(p + (size_t)(m + 4) * bs)),
+                                _mm_loadu_si128((const __m128i *)(p + (size_t)m * bs)));
+    __m256i ab0 = _mm256_unpacklo_epi32(r[0], r[1]), ab1 = _mm256_unpackhi_epi32(r[0], r[1]);
+    __m256i cd0 = _mm256_unpacklo_epi32(r[2], r[3]), cd1 = _mm256_unpackhi_epi32(r[2], r[3]);
+    v[0] = _mm256_unpacklo_epi64(ab0, cd0);
+    v[1] = _mm256_unpackhi_epi64(ab0, cd0);
+    v[2] = _mm256_unpacklo_epi64(ab1, cd1);
+    v[3] = _mm256_unpackhi_epi64(ab1, cd1);
+}
+
+/* The 8 blocks of superblock j of a row of nb blocks of bs bytes: in the row
+ * itself, or for a partial last superblock in a zero-padded copy in pad. */
+static inline const uint8_t *sb_blocks(const uint8_t *row, size_t bs, int64_t nb, int64_t j,
+                                       uint8_t pad[GEMM_PAD]) {
+    const uint8_t *base = row + (size_t)(j * GEMM_SB) * bs;
+    int64_t n = nb - j * GEMM_SB;
+    if (n >= GEMM_SB)
+        return base;
+    memset(pad, 0, GEMM_PAD);
+    memcpy(pad, base, (size_t)n * bs);
+    return pad;
+}
+
+static inline float f16_at(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return f16(h);
+}
+
+/* Superblock j of one activation row (q8_0 blocks, or q8_1 for q4_1). */
+static void gemm_pack_x(int fmt, const uint8_t *x, int64_t nb, int64_t j, gx *o) {
+    const size_t bs = fmt == FMT_Q4_1 ? sizeof(rwe_block_q8_1) : sizeof(rwe_block_q8_0);
+    uint8_t pad[GEMM_PAD];
+    const uint8_t *p = sb_blocks(x, bs, nb, j, pad);
+    __m256i q[8];
+    transpose_4x8(p + bs - 32, bs, q);
+    transpose_4x8(p + bs - 16, bs, q + 4);
+    __m256i sum8 = _mm256_setzero_si256(); /* 8 * pair sums: <= 8 * 2048 in int16 */
+    for (int k = 0; k < 8; k++) {
+        _mm256_store_si256((__m256i *)o->q[k], q[k]);
+        if (fmt == FMT_Q4_0)
+            sum8 = _mm256_add_epi16(sum8, _mm256_maddubs_epi16(_mm256_set1_epi8(8), q[k]));
+    }
+    _mm256_store_si256((__m256i *)o->bias, _mm256_madd_epi16(sum8, _mm256_set1_epi16(-1)));
+    for (int l = 0; l < GEMM_SB; l++) {
+        o->d[l] = f16_at(p + (size_t)l * bs);
+        o->s[l] = fmt == FMT_Q4_1 ? f16_at(p + (size_t)l * bs + 2) : 0.0f;
+    }
+}
+
+/* Superblock j of one weight row. */
+static void gemm_pack_w(int fmt, const uint8_t *w, int64_t nb, int64_t j, gw *o) {
+    const size_t bs = wblock_bytes(fmt);
+    uint8_t pad[GEMM_PAD];
+    const uint8_t *p = sb_blocks(w, bs, nb, j, pad);
+    __m256i q[8];
+    if (fmt == FMT_Q8_0) {
+        transpose_4x8(p + 2, bs, q);
+        transpose_4x8(p + 18, bs, q + 4);
+    } else { /* low nibbles: elements 4k..; high: 16 + 4k.. */
+        const __m256i nib = _mm256_set1_epi8(0x0f);
+        transpose_4x8(p + bs - 16, bs, q);
+        for (int k = 0; k < 4; k++) {
+            q[k + 4] = _mm256_and_si256(_mm256_srli_epi16(q[k], 4), nib);
+            q[k] = _mm256_and_si256(q[k], nib);
+        }
+    }
+    for (int k = 0; k < 8; k++)
+        _mm256_store_si256((__m256i *)o->q[k], q[k]);
+    for (int l = 0; l < GEMM_SB; l++) {
+        o->d[l] = f16_at(p + (size_t)l * bs);
+        o->m[l] = fmt == FMT_Q4_1 ? f16_at(p + (size_t)l * bs + 2) : 0.0f;
+    }
+}
+
+/* The integer block dots of superblock j for an R x TT tile, s[i][t]. */
+static inline __attribute__((always_inline)) void gemm_idots(int fmt, int R, int TT, int64_t j,
+                                                             const gw *const *w,
+                                                             const gx *const *x,
+                                                             __m256i s[GEMM_R][GEMM_T]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i h[GEMM_R][GEMM_T]; /* q8_0: int32 sums; q4: int16 pair sums */
+    #pragma GCC unroll 8
+    for (int i = 0; i < R; i++)
+        #pragma GCC unroll 8
+        for (int t = 0; t < TT; t++)
+            h[i][t] = _mm256_setzero_si256();
+    /* Unrolled by 2, not 8: fully unrolled, GCC turns each int16 chain into
+     * an adder tree and spills most of the 64 products. */
+    #pragma GCC unroll 2
+    for (int k = 0; k < 8; k++) {
+        __m256i xv[GEMM_T];
+        #pragma GCC unroll 8
+        for (int t = 0; t < TT; t++)
+            xv[t] = _mm256_load_si256((const __m256i *)x[t][j].q[k]);
+        #pragma GCC unroll 8
+        for (int i = 0; i < R; i++) {
+            __m256i wv = _mm256_load_si256((const __m256i *)w[i][j].q[k]);
+            __m256i aw = fmt == FMT_Q8_0 ? _mm256_sign_epi8(wv, wv) : wv;
+            #pragma GCC unroll 8
+            for (int t = 0; t < TT; t++) {
+                if (fmt == FMT_Q8_0)
+                    h[i][t] = _mm256_add_epi32(
+                        h[i][t], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv[t], wv)),
+                                                   ones));
+                else
+                    h[i][t] = _mm256_add_epi16(h[i][t], _mm256_maddubs_epi16(aw, xv[t]));
+            }
+        }
+    }
+    #pragma GCC unroll 8
+    for (int i = 0; i < R; i++)
+        #pragma GCC unroll 8
+        for (int t = 0; t < TT; t++) {
+            if (fmt == FMT_Q8_0)
+                s[i][t] = h[i][t];
+            else if (fmt == FMT_Q4_0)
+                s[i][t] = _mm256_add_epi32(_mm256_madd_epi16(h[i][t], ones),
+                                           _mm256_load_si256((const __m256i *)x[t][j].bias));
+            else
+                s[i][t] = _mm256_madd_epi16(h[i][t], ones);
+        }
+}
+
+/* Y[t * y_stride + i] = W row i . X token t for an R x TT tile over nsb
+ * superblocks; w[i] / x[t] point at row i's / token t's superblock 0. */
+static inline __attribute__((always_inline)) void gemm_tile(int fmt, int R, int TT, int64_t nsb,
+                                                            const gw *const *w,
+                                                            const gx *const *x, float *Y,
+                                                            int64_t y_stride) {
+    __m256 f[GEMM_R][GEMM_T];
+    #pragma GCC unroll 8
+    for (int i = 0; i < R; i++)
+        #pragma GCC unroll 8
+        for (int t = 0; t < TT; t++)
+            f[i][t] = _mm256_setzero_ps();
+    for (int64_t j = 0; j < nsb; j++) {
+        __m256i s[GEMM_R][GEMM_T];
+        gemm_idots(fmt, R, TT, j, w, x, s);
+        #pragma GCC unroll 8
+        for (int i = 0; i < R; i++) {
+            __m256 wd = _mm256_load_ps(w[i][j].d);
+            #pragma GCC unroll 8
+            for (int t = 0; t < TT; t++) {
+                __m256 d = _mm256_mul_ps(wd, _mm256_load_ps(x[t][j].d));
+                f[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[i][t]), d, f[i][t]);
+                if (fmt == FMT_Q4_1)
+                    f[i][t] = _mm256_fmadd_ps(_mm256_load_ps(w[i][j].m), _mm256_load_ps(x[t][j].s),
+                                              f[i][t]);
+            }
+        }
+    }
+    #pragma GCC unroll 8
+    for (int i = 0; i < R; i++)
+        #pragma GCC unroll 8
+        for (int t = 0; t < TT; t++)
+            Y[t * y_stride + i] = hsum8(f[i][t]);
+}
+
+/* One thread's growing workspace for the repacked operands (freed at thread exit). */
+static pthread_key_t gemm_ws_key;
+static pthread_once_t gemm_ws_once = PTHREAD_ONCE_INIT;
+static int gemm_ws_ok;
+static void gemm_ws_init(void) { gemm_ws_ok = pthread_key_create(&gemm_ws_key, free) == 0; }
+
+typedef struct {
+    size_t size;
+    _Alignas(32) unsigned char data[];
+} gemm_ws;
+
+static void *gemm_workspace(size_t bytes) {
+    pthread_once(&gemm_ws_once, gemm_ws_init);
+    if (!gemm_ws_ok) /* never happens in practice; GEMM then stays off */
+        return NULL;
+    gemm_ws *ws = pthread_getspecific(gemm_ws_key);
+    if (ws && ws->size >= bytes)
+        return ws->data;
+    gemm_ws *grown = NULL;
+    if (posix_memalign((void **)&grown, 64, sizeof *grown + bytes))
+        return NULL;
+    grown->size = bytes;
+    if (pthread_setspecific(gemm_ws_key, grown)) {
+        free(grown);
+        return NULL;
+    }
+    free(ws);
+    return grown->data;
+}
+
+/* An rr x tt tile of the repacked operands: a full one at constant sizes,
+ * a partial one row by row (1 x GEMM_T, or 1 x 1 for the last tokens). */
+static inline __attribute__((always_inline)) void gemm_tiles(int fmt, int rr, int tt, int64_t nsb,
+                                                             const gw *const *wp,
+                                                             const gx *const *xt, float *y,
+                                                             int64_t y_stride) {
+    if (rr == GEMM_R && tt == GEMM_T) {
+        gemm_tile(fmt, GEMM_R, GEMM_T, nsb, wp, xt, y, y_stride);
+        return;
+    }
+    for (int k = 0; k < rr; k++) {
+        if (tt == GEMM_T) {
+            gemm_tile(fmt, 1, GEMM_T, nsb, wp + k, xt, y + k, y_stride);
+            continue;
+        }
+        for (int t = 0; t < tt; t++)
+            gemm_tile(fmt, 1, 1, nsb, wp + k, xt + t, y + t * y_stride + k, y_stride);
+    }
+}
+
+/* The GEMM path of qmatmul; returns 0 (nothing done) without workspace memory. */
+static inline __attribute__((always_inline)) int qgemm(int fmt, int64_t cols, const void *W,
+                                                       const void *X, size_t x_stride, float *Y,
+                                                       int64_t y_stride, int64_t T, int64_t r0,
+                                                       int64_t r1) {
+    const int64_t nb = cols / RWE_QK, nsb = (nb + GEMM_SB - 1) / GEMM_SB;
+    const size_t row_bytes = (size_t)nb * wblock_bytes(fmt);
+    gx *xs = gemm_workspace((size_t)(T * nsb) * sizeof(gx) + (size_t)(GEMM_RB * nsb) * sizeof(gw));
+    if (!xs)
+        return 0;
+    gw *ws = (gw *)(xs + T * nsb);
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t j = 0; j < nsb; j++)
+            gemm_pack_x(fmt, (const uint8_t *)X + (size_t)t * x_stride, nb, j, xs + t * nsb + j);
+    for (int64_t rb = r0; rb < r1; rb += GEMM_RB) {
+        int64_t nr = r1 - rb < GEMM_RB ? r1 - rb : GEMM_RB;
+        for (int64_t i = 0; i < nr; i++)
+            for (int64_t j = 0; j < nsb; j++)
+                gemm_pack_w(fmt, (const uint8_t *)W + (size_t)(rb + i) * row_bytes, nb, j,
+                            ws + i * nsb + j);
+        for (int64_t t0 = 0; t0 < T; t0 += GEMM_T) {
+            int tt = T - t0 < GEMM_T ? (int)(T - t0) : GEMM_T;
+            const gx *xt[GEMM_T];
+            for (int t = 0; t < tt; t++)
+                xt[t] = xs + (t0 + t) * nsb;
+            for (int64_t i = 0; i < nr; i += GEMM_R) {
+                const gw *wp[GEMM_R];
+                int rr = nr - i < GEMM_R ? (int)(nr - i) : GEMM_R;
+                for (int k = 0; k < rr; k++)
+                    wp[k] = ws + (i + k) * nsb;
+                gemm_tiles(fmt, rr, tt, nsb, wp, xt, Y + t0 * y_stride + rb + i, y_stride);
+            }
+        }
+    }
+    return 1;
+}
+
 /* Decode (one token) takes 2 rows per tile so they share the activation
  * loads; with more tokens one row x 4 tokens fills the 16 ymm registers. */
 static inline __attribute__((always_inline)) void qmatmul(int fmt, int64_t cols, const void *W,
                                                           const void *X, size_t x_stride, float *Y,
                                                           int64_t y_stride, int64_t T, int64_t r0,
                                                           int64_t r1) {
+    if (T >= RWE_GEMM_MIN_T && qgemm(fmt, cols, W, X, x_stride, Y, y_stride, T, r0, r1))
+        return;
     int64_t nb = cols / RWE_QK;
     size_t row_bytes = (size_t)nb * wblock_bytes(fmt);
     for (int64_t t0 = 0; t0 < T; t0 += RWE_TILE_T) {
