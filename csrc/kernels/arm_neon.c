@@ -12,12 +12,15 @@
  *   dotprod: vdotq_s32, lane k = sum_{i=4k}^{4k+3} w[i]*x[i] per half
  * Scalar equivalent: sumi = sum_j w[j]*x[j]; y += dw*dx*sumi (+ m*s for q4_1).
  * Matmuls keep up to 4 tokens in registers so prefill unpacks each weight
- * block once per 4 tokens.
+ * block once per 4 tokens.  The dotprod set takes a GEMM layout instead for
+ * calls of RWE_GEMM_MIN_T tokens or more (qgemm, "prefill GEMM" below).
  */
 #if defined(__aarch64__)
 
 #include <arm_neon.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../quant/quant.h"
@@ -174,6 +177,233 @@ static inline __attribute__((always_inline)) void qmatmul(int fmt, block_dot_fn 
     }
 }
 
+/* ---------------------------------------------- prefill GEMM (dotprod) */
+
+/*
+ * With many tokens (T >= RWE_GEMM_MIN_T) qdot_tile spends, per two sdot, a
+ * convert, an FMA, a scalar scale product and an fp16 load of the
+ * activation's scale, and it unpacks each weight block once per 4 tokens.
+ * Here one int32 lane holds one block instead: a superblock is 4
+ * consecutive blocks (128 columns), and lane l of vector k holds elements
+ * 4k..4k+3 of block l, so eight sdot finish 4 blocks of one row x token
+ * pair, and the scales then cost one convert, one multiply and one FMA
+ * (q4_1: one more FMA for m * s) per eight sdot.
+ * Both operands are repacked into this layout (gemm_pack_row): the
+ * activations once per call, the weights once per block of GEMM_RB rows,
+ * reused by every token of the call.  sdot multiplies signed by signed
+ * bytes, so unlike x86's vpdpbusd no offset or bias is needed: q8_0 weights
+ * go in as they are, q4_0 as nibble - 8, q4_1 as the nibble with m * s
+ * added in float.  Lanes past the row's last block are zero on both sides
+ * (d, m and s included), so they add exactly 0.
+ * Register tile: GEMM_R rows x GEMM_T tokens = 12 int32 sums + 12 float
+ * sums + 3 activation vectors + 1 weight vector = 28 of the 32 q registers.
+ * Per superblock it loads 8 x (4 + 3) quant vectors for 96 sdot (qdot_tile:
+ * 2 weight + 8 activation vectors and a weight unpack per 8 sdot).  GCC 12
+ * keeps the q8_0 / q4_0 tiles entirely in registers; q4_1's extra m and s
+ * vectors push 4 float sums to the stack (about 8 accesses per 96 sdot).
+ */
+#define RWE_GEMM_MIN_T 8 /* tokens from which a dotprod call takes the GEMM path */
+#define GEMM_SB 4        /* blocks per superblock: one per int32 lane */
+#define GEMM_RB 16       /* weight rows repacked at a time */
+#define GEMM_R 4         /* rows per register tile */
+#define GEMM_T 3         /* tokens per register tile */
+
+typedef struct {
+    int8_t q[8][16]; /* q[k] lane l: elements 4k..4k+3 of block l */
+    float d[4];
+    float e[4]; /* activations (q8_1): s = d * sum(qs); weights (q4_1): m; else 0 */
+} gsb;
+
+/* o[k] = lane l holds 32-bit word k of v[l] (a 4 x 4 word transpose). */
+static inline void transpose_words(const int8x16_t v[4], int8x16_t o[4]) {
+    int32x4_t t0 = vtrn1q_s32(vreinterpretq_s32_s8(v[0]), vreinterpretq_s32_s8(v[1]));
+    int32x4_t t1 = vtrn2q_s32(vreinterpretq_s32_s8(v[0]), vreinterpretq_s32_s8(v[1]));
+    int32x4_t t2 = vtrn1q_s32(vreinterpretq_s32_s8(v[2]), vreinterpretq_s32_s8(v[3]));
+    int32x4_t t3 = vtrn2q_s32(vreinterpretq_s32_s8(v[2]), vreinterpretq_s32_s8(v[3]));
+    int64x2_t a0 = vreinterpretq_s64_s32(t0), a1 = vreinterpretq_s64_s32(t1);
+    int64x2_t a2 = vreinterpretq_s64_s32(t2), a3 = vreinterpretq_s64_s32(t3);
+    /* t0 = [v0.w0 v1.w0 v0.w2 v1.w2], t2 the same of v2, v3: their low halves are word 0 */
+    o[0] = vreinterpretq_s8_s64(vtrn1q_s64(a0, a2));
+    o[1] = vreinterpretq_s8_s64(vtrn1q_s64(a1, a3));
+    o[2] = vreinterpretq_s8_s64(vtrn2q_s64(a0, a2));
+    o[3] = vreinterpretq_s8_s64(vtrn2q_s64(a1, a3));
+}
+
+/* One row's nb blocks into nsb superblocks at o.  Weights (is_x = 0) are
+ * unpacked by load_wblock; activations (q8_0, or q8_1 for q4_1) are two
+ * plain loads.  Both keep their second fp16 at byte 2 (q4_1's m, q8_1's s). */
+static void gemm_pack_row(int fmt, int is_x, const uint8_t *row, int64_t nb, gsb *o) {
+    const size_t bs = !is_x ? wblock_bytes(fmt)
+                            : (fmt == FMT_Q4_1 ? sizeof(rwe_block_q8_1) : sizeof(rwe_block_q8_0));
+    const size_t qoff = fmt == FMT_Q4_1 ? 4 : 2;
+    for (int64_t j = 0; j * GEMM_SB < nb; j++, o++) {
+        int8x16_t lo[GEMM_SB], hi[GEMM_SB]; /* elements 0-15, 16-31 of each block */
+        for (int l = 0; l < GEMM_SB; l++) {
+            int64_t b = j * GEMM_SB + l;
+            o->d[l] = o->e[l] = 0.0f;
+            lo[l] = hi[l] = vdupq_n_s8(0);
+            if (b >= nb)
+                continue;
+            const uint8_t *blk = row + (size_t)b * bs;
+            if (is_x) {
+                lo[l] = vld1q_s8((const int8_t *)(blk + qoff));
+                hi[l] = vld1q_s8((const int8_t *)(blk + qoff + 16));
+            } else {
+                load_wblock(fmt, blk, &lo[l], &hi[l]);
+            }
+            o->d[l] = f16(blk);
+            if (fmt == FMT_Q4_1)
+                o->e[l] = f16(blk + 2);
+        }
+        int8x16_t q[8];
+        transpose_words(lo, q);
+        transpose_words(hi, q + 4);
+        for (int k = 0; k < 8; k++)
+            vst1q_s8(o->q[k], q[k]);
+    }
+}
+
+/* Y[t * y_stride + i] = W row i . X token t for an R x TT tile over nsb
+ * superblocks; w[i] / x[t] point at row i's / token t's superblock 0.  The
+ * int32 sums restart every superblock: each lane's block has its own scale. */
+static inline __attribute__((always_inline)) RWE_DOTPROD void
+gemm_tile(int fmt, int R, int TT, int64_t nsb, const gsb *const *w, const gsb *const *x, float *Y,
+          int64_t y_stride) {
+    float32x4_t f[GEMM_R][GEMM_T];
+    #pragma GCC unroll 4
+    for (int i = 0; i < R; i++)
+        #pragma GCC unroll 4
+        for (int t = 0; t < TT; t++)
+            f[i][t] = vdupq_n_f32(0.0f);
+    for (int64_t j = 0; j < nsb; j++) {
+        int32x4_t s[GEMM_R][GEMM_T];
+        #pragma GCC unroll 4
+        for (int i = 0; i < R; i++)
+            #pragma GCC unroll 4
+            for (int t = 0; t < TT; t++)
+                s[i][t] = vdupq_n_s32(0);
+        #pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) {
+            int8x16_t xv[GEMM_T];
+            #pragma GCC unroll 4
+            for (int t = 0; t < TT; t++)
+                xv[t] = vld1q_s8(x[t][j].q[k]);
+            #pragma GCC unroll 4
+            for (int i = 0; i < R; i++) {
+                int8x16_t wv = vld1q_s8(w[i][j].q[k]);
+                #pragma GCC unroll 4
+                for (int t = 0; t < TT; t++)
+                    s[i][t] = vdotq_s32(s[i][t], wv, xv[t]);
+            }
+        }
+        #pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            /* (sum * dw) * dx: no per-pair product of scales to keep live */
+            float32x4_t wd = vld1q_f32(w[i][j].d);
+            #pragma GCC unroll 4
+            for (int t = 0; t < TT; t++) {
+                float32x4_t sw = vmulq_f32(vcvtq_f32_s32(s[i][t]), wd);
+                f[i][t] = vfmaq_f32(f[i][t], sw, vld1q_f32(x[t][j].d));
+                if (fmt == FMT_Q4_1)
+                    f[i][t] = vfmaq_f32(f[i][t], vld1q_f32(w[i][j].e), vld1q_f32(x[t][j].e));
+            }
+        }
+    }
+    #pragma GCC unroll 4
+    for (int i = 0; i < R; i++)
+        #pragma GCC unroll 4
+        for (int t = 0; t < TT; t++)
+            Y[t * y_stride + i] = vaddvq_f32(f[i][t]);
+}
+
+/* One thread's growing workspace for the repacked operands (freed at thread exit). */
+static pthread_key_t gemm_ws_key;
+static pthread_once_t gemm_ws_once = PTHREAD_ONCE_INIT;
+static int gemm_ws_ok;
+static void gemm_ws_init(void) { gemm_ws_ok = pthread_key_create(&gemm_ws_key, free) == 0; }
+
+typedef struct {
+    size_t size;
+    _Alignas(64) unsigned char data[];
+} gemm_ws;
+
+static void *gemm_workspace(size_t bytes) {
+    pthread_once(&gemm_ws_once, gemm_ws_init);
+    if (!gemm_ws_ok) /* never happens in practice; GEMM then stays off */
+        return NULL;
+    gemm_ws *ws = pthread_getspecific(gemm_ws_key);
+    if (ws && ws->size >= bytes)
+        return ws->data;
+    gemm_ws *grown = NULL;
+    if (posix_memalign((void **)&grown, 64, sizeof *grown + bytes))
+        return NULL;
+    grown->size = bytes;
+    if (pthread_setspecific(gemm_ws_key, grown)) {
+        free(grown);
+        return NULL;
+    }
+    free(ws);
+    return grown->data;
+}
+
+/* rr (<= GEMM_R) rows x tt (<= GEMM_T) tokens: full-height tiles when rr is
+ * GEMM_R, else one row at a time (only a range's last rows). */
+static inline __attribute__((always_inline)) RWE_DOTPROD void
+gemm_rows(int fmt, int rr, int tt, int64_t nsb, const gsb *const *w, const gsb *const *x, float *y,
+          int64_t y_stride) {
+    const int R = rr == GEMM_R ? GEMM_R : 1;
+    for (int i = 0; i < rr; i += R) {
+        if (R == GEMM_R && tt == 3)
+            gemm_tile(fmt, GEMM_R, 3, nsb, w + i, x, y + i, y_stride);
+        else if (R == GEMM_R && tt == 2)
+            gemm_tile(fmt, GEMM_R, 2, nsb, w + i, x, y + i, y_stride);
+        else if (R == GEMM_R)
+            gemm_tile(fmt, GEMM_R, 1, nsb, w + i, x, y + i, y_stride);
+        else if (tt == 3)
+            gemm_tile(fmt, 1, 3, nsb, w + i, x, y + i, y_stride);
+        else if (tt == 2)
+            gemm_tile(fmt, 1, 2, nsb, w + i, x, y + i, y_stride);
+        else
+            gemm_tile(fmt, 1, 1, nsb, w + i, x, y + i, y_stride);
+    }
+}
+
+/* The GEMM path of the dotprod matmuls; returns 0 (nothing done) without
+ * workspace memory: (T + GEMM_RB) x 40 bytes per block. */
+static inline __attribute__((always_inline)) RWE_DOTPROD int
+qgemm(int fmt, int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
+      int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {
+    _Static_assert(GEMM_T == 3 && GEMM_RB % GEMM_R == 0, "gemm_rows dispatches 3 tokens");
+    const int64_t nb = cols / RWE_QK, nsb = (nb + GEMM_SB - 1) / GEMM_SB;
+    const size_t row_bytes = (size_t)nb * wblock_bytes(fmt);
+    gsb *xs = gemm_workspace((size_t)((T + GEMM_RB) * nsb) * sizeof(gsb));
+    if (!xs)
+        return 0;
+    gsb *ws = xs + T * nsb;
+    for (int64_t t = 0; t < T; t++)
+        gemm_pack_row(fmt, 1, (const uint8_t *)X + (size_t)t * x_stride, nb, xs + t * nsb);
+    for (int64_t rb = r0; rb < r1; rb += GEMM_RB) {
+        int64_t nr = r1 - rb < GEMM_RB ? r1 - rb : GEMM_RB;
+        for (int64_t i = 0; i < nr; i++)
+            gemm_pack_row(fmt, 0, (const uint8_t *)W + (size_t)(rb + i) * row_bytes, nb,
+                          ws + i * nsb);
+        for (int64_t t0 = 0; t0 < T; t0 += GEMM_T) {
+            int tt = T - t0 < GEMM_T ? (int)(T - t0) : GEMM_T;
+            const gsb *xt[GEMM_T];
+            for (int t = 0; t < tt; t++)
+                xt[t] = xs + (t0 + t) * nsb;
+            for (int64_t i = 0; i < nr; i += GEMM_R) {
+                int rr = nr - i < GEMM_R ? (int)(nr - i) : GEMM_R;
+                const gsb *wp[GEMM_R];
+                for (int k = 0; k < rr; k++)
+                    wp[k] = ws + (i + k) * nsb;
+                gemm_rows(fmt, rr, tt, nsb, wp, xt, Y + t0 * y_stride + rb + i, y_stride);
+            }
+        }
+    }
+    return 1;
+}
+
 #define RWE_MATMUL_ARGS                                                                        \
     int64_t cols, const void *W, const void *X, size_t x_stride, float *Y, int64_t y_stride,   \
         int64_t T, int64_t r0, int64_t r1
@@ -182,14 +412,22 @@ static inline __attribute__((always_inline)) void qmatmul(int fmt, block_dot_fn 
 static void matmul_q8_0_neon(RWE_MATMUL_ARGS) { qmatmul(FMT_Q8_0, block_dot_neon, RWE_MATMUL_PASS); }
 static void matmul_q4_0_neon(RWE_MATMUL_ARGS) { qmatmul(FMT_Q4_0, block_dot_neon, RWE_MATMUL_PASS); }
 static void matmul_q4_1_neon(RWE_MATMUL_ARGS) { qmatmul(FMT_Q4_1, block_dot_neon, RWE_MATMUL_PASS); }
+
+/* Decode and short calls keep qmatmul's layout; longer ones take qgemm. */
+static inline __attribute__((always_inline)) RWE_DOTPROD void qmatmul_dotprod(int fmt, RWE_MATMUL_ARGS) {
+    if (T >= RWE_GEMM_MIN_T && qgemm(fmt, RWE_MATMUL_PASS))
+        return;
+    qmatmul(fmt, block_dot_sdot, RWE_MATMUL_PASS);
+}
+
 static RWE_DOTPROD void matmul_q8_0_dotprod(RWE_MATMUL_ARGS) {
-    qmatmul(FMT_Q8_0, block_dot_sdot, RWE_MATMUL_PASS);
+    qmatmul_dotprod(FMT_Q8_0, RWE_MATMUL_PASS);
 }
 static RWE_DOTPROD void matmul_q4_0_dotprod(RWE_MATMUL_ARGS) {
-    qmatmul(FMT_Q4_0, block_dot_sdot, RWE_MATMUL_PASS);
+    qmatmul_dotprod(FMT_Q4_0, RWE_MATMUL_PASS);
 }
 static RWE_DOTPROD void matmul_q4_1_dotprod(RWE_MATMUL_ARGS) {
-    qmatmul(FMT_Q4_1, block_dot_sdot, RWE_MATMUL_PASS);
+    qmatmul_dotprod(FMT_Q4_1, RWE_MATMUL_PASS);
 }
 
 /* ---------------------------------------------------- float matmul */
