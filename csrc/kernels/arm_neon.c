@@ -19,8 +19,6 @@
 
 #include <arm_neon.h>
 #include <math.h>
-#include <pthread.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "../quant/quant.h"
@@ -316,36 +314,6 @@ gemm_tile(int fmt, int R, int TT, int64_t nsb, const gsb *const *w, const gsb *c
             Y[t * y_stride + i] = vaddvq_f32(f[i][t]);
 }
 
-/* One thread's growing workspace for the repacked operands (freed at thread exit). */
-static pthread_key_t gemm_ws_key;
-static pthread_once_t gemm_ws_once = PTHREAD_ONCE_INIT;
-static int gemm_ws_ok;
-static void gemm_ws_init(void) { gemm_ws_ok = pthread_key_create(&gemm_ws_key, free) == 0; }
-
-typedef struct {
-    size_t size;
-    _Alignas(64) unsigned char data[];
-} gemm_ws;
-
-static void *gemm_workspace(size_t bytes) {
-    pthread_once(&gemm_ws_once, gemm_ws_init);
-    if (!gemm_ws_ok) /* never happens in practice; GEMM then stays off */
-        return NULL;
-    gemm_ws *ws = pthread_getspecific(gemm_ws_key);
-    if (ws && ws->size >= bytes)
-        return ws->data;
-    gemm_ws *grown = NULL;
-    if (posix_memalign((void **)&grown, 64, sizeof *grown + bytes))
-        return NULL;
-    grown->size = bytes;
-    if (pthread_setspecific(gemm_ws_key, grown)) {
-        free(grown);
-        return NULL;
-    }
-    free(ws);
-    return grown->data;
-}
-
 /* rr (<= GEMM_R) rows x tt (<= GEMM_T) tokens: full-height tiles when rr is
  * GEMM_R, else one row at a time (only a range's last rows). */
 static inline __attribute__((always_inline)) RWE_DOTPROD void
@@ -376,7 +344,7 @@ qgemm(int fmt, int64_t cols, const void *W, const void *X, size_t x_stride, floa
     _Static_assert(GEMM_T == 3 && GEMM_RB % GEMM_R == 0, "gemm_rows dispatches 3 tokens");
     const int64_t nb = cols / RWE_QK, nsb = (nb + GEMM_SB - 1) / GEMM_SB;
     const size_t row_bytes = (size_t)nb * wblock_bytes(fmt);
-    gsb *xs = gemm_workspace((size_t)((T + GEMM_RB) * nsb) * sizeof(gsb));
+    gsb *xs = rwe_gemm_workspace((size_t)((T + GEMM_RB) * nsb) * sizeof(gsb));
     if (!xs)
         return 0;
     gsb *ws = xs + T * nsb;

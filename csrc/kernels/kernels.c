@@ -1,5 +1,8 @@
-/* Kernel-set lookup and the type helpers of kernels.h. */
+/* Kernel-set lookup, the type helpers of kernels.h, the GEMM workspace. */
 #include "kernels_impl.h"
+
+#include <pthread.h>
+#include <stdlib.h>
 
 const rwe_kernels *rwe_kernels_get(rwe_isa isa) {
     switch (isa) {
@@ -40,4 +43,35 @@ size_t rwe_row_bytes(rwe_type type, int64_t n) {
     case RWE_TYPE_Q4_1: return whole ? nb * sizeof(rwe_block_q4_1) : 0;
     default: return 0;
     }
+}
+
+/* ------------------------------------------------ GEMM workspace */
+
+static pthread_key_t gemm_ws_key;
+static pthread_once_t gemm_ws_once = PTHREAD_ONCE_INIT;
+static int gemm_ws_ok;
+static void gemm_ws_init(void) { gemm_ws_ok = pthread_key_create(&gemm_ws_key, free) == 0; }
+
+typedef struct {
+    size_t size;
+    _Alignas(64) unsigned char data[];
+} gemm_ws;
+
+void *rwe_gemm_workspace(size_t bytes) {
+    pthread_once(&gemm_ws_once, gemm_ws_init);
+    if (!gemm_ws_ok) /* never happens in practice; the GEMMs then stay off */
+        return NULL;
+    gemm_ws *ws = pthread_getspecific(gemm_ws_key);
+    if (ws && ws->size >= bytes)
+        return ws->data;
+    gemm_ws *grown = NULL;
+    if (posix_memalign((void **)&grown, 64, sizeof *grown + bytes))
+        return NULL;
+    grown->size = bytes;
+    if (pthread_setspecific(gemm_ws_key, grown)) {
+        free(grown);
+        return NULL;
+    }
+    free(ws);
+    return grown->data;
 }

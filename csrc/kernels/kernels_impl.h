@@ -26,6 +26,11 @@ extern const rwe_kernels rwe_kernels_neon;
 extern const rwe_kernels rwe_kernels_dotprod;
 #endif
 
+/* One thread's growing, 64-byte aligned scratch for the prefill GEMMs
+ * repacked operands (kernels.c): kept between calls, freed when the thread
+ * exits; NULL when memory is short (the caller then takes its plain path). */
+void *rwe_gemm_workspace(size_t bytes);
+
 /* Dot products of nb blocks of one weight row with one activation row
  * (scalar; SIMD files use them for nothing but odd tails). */
 float rwe_vec_dot_q8_0_q8_0_ref(int64_t nb, const void *w, const void *x);

@@ -16,8 +16,6 @@
 
 #include <immintrin.h>
 #include <math.h>
-#include <pthread.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "../quant/quant.h"
@@ -397,36 +395,6 @@ static inline __attribute__((always_inline)) void gemm_tile(int fmt, int R, int 
             Y[t * y_stride + i] = hsum8(f[i][t]);
 }
 
-/* One thread's growing workspace for the repacked operands (freed at thread exit). */
-static pthread_key_t gemm_ws_key;
-static pthread_once_t gemm_ws_once = PTHREAD_ONCE_INIT;
-static int gemm_ws_ok;
-static void gemm_ws_init(void) { gemm_ws_ok = pthread_key_create(&gemm_ws_key, free) == 0; }
-
-typedef struct {
-    size_t size;
-    _Alignas(32) unsigned char data[];
-} gemm_ws;
-
-static void *gemm_workspace(size_t bytes) {
-    pthread_once(&gemm_ws_once, gemm_ws_init);
-    if (!gemm_ws_ok) /* never happens in practice; GEMM then stays off */
-        return NULL;
-    gemm_ws *ws = pthread_getspecific(gemm_ws_key);
-    if (ws && ws->size >= bytes)
-        return ws->data;
-    gemm_ws *grown = NULL;
-    if (posix_memalign((void **)&grown, 64, sizeof *grown + bytes))
-        return NULL;
-    grown->size = bytes;
-    if (pthread_setspecific(gemm_ws_key, grown)) {
-        free(grown);
-        return NULL;
-    }
-    free(ws);
-    return grown->data;
-}
-
 /* An rr x tt tile of the repacked operands: a full one at constant sizes,
  * a partial one row by row (1 x GEMM_T, or 1 x 1 for the last tokens). */
 static inline __attribute__((always_inline)) void gemm_tiles(int fmt, int rr, int tt, int64_t nsb,
@@ -454,7 +422,7 @@ static inline __attribute__((always_inline)) int qgemm(int fmt, int64_t cols, co
                                                        int64_t r1) {
     const int64_t nb = cols / RWE_QK, nsb = (nb + GEMM_SB - 1) / GEMM_SB;
     const size_t row_bytes = (size_t)nb * wblock_bytes(fmt);
-    gx *xs = gemm_workspace((size_t)(T * nsb) * sizeof(gx) + (size_t)(GEMM_RB * nsb) * sizeof(gw));
+    gx *xs = rwe_gemm_workspace((size_t)(T * nsb) * sizeof(gx) + (size_t)(GEMM_RB * nsb) * sizeof(gw));
     if (!xs)
         return 0;
     gw *ws = (gw *)(xs + T * nsb);

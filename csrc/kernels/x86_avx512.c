@@ -31,8 +31,6 @@
 #if defined(__x86_64__)
 
 #include <immintrin.h>
-#include <pthread.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "../quant/quant.h"
@@ -679,38 +677,6 @@ static inline __attribute__((always_inline)) void gemm_tile(int fmt, int R, int 
             Y[t * y_stride + i] = _mm512_reduce_add_ps(f[i][t]);
 }
 
-/* One thread's growing workspace for the repacked operands (freed at thread exit). */
-static pthread_key_t gemm_ws_key;
-static pthread_once_t gemm_ws_once = PTHREAD_ONCE_INIT;
-static void gemm_ws_init(void) {
-    if (pthread_key_create(&gemm_ws_key, free))
-        gemm_ws_key = (pthread_key_t)-1; /* never happens in practice; GEMM then stays off */
-}
-
-typedef struct {
-    size_t size;
-    _Alignas(64) unsigned char data[];
-} gemm_ws;
-
-static void *gemm_workspace(size_t bytes) {
-    pthread_once(&gemm_ws_once, gemm_ws_init);
-    if (gemm_ws_key == (pthread_key_t)-1)
-        return NULL;
-    gemm_ws *ws = pthread_getspecific(gemm_ws_key);
-    if (ws && ws->size >= bytes)
-        return ws->data;
-    gemm_ws *grown = NULL;
-    if (posix_memalign((void **)&grown, 64, sizeof *grown + bytes))
-        return NULL;
-    grown->size = bytes;
-    if (pthread_setspecific(gemm_ws_key, grown)) {
-        free(grown);
-        return NULL;
-    }
-    free(ws);
-    return grown->data;
-}
-
 #define RWE_GEMM_TILE(R, TT) gemm_tile(fmt, R, TT, nsb, wp, xt, y, y_stride)
 
 /* The GEMM path of qmatmul; returns 0 (nothing done) without workspace memory. */
@@ -720,7 +686,7 @@ static inline __attribute__((always_inline)) int qgemm(int fmt, int64_t cols, co
                                                        int64_t r1) {
     const int64_t nb = cols / RWE_QK, nsb = (nb + GEMM_SB - 1) / GEMM_SB;
     const size_t row_bytes = (size_t)nb * (group_bytes(fmt) / 4);
-    gx *xs = gemm_workspace((size_t)(T * nsb) * sizeof(gx) + (size_t)(GEMM_RB * nsb) * sizeof(gw));
+    gx *xs = rwe_gemm_workspace((size_t)(T * nsb) * sizeof(gx) + (size_t)(GEMM_RB * nsb) * sizeof(gw));
     if (!xs)
         return 0;
     gw *ws = (gw *)(xs + T * nsb);
