@@ -166,10 +166,10 @@ def bandwidth_section(results: list[dict[str, Any]]) -> list[str]:
         f"### Memory read bandwidth (GB/s, best of {'/'.join(map(str, reps))} passes over "
         "1 GiB, measured in every run)",
         "",
-        "Until the runs of 2026-11-29 the C loop ran as a separate program after the numba "
-        "one and the check compared the two bests; since then both read one buffer, taking "
-        "turns pass by pass, and the check compares their medians (a best-of figure is one "
-        "lucky pass on a shared machine).",
+        "Until the runs of 2026-11-29 08:37 UTC the C loop ran as a separate program "
+        "after the numba one and the check compared the two bests; since then both read "
+        "one buffer, taking turns pass by pass, and the check compares their medians "
+        "(a best-of figure is one lucky pass on a shared machine).",
         "",
         *_table(
             [

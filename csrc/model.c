@@ -483,14 +483,13 @@ static void mm_add(mm_batch *b, const matrix *w, const void *x, float *y, int64_
     mm_job *j = &b->job[b->n++];
     j->w = w;
     j->x = x;
-    j->x_stride = w->act == RWE_TYPE_F32 ? (size_t)w->cols * sizeof(float)
-                                          : rwe_row_bytes(w->act, w->cols);
+    j->x_stride = rwe_row_bytes(w->act, w->cols);
     j->y = y;
     j->y_stride = y_stride;
     b->work += w->rows * w->cols * b->T;
 }
 
-/* Row t of a matrix's input: f32 rows are used in place, others are converted into buf. */
+/* A matrix's input rows: f32 ones are used in place, others were converted into buf. */
 static const void *act_input(const matrix *w, const float *x, void *buf) {
     return w->act == RWE_TYPE_F32 ? (const void *)x : buf;
 }

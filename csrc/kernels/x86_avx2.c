@@ -209,15 +209,9 @@ static inline __attribute__((always_inline)) void qdot_tile(int fmt, int R, int 
 #define RWE_GEMM_MIN_T 8 /* tokens from which a call takes the GEMM path */
 #define GEMM_SB 8        /* blocks per superblock: one per int32 lane */
 #define GEMM_PAD (GEMM_SB * sizeof(rwe_block_q8_1)) /* 8 of the largest block */
-#ifndef GEMM_RB
-#define GEMM_RB 16 /* weight rows repacked at a time */
-#endif
-#ifndef GEMM_R
-#define GEMM_R 4 /* rows per register tile */
-#endif
-#ifndef GEMM_T
-#define GEMM_T 2 /* tokens per register tile */
-#endif
+#define GEMM_RB 16       /* weight rows repacked at a time */
+#define GEMM_R 4         /* rows per register tile */
+#define GEMM_T 2         /* tokens per register tile */
 
 typedef struct {
     int8_t q[8][32];  /* qs */

@@ -440,8 +440,9 @@ static inline __attribute__((always_inline)) void qjob_run(const qjob *j, int tt
  * block instead: a "superblock" is 16 consecutive blocks (512 columns), and
  * lane l of vector k holds elements 4k..4k+3 of block l, so eight vpdpbusd
  * finish 16 blocks and the scales cost 3 float ops per 8 vpdpbusd.
- * Both sides are repacked into it with masked gathers, the activations once
- * per call and the weights once per block of GEMM_RB rows, reused by every
+ * Both sides are repacked into it, the activations once per call (masked
+ * gathers) and the weights once per block of GEMM_RB rows (a shuffle
+ * transpose; gathers only for a partial last superblock), reused by every
  * token of the call.  The activations become the unsigned operand (x + 128,
  * i.e. x XOR 0x80) and the weights stay signed; the +128 comes back out
  * through a per-block weight bias -128 * sum(w) that seeds the integer sums.
@@ -449,13 +450,9 @@ static inline __attribute__((always_inline)) void qjob_run(const qjob *j, int tt
  */
 #define RWE_GEMM_MIN_T 8 /* tokens from which a call takes the GEMM path */
 #define GEMM_SB 16       /* blocks per superblock: one per int32 lane */
-#ifndef GEMM_RB
-#define GEMM_RB 16 /* weight rows repacked at a time */
-#endif
-#define GEMM_R 4 /* rows per register tile */
-#ifndef GEMM_T
-#define GEMM_T 4 /* tokens per register tile */
-#endif
+#define GEMM_RB 16        /* weight rows repacked at a time */
+#define GEMM_R 4         /* rows per register tile (gemm_store_4xT assumes 4) */
+#define GEMM_T 4         /* tokens per register tile (4 x 3, 4 x 2, 2 x 8 were slower) */
 
 typedef struct {
     uint8_t q[8][64]; /* x + 128 */
@@ -552,7 +549,7 @@ static inline void gemm_transpose_w(int fmt, const uint8_t *p, __m512i q[8]) {
 
 /* Superblock j of one weight row. */
 static void gemm_pack_w(int fmt, const uint8_t *w, int64_t nb, int64_t j, gw *o) {
-    const int bs = fmt == FMT_Q8_0 ? 34 : (fmt == FMT_Q4_0 ? 18 : 20);
+    const int bs = (int)group_bytes(fmt) / 4; /* bytes per block */
     const __m512i off = sb_offsets(bs);
     const __mmask16 m = sb_mask(nb, j);
     const uint8_t *base = w + (size_t)(j * GEMM_SB) * (size_t)bs;
@@ -621,9 +618,6 @@ static inline __attribute__((always_inline)) void gemm_tile(int fmt, int R, int 
                                                             const gw *const *w,
                                                             const gx *const *x, float *Y,
                                                             int64_t y_stride) {
-    /* The float sums live in memory (L1) between superblocks: with them in
-     * registers too, the 16 integer sums, 4 activations and a weight spill
-     * and the activations are reloaded for every row. */
     __m512 f[4][4];
     #pragma GCC unroll 8
     for (int i = 0; i < R; i++)
@@ -712,6 +706,8 @@ static inline __attribute__((always_inline)) int qgemm(int fmt, int64_t cols, co
                 float *y = Y + t0 * y_stride + rb + i;
                 if (rr == 4 && tt == GEMM_T)
                     RWE_GEMM_TILE(4, GEMM_T);
+                else if (rr == 4 && tt == 3)
+                    RWE_GEMM_TILE(4, 3);
                 else if (rr == 4 && tt == 2)
                     RWE_GEMM_TILE(4, 2);
                 else if (rr == 4 && tt == 1)
