@@ -9,6 +9,11 @@ its source and gcc are at hand, the two taking turns pass by pass over one buffe
 Every decode figure is reported with its ratio to that roofline, which stays
 comparable across machines where raw ms/token do not.
 
+On a shared machine the bandwidth itself moves by a third within minutes, so
+each run also takes *paired* readings: short decode blocks, each between two
+C bandwidth passes with the run's thread count, and the ratio of every block
+to the passes around it (the median of those is ``paired_roofline_ratio``).
+
     from rwkv_edge.bench import BenchOptions, BenchPlan, bench_model
     result = bench_model("m.gguf", [BenchOptions(threads=2), BenchOptions(threads=1)])
     print(format_report(result))                 # result is JSON-ready
@@ -27,7 +32,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -79,6 +84,8 @@ class BenchPlan:
     bandwidth_mib: int = 1024
     bandwidth_reps: int = 9
     bandwidth_c_source: Path | None = None  # benchmarks/bandwidth.c; None: look for it
+    paired_blocks: int = 8  # decode blocks, each between two bandwidth passes; 0: skip
+    paired_tokens: int = 6  # timed tokens per block (after one untimed token)
     seed: int = 0
 
 
@@ -443,7 +450,63 @@ def _engine_facts(model: Any) -> dict[str, Any]:
     return facts
 
 
-def bench_one(path: Path, opts: BenchOptions, plan: BenchPlan) -> dict[str, Any]:
+PassFn = Callable[[npt.NDArray[np.int64], int], float]
+
+
+def pass_function(dll: ctypes.CDLL | None) -> tuple[str, PassFn]:
+    """One timed read pass (GB/s) by the C loop where it was built, else by numba
+    (also when the C loop cannot start its threads)."""
+
+    def numba_pass(words: npt.NDArray[np.int64], threads: int) -> float:
+        with numba_threads(threads):
+            return _numba_pass(words, threads)
+
+    if dll is None:
+        return "numba", numba_pass
+    return "c", lambda words, threads: _c_pass(dll, words, threads) or numba_pass(words, threads)
+
+
+def paired_decode(
+    model: Any,
+    state: Any,
+    toks: npt.NDArray[np.int32],
+    threads: int,
+    plan: BenchPlan,
+    bw_pass: PassFn,
+) -> list[dict[str, float]]:
+    """plan.paired_blocks decode blocks, each between two bandwidth passes.
+
+    The buffer lives only here, so it is in no RSS figure. The token after each pass is
+    not timed: the pass has flushed the caches, which holds the state and the scratch.
+    """
+    words = _read_buffer(plan.bandwidth_mib)
+    bw_pass(words[: 1 << 12], threads)  # compile / warm outside the timing
+    before = bw_pass(words, threads)
+    blocks, k = [], 0
+    for _ in range(plan.paired_blocks):
+        model.forward(int(toks[k % len(toks)]), state)
+        ms = []
+        for _ in range(plan.paired_tokens):
+            k += 1
+            t0 = time.perf_counter()
+            model.forward(int(toks[k % len(toks)]), state)
+            ms.append((time.perf_counter() - t0) * 1e3)
+        after = bw_pass(words, threads)
+        blocks.append(
+            {
+                "bandwidth_before_gbps": before,
+                "bandwidth_after_gbps": after,
+                "decode_median_ms": statistics.median(ms),
+            }
+        )
+        before = after
+    del words
+    return blocks
+
+
+def bench_one(
+    path: Path, opts: BenchOptions, plan: BenchPlan, bw_pass: PassFn | None = None
+) -> dict[str, Any]:
     """Load, decode, prefill (and sweep context) for one configuration."""
     from .model import Model
 
@@ -455,7 +518,7 @@ def bench_one(path: Path, opts: BenchOptions, plan: BenchPlan) -> dict[str, Any]
         load_s = time.perf_counter() - t0
         try:
             return {
-                **_measure(model, opts, plan, rng, load_s),
+                **_measure(model, opts, plan, rng, load_s, bw_pass),
                 "peak_rss_scope": "this run" if peak_is_own else "process",
             }
         finally:
@@ -463,7 +526,12 @@ def bench_one(path: Path, opts: BenchOptions, plan: BenchPlan) -> dict[str, Any]
 
 
 def _measure(
-    model: Any, opts: BenchOptions, plan: BenchPlan, rng: np.random.Generator, load_s: float
+    model: Any,
+    opts: BenchOptions,
+    plan: BenchPlan,
+    rng: np.random.Generator,
+    load_s: float,
+    bw_pass: PassFn | None,
 ) -> dict[str, Any]:
     vocab = model.config.n_vocab
     state = model.new_state()
@@ -479,6 +547,12 @@ def _measure(
     ctx = context_sweep(model, plan, rng) if plan.context_positions else None
     facts = _engine_facts(model)
     label = f"{model.backend}/{facts.get('isa', opts.isa)}/{opts.threads}t"  # as resolved
+    peak_rss = peak_rss_bytes()  # before the paired blocks' bandwidth buffer
+    paired = (
+        paired_decode(model, state, toks, opts.threads, plan, bw_pass)
+        if bw_pass and plan.paired_blocks > 0
+        else None
+    )
     return {
         "label": label,
         "options": asdict(opts),
@@ -490,7 +564,8 @@ def _measure(
         "prefill": prefill,
         "context": ctx,
         "rss_after_load_bytes": rss_loaded,
-        "peak_rss_bytes": peak_rss_bytes(),
+        "peak_rss_bytes": peak_rss,
+        "paired": paired,
     }
 
 
@@ -503,6 +578,18 @@ def _add_roofline(run: dict[str, Any], weight_bytes: int, bw: dict[str, Any]) ->
     run["bandwidth_gbps"] = entry["roofline_gbps"]
     run["roofline_ms"] = weight_bytes / (entry["roofline_gbps"] * GB) * 1e3
     run["roofline_ratio"] = achieved / entry["roofline_gbps"]
+    if run.get("paired"):
+        ratios, bws = [], []
+        for b in run["paired"]:
+            bw_b = (b["bandwidth_before_gbps"] + b["bandwidth_after_gbps"]) / 2
+            b["ratio"] = weight_bytes / (b["decode_median_ms"] / 1e3) / GB / bw_b
+            ratios.append(b["ratio"])
+            bws.append(bw_b)
+        run["paired_roofline_ratio"] = statistics.median(ratios)
+        run["paired_bandwidth_gbps"] = statistics.median(bws)
+        run["paired_decode_median_ms"] = statistics.median(
+            b["decode_median_ms"] for b in run["paired"]
+        )
 
 
 def _compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -533,7 +620,12 @@ def bench_model(
         cfg = ck.config
     file_bytes, fmt = file_weight_bytes(p)
     bw = bandwidth_table([1, *(r.threads for r in runs)], plan)
-    results = [bench_one(p, r, plan) for r in runs]
+    source = plan.bandwidth_c_source or find_bandwidth_c()
+    with tempfile.TemporaryDirectory(prefix="rwe-bw-") as tmp:
+        dll = load_bandwidth_c(source, Path(tmp)) if source else None
+        method, bw_pass = pass_function(dll)
+        results = [bench_one(p, r, plan, bw_pass) for r in runs]
+    bw["paired_method"] = method
     for r in results:
         _add_roofline(r, r["engine"].get("weight_bytes", file_bytes), bw)
     return {
@@ -581,6 +673,7 @@ def format_report(result: dict[str, Any]) -> str:
         lines.append(f"bandwidth {t}t: numba {e['numba']['best_gbps']:.1f}{c} GB/s")
     lines.append(
         f"{'run':<18}{'decode ms/tok':>15}{'p10-p90':>14}{'GB/s':>8}{'roofline':>10}"
+        f"{'paired':>8}"
         + "".join(f"{'pp' + str(p['tokens']) + ' tok/s':>14}" for p in result["runs"][0]["prefill"])
     )
     for r in result["runs"]:
@@ -589,6 +682,7 @@ def format_report(result: dict[str, Any]) -> str:
             f"{r['label']:<18}{d['median_ms']:>15.2f}"
             f"{d['p10_ms']:>7.2f}-{d['p90_ms']:<6.2f}{r['achieved_gbps']:>8.1f}"
             f"{r['roofline_ratio']:>9.0%} "
+            + (f"{r['paired_roofline_ratio']:>7.0%} " if r.get("paired") else f"{'-':>7} ")
             + "".join(f"{p['tokens_per_s']:>14.1f}" for p in r["prefill"])
         )
         lines += _format_context(r.get("context"))

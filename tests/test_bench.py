@@ -7,6 +7,7 @@ checks that a run produces every field with sane types and arithmetic.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import pickle
 import shutil
@@ -220,6 +221,10 @@ RUN_FIELDS = {
     "roofline_ms",
     "roofline_ratio",
     "peak_rss_scope",
+    "paired",
+    "paired_roofline_ratio",
+    "paired_bandwidth_gbps",
+    "paired_decode_median_ms",
 }
 
 
@@ -236,6 +241,8 @@ def bench_result(tiny_bf16: Path) -> dict[str, Any]:
         bandwidth_mib=16,
         bandwidth_reps=1,
         bandwidth_c_source=REPO / "benchmarks" / "bandwidth.c",
+        paired_blocks=3,
+        paired_tokens=2,
     )
     runs = [bench.BenchOptions(backend, 2), bench.BenchOptions(backend, 1)]
     return bench.bench_model(tiny_bf16, runs, plan)
@@ -259,9 +266,26 @@ def test_bench_json_has_every_field(bench_result: dict[str, Any]) -> None:
         gbps = run["weight_bytes_per_token"] / run["decode"]["median_ms"] * 1e3 / 1e9
         assert run["achieved_gbps"] == pytest.approx(gbps)
         assert run["roofline_ratio"] == pytest.approx(gbps / run["bandwidth_gbps"])
+        _check_paired(run)
     assert r["vs"]["a"] == r["runs"][0]["label"] and r["vs"]["decode_speedup"] > 0
     assert "decode ms/tok" in bench.format_report(r)
     json.dumps(r)  # JSON-ready as it is
+
+
+def _check_paired(run: dict[str, Any]) -> None:
+    """Each block against the mean of the passes around it; the passes chain block to block."""
+    blocks = run["paired"]
+    assert len(blocks) == 3
+    for prev, b in itertools.pairwise(blocks):
+        assert b["bandwidth_before_gbps"] == prev["bandwidth_after_gbps"]
+    ratios = []
+    for b in blocks:
+        assert b["bandwidth_before_gbps"] > 0 and b["bandwidth_after_gbps"] > 0
+        bw = (b["bandwidth_before_gbps"] + b["bandwidth_after_gbps"]) / 2
+        gbps = run["weight_bytes_per_token"] / b["decode_median_ms"] * 1e3 / 1e9
+        assert b["ratio"] == pytest.approx(gbps / bw)
+        ratios.append(b["ratio"])
+    assert run["paired_roofline_ratio"] == pytest.approx(statistics.median(ratios))
 
 
 def test_performance_page_renders(bench_result: dict[str, Any], tmp_path: Path) -> None:

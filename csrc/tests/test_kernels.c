@@ -522,15 +522,17 @@ static void test_matmuls(const rwe_kernels *k) {
  * columns: a partial last superblock of 9 blocks). */
 static void test_long_ranges(const rwe_kernels *k) {
     static const int64_t ranges[][3] = {{1027, 1, 1026}, {700, 3, 302}, {129, 0, 129}};
-    static const int64_t cols_of[3] = {1024, 1000, 800};
+    /* 1152 columns: 36 blocks, 9 groups of 4 (AVX-512 decode) and 2 superblocks
+     * of 16 and 4 blocks over (AVX-512 GEMM) */
+    static const int64_t cols_of[4] = {1024, 1000, 800, 1152};
     for (int f = 0; f < W_COUNT; f++)
-        for (size_t ci = 0; ci < 3 * sizeof ranges / sizeof ranges[0]; ci++)
+        for (size_t ci = 0; ci < 4 * sizeof ranges / sizeof ranges[0]; ci++)
             for (int64_t T = 1; T <= 9; T += 8) {
                 /* float rows also with a partial vector at the end (1000 = 62 x 16 + 8) */
-                int64_t cols = cols_of[ci % 3];
+                int64_t cols = cols_of[ci % 4];
                 if ((cols % RWE_QK && f > W_BF16) || (cols == 800 && f <= W_BF16))
                     continue;
-                size_t c = ci / 3;
+                size_t c = ci / 4;
                 int64_t rows = ranges[c][0], r0 = ranges[c][1], r1 = ranges[c][2];
                 rwe_type xt = f <= W_BF16 ? RWE_TYPE_F32 : rwe_act_type(wfmt_types[f]);
                 operand w = make_operand(wfmt_types[f], rows, cols, IN_RANDOM, 0, 0);
