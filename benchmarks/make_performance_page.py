@@ -83,6 +83,15 @@ def load_quality(results: Path) -> dict[str, Any] | None:
     return data if data.get("schema", "").startswith("rwkv-edge-quality/") else None
 
 
+def load_scaling(results: Path) -> dict[str, Any] | None:
+    """benchmarks/scaling.py's scaling.json, or None where it has not been run."""
+    f = results / "scaling.json"
+    if not f.exists():
+        return None
+    data = json.loads(f.read_text())
+    return data if data.get("schema", "").startswith("rwkv-edge-scaling/") else None
+
+
 def _order(r: dict[str, Any]) -> tuple[int, int, str]:
     m = r["model"]
     shape = SHAPE_ORDER.index(m["shape"]) if m["shape"] in SHAPE_ORDER else 99
@@ -274,7 +283,8 @@ def prefill_section(results: list[dict[str, Any]]) -> list[str]:
     return [
         "## Prefill (one prompt through the sequence path)",
         "",
-        "Tokens per second for a 64- and a 512-token prompt from a fresh state. rwkv.cpp's "
+        "Tokens per second for a 64- and a 512-token prompt from a fresh state (the median "
+        "of 3 runs since 2026-11-29 10:30 UTC, one run before). rwkv.cpp's "
         "512-token figures are **quoted (issue author, 2 threads)**; *ours ÷ rwkv.cpp* > 1 "
         "means we are faster.",
         "",
@@ -381,6 +391,55 @@ def context_section(results: list[dict[str, Any]]) -> list[str]:
             ),
             "",
         ]
+    return out
+
+
+def scaling_section(sc: dict[str, Any] | None) -> list[str]:
+    """Prefill time against prompt length and quantizer time against size (scaling.py)."""
+    if not sc:
+        return []
+    out = [
+        "## How cost grows with work",
+        "",
+        f"`benchmarks/scaling.py`, {sc['started_utc']}. Each series has a least-squares line "
+        "and the largest gap between a point and that line, relative to the point: a few "
+        "percent means the cost is linear in the work.",
+        "",
+    ]
+    for pf in sc["prefill"]:
+        rows = [
+            [str(p["tokens"]), f"{p['seconds'] * 1e3:.0f}", f"{p['tokens_per_s']:.0f}"]
+            for p in pf["points"]
+        ]
+        fit = pf["fit"]
+        out += [
+            f"Prefill of one prompt from a fresh state, {pf['model']}, {pf['threads']} threads "
+            f"(best of 2): line {fit['slope'] * 1e3:.3f} ms/token "
+            f"{fit['intercept'] * 1e3:+.0f} ms, largest gap {fit['worst_rel_gap']:.1%}.",
+            "",
+            *_table(["prompt tokens", "ms", "tokens/s"], rows),
+            "",
+        ]
+    q = sc["quantize"]
+    rows = [
+        [
+            p["shape"],
+            f"{p['input_bytes'] / 1e9:.2f}",
+            f"{p['output_bytes'] / 1e9:.2f}",
+            f"{p['seconds']:.1f}",
+            f"{p['input_bytes'] / 1e9 / p['seconds'] * 1e3:.0f}",
+        ]
+        for p in q["points"]
+    ]
+    fit = q["fit_per_gb"]
+    out += [
+        f"`rwkv-edge quantize --type {q['format']} --method {q['method']}` of the synthetic "
+        f"bf16 checkpoints (wall time, one process each): line {fit['slope']:.1f} s/GB "
+        f"{fit['intercept']:+.1f} s, largest gap {fit['worst_rel_gap']:.1%}.",
+        "",
+        *_table(["shape", "input GB", "output GB", "seconds", "MB/s in"], rows),
+        "",
+    ]
     return out
 
 
@@ -500,6 +559,7 @@ def render(
     results: list[dict[str, Any]],
     matrix: dict[str, Any] | None,
     quality: dict[str, Any] | None = None,
+    scaling: dict[str, Any] | None = None,
 ) -> str:
     quant = sorted({r["quantizer"] for r in matrix["runs"]} - {"cached"}) if matrix else []
     head = [
@@ -524,6 +584,7 @@ def render(
         + prefill_section(results)
         + threads_and_memory_section(results)
         + context_section(results)
+        + scaling_section(scaling)
         + quality_section(quality)
         + quoted_section()
         + skipped_section(matrix)
@@ -651,7 +712,8 @@ def main() -> int:
         return 1
     args.docs.mkdir(parents=True, exist_ok=True)
     quality = load_quality(args.results)
-    (args.docs / "PERFORMANCE.md").write_text(render(results, matrix, quality) + "\n")
+    scaling = load_scaling(args.results)
+    (args.docs / "PERFORMANCE.md").write_text(render(results, matrix, quality, scaling) + "\n")
     plot(results, args.docs / "performance.png")
     print(f"wrote {args.docs / 'PERFORMANCE.md'} and {args.docs / 'performance.png'}")
     return 0

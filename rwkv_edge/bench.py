@@ -78,6 +78,7 @@ class BenchPlan:
     n_decode: int = 64
     warmup: int = 8
     prefill_lengths: tuple[int, ...] = (64, 512)
+    prefill_reps: int = 3  # runs of each prompt; the median is reported
     context_positions: tuple[int, ...] = ()  # e.g. (0, 1024, 8192, 32768); empty: skip
     context_chunk: int = 512
     context_decode: int = 16
@@ -399,13 +400,22 @@ def time_decode(model: Any, state: Any, tokens: npt.NDArray[np.int32], warmup: i
     return times
 
 
-def time_prefill(model: Any, tokens: npt.NDArray[np.int32]) -> dict[str, float]:
-    """One prompt from a fresh state (last logits only, as generation needs)."""
-    state = model.new_state()
-    t0 = time.perf_counter()
-    model.forward(tokens, state)
-    dt = time.perf_counter() - t0
-    return {"tokens": len(tokens), "seconds": dt, "tokens_per_s": len(tokens) / dt}
+def time_prefill(model: Any, tokens: npt.NDArray[np.int32], reps: int = 1) -> dict[str, Any]:
+    """One prompt from a fresh state (last logits only, as generation needs), ``reps``
+    times: the median run is the figure (one run on a shared machine is one draw)."""
+    runs = []
+    for _ in range(reps):
+        state = model.new_state()
+        t0 = time.perf_counter()
+        model.forward(tokens, state)
+        runs.append(time.perf_counter() - t0)
+    dt = statistics.median(runs)
+    return {
+        "tokens": len(tokens),
+        "seconds": dt,
+        "tokens_per_s": len(tokens) / dt,
+        "runs_seconds": runs,
+    }
 
 
 def context_sweep(model: Any, plan: BenchPlan, rng: np.random.Generator) -> list[dict[str, Any]]:
@@ -542,7 +552,8 @@ def _measure(
     toks = rng.integers(0, vocab, plan.warmup + plan.n_decode, dtype=np.int32)
     decode = spread(time_decode(model, state, toks, plan.warmup))
     prefill = [
-        time_prefill(model, rng.integers(0, vocab, n, dtype=np.int32)) for n in plan.prefill_lengths
+        time_prefill(model, rng.integers(0, vocab, n, dtype=np.int32), plan.prefill_reps)
+        for n in plan.prefill_lengths
     ]
     ctx = context_sweep(model, plan, rng) if plan.context_positions else None
     facts = _engine_facts(model)

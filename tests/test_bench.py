@@ -261,6 +261,10 @@ def test_bench_json_has_every_field(bench_result: dict[str, Any]) -> None:
         assert run["options"]["threads"] == threads and run["label"].endswith(f"/{threads}t")
         assert run["decode"]["n"] == 4 and run["decode"]["median_ms"] > 0
         assert [p["tokens"] for p in run["prefill"]] == [3, 8]
+        for p in run["prefill"]:  # the median of the plan's 3 runs
+            assert len(p["runs_seconds"]) == 3
+            assert p["seconds"] == statistics.median(p["runs_seconds"])
+            assert p["tokens_per_s"] == pytest.approx(p["tokens"] / p["seconds"])
         assert [c["position"] for c in run["context"]] == [0, 8]
         assert run["context"][1]["transformer_kv_cache_bytes"] == 2 * 2 * 128 * 8 * 2
         gbps = run["weight_bytes_per_token"] / run["decode"]["median_ms"] * 1e3 / 1e9
@@ -361,3 +365,49 @@ def test_performance_page_quality_section(bench_result: dict[str, Any], tmp_path
     # only the new section differs from the page without it
     section = "\n".join(page.quality_section(_fake_quality())) + "\n"
     assert md.replace(section, "") == without
+
+
+def test_scaling_line_fit() -> None:
+    scaling = _load_script("benchmarks/scaling.py")
+    straight = scaling.line_fit([1, 2, 4], [2.5, 4.5, 8.5])  # y = 2x + 0.5
+    assert straight["slope"] == pytest.approx(2) and straight["intercept"] == pytest.approx(0.5)
+    assert straight["worst_rel_gap"] == pytest.approx(0, abs=1e-12)
+    bent = scaling.line_fit([1, 2, 3], [1, 4, 9])  # y = x^2: line 4x - 10/3
+    assert bent["slope"] == pytest.approx(4) and bent["intercept"] == pytest.approx(-10 / 3)
+    assert bent["worst_rel_gap"] == pytest.approx(1 / 3)  # at x = 1: |1 - 2/3| / 1
+
+
+def test_performance_page_scaling_section(bench_result: dict[str, Any], tmp_path: Path) -> None:
+    page = _load_script("benchmarks/make_performance_page.py")
+    (tmp_path / "2x128-bf16.json").write_text(json.dumps(bench_result))
+    results, matrix = page.load_results(tmp_path)
+    assert page.load_scaling(tmp_path) is None
+    sc = {
+        "schema": "rwkv-edge-scaling/1",
+        "started_utc": "2026-01-01T00:00:00Z",
+        "prefill": [
+            {
+                "model": "m.gguf",
+                "threads": 2,
+                "points": [{"tokens": 64, "seconds": 0.1, "tokens_per_s": 640.0}],
+                "fit": {"slope": 0.0015, "intercept": 0.004, "worst_rel_gap": 0.031},
+            }
+        ],
+        "quantize": {
+            "format": "q8_0",
+            "method": "rtn",
+            "points": [
+                {"shape": "12x768", "input_bytes": 4e8, "output_bytes": 2e8, "seconds": 2.0}
+            ],
+            "fit_per_gb": {"slope": 5.0, "intercept": 0.25, "worst_rel_gap": 0.02},
+        },
+    }
+    (tmp_path / "scaling.json").write_text(json.dumps(sc))
+    results, matrix = page.load_results(tmp_path)  # scaling.json is not a bench result
+    assert [r["_file"] for r in results] == ["2x128-bf16.json"]
+    md = page.render(results, matrix, None, page.load_scaling(tmp_path))
+    assert "## How cost grows with work" in md
+    assert "line 1.500 ms/token +4 ms, largest gap 3.1%" in md
+    assert "| 64 | 100 | 640 |" in md
+    assert "line 5.0 s/GB +0.2 s, largest gap 2.0%" in md
+    assert "| 12x768 | 0.40 | 0.20 | 2.0 | 200 |" in md
