@@ -74,22 +74,23 @@ def merge_summaries(results: Path, runs: list[dict[str, Any]]) -> dict[str, Any]
     }
 
 
-def load_quality(results: Path) -> dict[str, Any] | None:
-    """benchmarks/quality.py's quality.json, or None where it has not been run."""
-    f = results / "quality.json"
+def _load_named(results: Path, name: str) -> dict[str, Any] | None:
+    """results/NAME.json when it holds schema rwkv-edge-NAME/..., else None."""
+    f = results / f"{name}.json"
     if not f.exists():
         return None
     data = json.loads(f.read_text())
-    return data if data.get("schema", "").startswith("rwkv-edge-quality/") else None
+    return data if data.get("schema", "").startswith(f"rwkv-edge-{name}/") else None
+
+
+def load_quality(results: Path) -> dict[str, Any] | None:
+    """benchmarks/quality.py's quality.json, or None where it has not been run."""
+    return _load_named(results, "quality")
 
 
 def load_scaling(results: Path) -> dict[str, Any] | None:
     """benchmarks/scaling.py's scaling.json, or None where it has not been run."""
-    f = results / "scaling.json"
-    if not f.exists():
-        return None
-    data = json.loads(f.read_text())
-    return data if data.get("schema", "").startswith("rwkv-edge-scaling/") else None
+    return _load_named(results, "scaling")
 
 
 def _order(r: dict[str, Any]) -> tuple[int, int, str]:
@@ -394,6 +395,10 @@ def context_section(results: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _captioned(caption: str, header: list[str], rows: list[list[str]]) -> list[str]:
+    return [caption, "", *_table(header, rows), ""]
+
+
 def scaling_section(sc: dict[str, Any] | None) -> list[str]:
     """Prefill time against prompt length and quantizer time against size (scaling.py)."""
     if not sc:
@@ -407,40 +412,34 @@ def scaling_section(sc: dict[str, Any] | None) -> list[str]:
         "",
     ]
     for pf in sc["prefill"]:
-        rows = [
-            [str(p["tokens"]), f"{p['seconds'] * 1e3:.0f}", f"{p['tokens_per_s']:.0f}"]
-            for p in pf["points"]
-        ]
         fit = pf["fit"]
-        out += [
+        out += _captioned(
             f"Prefill of one prompt from a fresh state, {pf['model']}, {pf['threads']} threads "
             f"(best of 2): line {fit['slope'] * 1e3:.3f} ms/token "
             f"{fit['intercept'] * 1e3:+.0f} ms, largest gap {fit['worst_rel_gap']:.1%}.",
-            "",
-            *_table(["prompt tokens", "ms", "tokens/s"], rows),
-            "",
-        ]
-    q = sc["quantize"]
-    rows = [
-        [
-            p["shape"],
-            f"{p['input_bytes'] / 1e9:.2f}",
-            f"{p['output_bytes'] / 1e9:.2f}",
-            f"{p['seconds']:.1f}",
-            f"{p['input_bytes'] / 1e9 / p['seconds'] * 1e3:.0f}",
-        ]
-        for p in q["points"]
-    ]
-    fit = q["fit_per_gb"]
-    out += [
+            ["prompt tokens", "ms", "tokens/s"],
+            [
+                [str(p["tokens"]), f"{p['seconds'] * 1e3:.0f}", f"{p['tokens_per_s']:.0f}"]
+                for p in pf["points"]
+            ],
+        )
+    q, fit = sc["quantize"], sc["quantize"]["fit_per_gb"]
+    return out + _captioned(
         f"`rwkv-edge quantize --type {q['format']} --method {q['method']}` of the synthetic "
         f"bf16 checkpoints (wall time, one process each): line {fit['slope']:.1f} s/GB "
         f"{fit['intercept']:+.1f} s, largest gap {fit['worst_rel_gap']:.1%}.",
-        "",
-        *_table(["shape", "input GB", "output GB", "seconds", "MB/s in"], rows),
-        "",
-    ]
-    return out
+        ["shape", "input GB", "output GB", "seconds", "MB/s in"],
+        [
+            [
+                p["shape"],
+                f"{p['input_bytes'] / 1e9:.2f}",
+                f"{p['output_bytes'] / 1e9:.2f}",
+                f"{p['seconds']:.1f}",
+                f"{p['input_bytes'] / 1e9 / p['seconds'] * 1e3:.0f}",
+            ]
+            for p in q["points"]
+        ],
+    )
 
 
 def quality_section(q: dict[str, Any] | None) -> list[str]:
