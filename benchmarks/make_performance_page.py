@@ -328,6 +328,7 @@ def threads_and_memory_section(results: list[dict[str, Any]]) -> list[str]:
                 m["format"],
                 f"{m['file_bytes'] / 1e6:.0f}",
                 f"{first['load_s'] * 1e3:.0f}",
+                f"{first['reload_s'] * 1e3:.0f}" if "reload_s" in first else "–",
                 f"{first['first_token_ms']:.0f}",
                 f"{first['rss_after_load_bytes'] / 1e6:.0f}"
                 if first["rss_after_load_bytes"]
@@ -340,7 +341,11 @@ def threads_and_memory_section(results: list[dict[str, Any]]) -> list[str]:
     return [
         "## Load, memory, thread scaling",
         "",
-        "Load = `Model.load` (the file is memory-mapped; the first token pages weights in). "
+        "Load = `Model.load` (the file is memory-mapped; the first token pages weights in); "
+        "it reads the header and the small vectors, from disk where they are not in the page "
+        "cache. *Reload* = a second `Model.load` of the same file at the end of the run, "
+        "with the file in the page cache: the load's own cost (– : runs before 2026-11-29 "
+        "10:45 UTC). "
         "RSS after the first token and the process peak. Speed-ups are the first run's "
         "configuration over the second's in the same process (2 threads over 1).",
         "",
@@ -350,6 +355,7 @@ def threads_and_memory_section(results: list[dict[str, Any]]) -> list[str]:
                 "format",
                 "file MB",
                 "load ms",
+                "reload ms",
                 "first token ms",
                 "RSS MB",
                 "peak RSS MB",

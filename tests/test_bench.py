@@ -225,6 +225,7 @@ RUN_FIELDS = {
     "roofline_ms",
     "roofline_ratio",
     "peak_rss_scope",
+    "reload_s",
     "paired",
     "paired_roofline_ratio",
     "paired_bandwidth_gbps",
