@@ -22,7 +22,7 @@ from __future__ import annotations
 import mmap
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +30,7 @@ import numpy.typing as npt
 from rwkv_edge.checkpoint import Checkpoint
 from rwkv_edge.errors import FormatError, VersionError
 from rwkv_edge.quant import QK
-from rwkv_edge.tensors import Tensor, map_readonly
+from rwkv_edge.tensors import Tensor, closing_on_error, map_readonly
 
 MAGIC = b"fmgg"  # 0x67676d66 written little-endian
 _FLOAT = {0: ("f32", np.dtype("<f4")), 1: ("f16", np.dtype("<f2"))}
@@ -163,6 +163,11 @@ def read_rwkvcpp(path: str | Path) -> Checkpoint:
     p = Path(path)
     f = open(p, "rb")
     mm = map_readonly(f, p.name)
+    with closing_on_error(mm, f):
+        return _parse(p, f, mm)
+
+
+def _parse(p: Path, f: BinaryIO, mm: mmap.mmap) -> Checkpoint:
     head = _check_header(mm, p.name)
     tensors: dict[str, Tensor] = {}
     pos = 24

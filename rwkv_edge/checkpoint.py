@@ -34,7 +34,7 @@ import numpy as np
 
 from .config import ModelConfig, detect_config
 from .errors import FormatError, IoError, UnsafeCheckpointError, VersionError
-from .tensors import Tensor, map_readonly
+from .tensors import Tensor, closing_on_error, map_readonly
 
 # ---------------------------------------------------------------------------
 # The Checkpoint container
@@ -433,13 +433,8 @@ _ST_MAX_HEADER = 100 * 1024 * 1024
 def _read_safetensors(p: Path) -> tuple[dict[str, Tensor], list[Any]]:
     f = open(p, "rb")
     mm = map_readonly(f, p.name)
-    try:
+    with closing_on_error(mm, f):
         return _parse_safetensors(p, mm), [mm, f]
-    except BaseException:
-        with contextlib.suppress(BufferError):  # a view still alive; freed with it
-            mm.close()
-        f.close()
-        raise
 
 
 def _parse_safetensors(p: Path, mm: mmap.mmap) -> dict[str, Tensor]:

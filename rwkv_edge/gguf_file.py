@@ -17,7 +17,6 @@ destination untouched.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import mmap
@@ -37,7 +36,7 @@ from .checkpoint import Checkpoint
 from .config import ModelConfig, detect_config
 from .errors import FormatError, IoError, ShapeError, VersionError
 from .quant import BLOCK_BYTES, QK, quantize, row_bytes
-from .tensors import Tensor, f32_to_bf16, map_readonly
+from .tensors import Tensor, closing_on_error, f32_to_bf16, map_readonly
 
 GGUF_MAGIC = b"GGUF"
 GGUF_VERSIONS = (2, 3)
@@ -326,7 +325,7 @@ def read_gguf(path: str | os.PathLike[str]) -> Checkpoint:
     except OSError as e:
         raise IoError(f"cannot open {p}: {e.strerror}") from None
     mm = map_readonly(f, p.name)
-    try:
+    with closing_on_error(mm, f):
         cur = _Cursor(mm, p.name)
         kv, entries = _read_header(cur)
         _check_identity(kv, p.name)
@@ -338,12 +337,6 @@ def read_gguf(path: str | os.PathLike[str]) -> Checkpoint:
         data_start = -(-cur.pos // align) * align
         tensors = _map_tensors(mm, entries, data_start, p.name)
         _check_shapes(tensors, config, p.name)
-    except BaseException:
-        # views made before the error may still hold the map; it closes when they go
-        with contextlib.suppress(BufferError):
-            mm.close()
-        f.close()
-        raise
     return Checkpoint(p, tensors, "gguf", metadata, keepalive=[mm, f])
 
 

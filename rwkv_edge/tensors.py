@@ -6,7 +6,9 @@ demand; ``to_f32()`` is the only place that converts.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -75,3 +77,18 @@ def map_readonly(f: BinaryIO, name: str) -> mmap.mmap:
     except (ValueError, OSError) as e:
         f.close()
         raise FormatError(f"{name}: cannot map the file ({e}); is it empty?") from None
+
+
+@contextlib.contextmanager
+def closing_on_error(mm: mmap.mmap, f: BinaryIO) -> Iterator[None]:
+    """Close a file and its map when parsing it fails, not at some later collection.
+
+    Views made before the error may still hold the map; then it closes when they go.
+    """
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(BufferError):
+            mm.close()
+        f.close()
+        raise

@@ -507,10 +507,12 @@ def test_failed_loads_do_not_leak_file_descriptors(tmp_path: Path) -> None:
         b"",
     )
     before = len(os.listdir(fd_dir))
+    kept = []  # the errors stay alive, as in a caller that logs them: their frames too
     for _ in range(50):
         for p in (bad_pth, bad_st):
-            with pytest.raises(FormatError):
+            with pytest.raises(FormatError) as e:
                 open_checkpoint(p)
+            kept.append(e)
     assert len(os.listdir(fd_dir)) <= before
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from rwkv_edge.quantize.search import (
 )
 
 from rwkv_edge.checkpoint import open_checkpoint
-from rwkv_edge.errors import FormatError
+from rwkv_edge.errors import FormatError, VersionError
 from rwkv_edge.gguf_file import read_gguf
 from rwkv_edge.quant import dequantize, quantize
 
@@ -384,6 +385,27 @@ def test_rwkvcpp_bin_reads_back_as_the_blinkdl_checkpoint(
     (tmp_path / "t.bin").write_bytes((tmp_path / "m.bin").read_bytes()[:5000])
     with pytest.raises(FormatError, match="truncated"):
         read_rwkvcpp(tmp_path / "t.bin")
+
+
+def test_failed_rwkvcpp_reads_close_their_files(tiny_v2: Path, tmp_path: Path) -> None:
+    from rwkv_edge.quantize.rwkvcpp import read_rwkvcpp
+
+    fd_dir = Path("/proc/self/fd")
+    if not fd_dir.exists():
+        pytest.skip("needs /proc")
+    _write_rwkvcpp(tiny_v2, tmp_path / "m.bin", 0)
+    good = (tmp_path / "m.bin").read_bytes()
+    (tmp_path / "t.bin").write_bytes(good[:5000])  # fails inside a tensor header
+    (tmp_path / "v.bin").write_bytes(good[:4] + struct.pack("<i", 7) + good[8:])  # version
+    before = len(os.listdir(fd_dir))
+    kept = []  # the errors stay alive, as in a caller that logs them: their frames too
+    for _ in range(20):
+        with pytest.raises(FormatError, match="truncated") as e1:
+            read_rwkvcpp(tmp_path / "t.bin")
+        with pytest.raises(VersionError, match="version 7") as e2:
+            read_rwkvcpp(tmp_path / "v.bin")
+        kept += [e1, e2]
+    assert len(os.listdir(fd_dir)) <= before
 
 
 @pytest.mark.parametrize("fmt", ["Q5_0", "Q5_1"])
