@@ -12,12 +12,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 need=()
 command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 command -v qemu-aarch64 >/dev/null || need+=(qemu-user)
-if ((${#need[@]})); then
-    sudo=""
-    [ "$(id -u)" -ne 0 ] && sudo=sudo
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
-fi
+bash "$root/tools/apt_install.sh" "${need[@]}"
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

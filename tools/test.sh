@@ -28,11 +28,7 @@ if ((!quick)); then
     # libFuzzer's runtime is only a Recommends of clang: name it, or -fsanitize=fuzzer fails.
     if ! command -v clang >/dev/null || ! clang -print-file-name=libclang_rt.fuzzer-x86_64.a \
         | grep -q /; then
-        sudo=""
-        [ "$(id -u)" -ne 0 ] && sudo=sudo
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-            clang libclang-rt-dev
+        bash tools/apt_install.sh clang libclang-rt-dev
     fi
     bash tools/fuzz.sh
 fi
