@@ -4,7 +4,8 @@
 #   2. lint (ruff);
 #   3. the aarch64 kernels, cross-compiled and run under qemu-user;
 #   4. the C core under ASan+UBSan (kernel tests and the C-engine suites);
-#   5. a short fixed-seed fuzz run of every parser of untrusted bytes;
+#   5. the kernel tests built with clang; a short fixed-seed fuzz run of every
+#      parser of untrusted bytes;
 #   6. pytest (every backend, every ISA this CPU has, plus a forced AVX2 run).
 # `bash tools/test.sh --quick` skips 3-5 (a faster local loop); extra arguments
 # after it go to pytest. Steps 3 and 5 install Debian packages (cross gcc, qemu,
@@ -30,6 +31,7 @@ if ((!quick)); then
         | grep -q /; then
         bash tools/apt_install.sh clang libclang-rt-dev
     fi
+    bash tools/clang_kernels.sh
     bash tools/fuzz.sh
 fi
 

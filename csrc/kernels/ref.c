@@ -11,7 +11,11 @@
 
 /* Keep a*b+c as two roundings on every target (aarch64 would fuse them),
  * so the reference gives the same bits everywhere. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#else
 #pragma GCC optimize("fp-contract=off")
+#endif
 
 /* ------------------------------------------------------- dot products */
 

@@ -36,7 +36,14 @@
 #include "../quant/quant.h"
 #include "kernels_impl.h"
 
+/* Every function of this file is built for these features (the file is
+ * compiled with baseline flags; the CPU is probed before any of it runs).
+ * clang ignores GCC's pragma and has its own form. */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c"))), apply_to = function)
+#else
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")
+#endif
 
 #define RWE_TILE_T 4       /* tokens per register tile */
 #define RWE_TILE_R 2       /* rows per register tile (prefill; decode takes 1) */
@@ -900,5 +907,9 @@ const rwe_kernels rwe_kernels_avx512 = {
     .layer_norm = rwe_layer_norm_avx2,
     .group_norm = rwe_group_norm_avx2,
 };
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
 
 #endif /* __x86_64__ */
