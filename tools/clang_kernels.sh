@@ -1,15 +1,33 @@
 #!/usr/bin/env bash
 # The kernel tests built with clang (-Wall -Wextra -Werror) and run for every
-# kernel set this CPU has: clang is the compiler of macOS and the Android NDK,
-# and GCC's `#pragma GCC target` means nothing to it (the x86 files carry a
-# clang form too). Exits non-zero on a build error or a failed check.
+# kernel set: on this x86 CPU, and for aarch64 (clang --target, linked by
+# Debian's cross gcc, run under qemu-user like tools/ci_arm.sh) when those
+# tools are here. clang is the compiler of macOS and the Android NDK, and
+# GCC's `#pragma GCC target` means nothing to it (the x86 files carry a clang
+# form too; arm_neon.c names the dotprod feature clang's way). Exits non-zero
+# on a build error or a failed check.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-clang -O2 -std=gnu11 -Wall -Wextra -Werror -I "$root/csrc" -o "$out/test_kernels" \
-    "$root/csrc/tests/test_kernels.c" "$root"/csrc/kernels/*.c "$root/csrc/quant/quant_ref.c" \
-    "$root/csrc/cpu_features.c" -lm -pthread
+srcs=("$root/csrc/tests/test_kernels.c" "$root"/csrc/kernels/*.c "$root/csrc/quant/quant_ref.c"
+    "$root/csrc/cpu_features.c")
+flags=(-O2 -std=gnu11 -Wall -Wextra -Werror -I "$root/csrc")
+
+clang "${flags[@]}" -o "$out/test_kernels" "${srcs[@]}" -lm -pthread
 for isa in $("$out/test_kernels" --list); do
-    "$out/test_kernels" "$isa" | tail -n 1 | sed "s/^/clang kernels $isa: /"
+    "$out/test_kernels" "$isa" | tail -n 1 | sed "s/^/clang x86 kernels $isa: /"
 done
+
+if command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null; then
+    mkdir "$out/arm"
+    for f in "${srcs[@]}"; do
+        clang --target=aarch64-linux-gnu -isystem /usr/aarch64-linux-gnu/include "${flags[@]}" \
+            -c "$f" -o "$out/arm/$(basename "$f" .c).o"
+    done
+    aarch64-linux-gnu-gcc -o "$out/arm/test_kernels" "$out"/arm/*.o -lm -pthread
+    qemu-aarch64 -L /usr/aarch64-linux-gnu "$out/arm/test_kernels" | tail -n 1 \
+        | sed "s/^/clang aarch64 kernels (qemu max: ref, neon, dotprod): /"
+else
+    echo "clang aarch64 kernels: skipped (no aarch64 cross gcc or qemu-aarch64)"
+fi

@@ -25,7 +25,22 @@
 #include "kernels_impl.h"
 
 #define RWE_TILE_T 4
+/* The dotprod kernels opt in per function (clang names the feature alone) */
+#if defined(__clang__)
+#define RWE_DOTPROD __attribute__((target("dotprod")))
+#else
 #define RWE_DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
+#endif
+
+/* clang's arm_neon.h (up to 15 at least) declares vdotq_s32 only when the
+ * whole file is built for dotprod: give it the one instruction by hand. */
+#if defined(__clang__) && !defined(__ARM_FEATURE_DOTPROD)
+static inline RWE_DOTPROD int32x4_t rwe_vdotq_s32(int32x4_t acc, int8x16_t a, int8x16_t b) {
+    __asm__("sdot %0.4s, %1.16b, %2.16b" : "+w"(acc) : "w"(a), "w"(b));
+    return acc;
+}
+#define vdotq_s32 rwe_vdotq_s32
+#endif
 
 enum { FMT_Q8_0, FMT_Q4_0, FMT_Q4_1 };
 enum { FMT_F32, FMT_F16, FMT_BF16 };
