@@ -19,8 +19,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rwkv_edge.bench import CROSS_CHECK_TOLERANCE, upper_quartile
-
 REPO = Path(__file__).resolve().parent.parent
 SHAPE_ORDER = ("12x768", "24x1024", "24x2048", "32x4096")
 FORMAT_ORDER = ("q8_0", "q4_0", "q4_1", "f16")
@@ -161,8 +159,8 @@ def bandwidth_section(results: list[dict[str, Any]]) -> list[str]:
         ]
         numba = [e["numba"]["best_gbps"] for e in entries]
         c = [e["c"]["best_gbps"] for e in entries if e.get("c")]
-        ratios = [_c_over_numba(e) for e in entries if e.get("c")]
-        agree = [abs(x - 1) <= CROSS_CHECK_TOLERANCE for x in ratios]
+        agree = [e["cross_check_ok"] for e in entries if "cross_check_ok" in e]
+        ratios = [e["c_over_numba"] for e in entries if "c_over_numba" in e]
         rows.append(
             [
                 t,
@@ -179,11 +177,10 @@ def bandwidth_section(results: list[dict[str, Any]]) -> list[str]:
         "1 GiB, measured in every run)",
         "",
         "The numba loop and the plain C loop read one buffer, taking turns pass by pass; "
-        "the check compares the upper quartiles of their passes (recomputed here from every "
-        "pass in the JSON). Not the bests: one lucky pass moves a best. Not the medians: "
-        "the per-pass bandwidth of this shared machine is often bimodal (the 32x4096 run's "
-        "numba passes: 30.7, 15.3, 31.6, 15.5, 31.0, ... GB/s), which puts a median on "
-        "either mode by chance.",
+        "the check compares the upper quartiles of their passes. Not the bests: one lucky "
+        "pass moves a best. Not the medians: the per-pass bandwidth of this shared machine "
+        "is often bimodal (in one run of 2026-11-29 the numba passes alternated between "
+        "about 31 and 15 GB/s), which puts a median on either mode by chance.",
         "",
         *_table(
             [
@@ -202,12 +199,14 @@ def bandwidth_section(results: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def _c_over_numba(entry: dict[str, Any]) -> float:
-    return upper_quartile(entry["c"]["runs_gbps"]) / upper_quartile(entry["numba"]["runs_gbps"])
-
-
 def _span(xs: list[float], digits: int = 1) -> str:
     return f"{statistics.median(xs):.{digits}f} ({min(xs):.{digits}f}–{max(xs):.{digits}f})"
+
+
+def _plan_values(results: list[dict[str, Any]], key: str) -> str:
+    """A plan setting as the runs had it ("1/3" where they differ, "?" where absent)."""
+    vals = sorted({r["plan"].get(key) for r in results}, key=str)
+    return "/".join("?" if v is None else str(v) for v in vals)
 
 
 def _paired(run: dict[str, Any]) -> str:
@@ -246,11 +245,11 @@ def decode_section(results: list[dict[str, Any]]) -> list[str]:
         "the figure is what an application calling the API sees. "
         "*Roofline ms* = bytes read per token / bandwidth measured in the same run; "
         "*of roofline* = achieved GB/s ÷ that bandwidth. "
-        "*Paired* = the median, over 8 blocks of 6 tokens, of each block's achieved GB/s ÷ "
-        "the mean of the C bandwidth passes just before and just after it (with the run's "
+        f"*Paired* = the median, over {_plan_values(results, 'paired_blocks')} blocks of "
+        f"{_plan_values(results, 'paired_tokens')} tokens, of each block's achieved GB/s ÷ "
+        "the mean of the bandwidth passes just before and just after it (with the run's "
         "thread count): the bandwidth of a shared machine moves by a third within minutes, "
-        "and this compares decode with the bandwidth of the same seconds (– : runs from "
-        "before 2026-11-29 10:30 UTC, which did not measure it). "
+        "and this compares decode with the bandwidth of the same seconds. "
         "The rwkv.cpp column is **quoted from the benchmark issue (measured by its author on "
         "this machine kind, 2 threads), not measured by us**; *rwkv.cpp ÷ ours* > 1 means we "
         "are faster.",
@@ -295,7 +294,7 @@ def prefill_section(results: list[dict[str, Any]]) -> list[str]:
         "## Prefill (one prompt through the sequence path)",
         "",
         "Tokens per second for a 64- and a 512-token prompt from a fresh state (the median "
-        "of 3 runs since 2026-11-29 10:30 UTC, one run before). rwkv.cpp's "
+        f"of {_plan_values(results, 'prefill_reps')} runs). rwkv.cpp's "
         "512-token figures are **quoted (issue author, 2 threads)**; *ours ÷ rwkv.cpp* > 1 "
         "means we are faster.",
         "",
@@ -344,8 +343,7 @@ def threads_and_memory_section(results: list[dict[str, Any]]) -> list[str]:
         "Load = `Model.load` (the file is memory-mapped; the first token pages weights in); "
         "it reads the header and the small vectors, from disk where they are not in the page "
         "cache. *Reload* = a second `Model.load` of the same file at the end of the run, "
-        "with the file in the page cache: the load's own cost (– : runs before 2026-11-29 "
-        "10:45 UTC). "
+        "with the file in the page cache: the load's own cost. "
         "RSS after the first token and the process peak. Speed-ups are the first run's "
         "configuration over the second's in the same process (2 threads over 1).",
         "",
@@ -431,7 +429,7 @@ def scaling_section(sc: dict[str, Any] | None) -> list[str]:
         fit = pf["fit"]
         out += _captioned(
             f"Prefill of one prompt from a fresh state, {pf['model']}, {pf['threads']} threads "
-            f"(best of 2): line {fit['slope'] * 1e3:.3f} ms/token "
+            f"(median of {pf['reps']} runs): line {fit['slope'] * 1e3:.3f} ms/token "
             f"{fit['intercept'] * 1e3:+.0f} ms, largest gap {fit['worst_rel_gap']:.1%}.",
             ["prompt tokens", "ms", "tokens/s"],
             [

@@ -29,6 +29,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPTS = (64, 128, 256, 512, 1024, 2048)
+PREFILL_REPS = 3
 PREFILL_MODELS = (("12x768", "q4_0"), ("24x1024", "q4_0"))
 QUANT_SHAPES = ("12x768", "24x1024", "24x2048")
 QUANT_FORMAT = "q8_0"
@@ -43,26 +44,28 @@ def line_fit(xs: list[float], ys: list[float]) -> dict[str, float]:
 
 
 def prefill_series(model_path: Path, threads: int) -> dict[str, Any]:
-    """Seconds for one prompt of each length from a fresh state (best of 2: shared machine)."""
+    """Seconds for one prompt of each length from a fresh state, timed as `rwkv-edge bench`
+    times prefill (the median of PREFILL_REPS runs)."""
     from rwkv_edge import Model
+    from rwkv_edge.bench import time_prefill
 
     model = Model.load(model_path, threads=threads)
     rng = np.random.default_rng(0)
     vocab = model.config.n_vocab
     model.forward(rng.integers(0, vocab, 16, dtype=np.int32), model.new_state())  # page-in
-    points = []
-    for n in PROMPTS:
-        best = float("inf")
-        for _ in range(2):
-            toks = rng.integers(0, vocab, n, dtype=np.int32)
-            state = model.new_state()
-            t0 = time.perf_counter()
-            model.forward(toks, state)
-            best = min(best, time.perf_counter() - t0)
-        points.append({"tokens": n, "seconds": best, "tokens_per_s": n / best})
+    points = [
+        time_prefill(model, rng.integers(0, vocab, n, dtype=np.int32), PREFILL_REPS)
+        for n in PROMPTS
+    ]
     model.close()
     fit = line_fit([p["tokens"] for p in points], [p["seconds"] for p in points])
-    return {"model": model_path.name, "threads": threads, "points": points, "fit": fit}
+    return {
+        "model": model_path.name,
+        "threads": threads,
+        "reps": PREFILL_REPS,
+        "points": points,
+        "fit": fit,
+    }
 
 
 def quantize_series(cache: Path) -> dict[str, Any]:

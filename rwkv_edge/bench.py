@@ -269,7 +269,17 @@ def _bw_json(bw: Bandwidth) -> dict[str, Any]:
     }
 
 
-def bandwidth_table(thread_counts: list[int], plan: BenchPlan) -> dict[str, Any]:
+@contextmanager
+def bandwidth_library(plan: BenchPlan) -> Iterator[ctypes.CDLL | None]:
+    """benchmarks/bandwidth.c built once for a whole bench (None without source or gcc)."""
+    source = plan.bandwidth_c_source or find_bandwidth_c()
+    with tempfile.TemporaryDirectory(prefix="rwe-bw-") as tmp:
+        yield load_bandwidth_c(source, Path(tmp)) if source else None
+
+
+def bandwidth_table(
+    thread_counts: list[int], plan: BenchPlan, dll: ctypes.CDLL | None
+) -> dict[str, Any]:
     """Both methods for every thread count; the roofline uses the better of the two bests.
 
     The cross-check compares the methods' upper quartiles: a single lucky pass on a
@@ -277,27 +287,24 @@ def bandwidth_table(thread_counts: list[int], plan: BenchPlan) -> dict[str, Any]
     (passes of 31, 15, 32, 15, 31 ... GB/s), which puts a median on either mode by
     chance; the upper quartile needs a quarter of the passes in the fast mode.
     """
-    source = plan.bandwidth_c_source or find_bandwidth_c()
     table: dict[str, Any] = {
         "buffer_mib": plan.bandwidth_mib,
         "reps": plan.bandwidth_reps,
         "by_threads": {},
     }
     words = _read_buffer(plan.bandwidth_mib)
-    with tempfile.TemporaryDirectory(prefix="rwe-bw-") as tmp:
-        dll = load_bandwidth_c(source, Path(tmp)) if source else None
-        for t in sorted(set(thread_counts)):
-            nb, cb = _alternating_passes(words, t, plan.bandwidth_reps, dll)
-            entry: dict[str, Any] = {
-                "numba": _bw_json(nb),
-                "c": _bw_json(cb) if cb else None,
-                "roofline_gbps": max(nb.best_gbps, cb.best_gbps if cb else 0),
-            }
-            if cb:
-                entry["c_over_numba"] = cb.p75_gbps / nb.p75_gbps
-                entry["c_over_numba_median"] = cb.median_gbps / nb.median_gbps
-                entry["cross_check_ok"] = abs(entry["c_over_numba"] - 1) <= CROSS_CHECK_TOLERANCE
-            table["by_threads"][str(t)] = entry
+    for t in sorted(set(thread_counts)):
+        nb, cb = _alternating_passes(words, t, plan.bandwidth_reps, dll)
+        entry: dict[str, Any] = {
+            "numba": _bw_json(nb),
+            "c": _bw_json(cb) if cb else None,
+            "roofline_gbps": max(nb.best_gbps, cb.best_gbps if cb else 0),
+        }
+        if cb:
+            entry["c_over_numba"] = cb.p75_gbps / nb.p75_gbps
+            entry["c_over_numba_median"] = cb.median_gbps / nb.median_gbps
+            entry["cross_check_ok"] = abs(entry["c_over_numba"] - 1) <= CROSS_CHECK_TOLERANCE
+        table["by_threads"][str(t)] = entry
     del words
     return table
 
@@ -653,10 +660,8 @@ def bench_model(
     with open_checkpoint(p) as ck:
         cfg = ck.config
     file_bytes, fmt = file_weight_bytes(p)
-    bw = bandwidth_table([1, *(r.threads for r in runs)], plan)
-    source = plan.bandwidth_c_source or find_bandwidth_c()
-    with tempfile.TemporaryDirectory(prefix="rwe-bw-") as tmp:
-        dll = load_bandwidth_c(source, Path(tmp)) if source else None
+    with bandwidth_library(plan) as dll:
+        bw = bandwidth_table([1, *(r.threads for r in runs)], plan, dll)
         method, bw_pass = pass_function(dll)
         results = [bench_one(p, r, plan, bw_pass) for r in runs]
     bw["paired_method"] = method

@@ -170,7 +170,9 @@ def test_bandwidth_table_cross_checks_upper_quartiles() -> None:
     plan = bench.BenchPlan(
         bandwidth_mib=16, bandwidth_reps=3, bandwidth_c_source=REPO / "benchmarks" / "bandwidth.c"
     )
-    table = bench.bandwidth_table([1, 2], plan)
+    with bench.bandwidth_library(plan) as dll:
+        assert dll is not None  # gcc is here (skipif above)
+        table = bench.bandwidth_table([1, 2], plan, dll)
     assert table["reps"] == 3 and set(table["by_threads"]) == {"1", "2"}
     for t, e in table["by_threads"].items():
         n, c = e["numba"], e["c"]
@@ -394,6 +396,7 @@ def test_performance_page_scaling_section(bench_result: dict[str, Any], tmp_path
             {
                 "model": "m.gguf",
                 "threads": 2,
+                "reps": 3,
                 "points": [{"tokens": 64, "seconds": 0.1, "tokens_per_s": 640.0}],
                 "fit": {"slope": 0.0015, "intercept": 0.004, "worst_rel_gap": 0.031},
             }
