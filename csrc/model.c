@@ -546,37 +546,10 @@ static void wkv_task(void *ctx, int ith, int nth) {
         }
 }
 
-static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
-
 /* The elementwise steps get restrict pointers of their own so that they vectorise
  * (through the scratch struct the compiler must assume aliasing). */
 static void add_rows(float *restrict x, const float *restrict y, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] += y[i];
-}
-
-/* x += sigmoid(r) * y: the FFN's receptance gate. */
-static void add_gated(float *restrict x, const float *restrict r, const float *restrict y,
-                      int64_t n) {
-    for (int64_t i = 0; i < n; i++) x[i] += sigmoidf(r[i]) * y[i];
-}
-
-/* y *= silu(g) = g * sigmoid(g): the attention gate, after ln_x. */
-static void mul_silu(float *restrict y, const float *restrict g, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] *= g[i] * sigmoidf(g[i]);
-}
-
-/* relu(x)^2 in place. relu clears every value with the sign bit set: written
- * with a compare, gcc (without -ffast-math) emits a branch per element, and
- * the signs of FFN keys are a coin toss, so each one mispredicts half the time. */
-static void relu_square(float *restrict x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        uint32_t u;
-        float k;
-        memcpy(&u, &x[i], sizeof u);
-        u &= ~(uint32_t)((int32_t)u >> 31); /* all-ones mask where the sign bit is set */
-        memcpy(&k, &u, sizeof k);
-        x[i] = k * k;
-    }
 }
 
 /* The per-token steps between the matmuls run as regions of their own,
@@ -608,18 +581,12 @@ static void run_rows(rwe_model *m, const layer *L, int64_t T, const float *shift
     run(m, rows_task, &j, T > 1 ? T * row_work : 0);
 }
 
-/* out = xx*mix + prev*(1-mix) for one row of C (prev: the token before, or the shift state). */
-static void mix_row(const float *restrict xx, const float *restrict prev,
-                    const float *restrict mix, float *restrict out, int64_t C) {
-    for (int64_t c = 0; c < C; c++) out[c] = xx[c] * mix[c] + prev[c] * (1.0f - mix[c]);
-}
-
 /* Token shift of row t with one mix, then the result in w's activation type. */
 static void mix_act_row(rwe_model *m, const matrix *w, const float *mix, const float *shift,
                         float *out, void *act, int64_t t) {
     int64_t C = m->C;
     const float *xx = m->s.xx;
-    mix_row(xx + t * C, t ? xx + (t - 1) * C : shift, mix, out + t * C, C);
+    m->kern->token_mix(xx + t * C, t ? xx + (t - 1) * C : shift, mix, out + t * C, C);
     to_act_row(m, w->act, out, t, C, act);
 }
 
@@ -649,7 +616,7 @@ static void tm_gate(rwe_model *m, const layer *L, int64_t t0, int64_t t1, const 
     (void)shift;
     for (int64_t t = t0; t < t1; t++) {
         m->kern->group_norm(s->y + t * C, L->lnx_w, L->lnx_b, m->H, m->N, m->gn_eps);
-        if (L->att_mix_g) mul_silu(s->y + t * C, s->g + t * C, C);
+        if (L->att_mix_g) m->kern->silu_gate(s->y + t * C, s->g + t * C, C);
         to_act_row(m, L->att_o.act, s->y, t, C, s->act[0]);
     }
 }
@@ -677,7 +644,7 @@ static void cm_mix(rwe_model *m, const layer *L, int64_t t0, int64_t t1, const f
 static void cm_relu(rwe_model *m, const layer *L, int64_t t0, int64_t t1, const float *shift) {
     (void)shift;
     for (int64_t t = t0; t < t1; t++) {
-        relu_square(m->s.fk + t * m->F, m->F);
+        m->kern->relu_square(m->s.fk + t * m->F, m->F);
         to_act_row(m, L->ffn_v.act, m->s.fk, t, m->F, m->s.act_f);
     }
 }
@@ -687,7 +654,7 @@ static void cm_out(rwe_model *m, const layer *L, int64_t t0, int64_t t1, const f
     int64_t C = m->C;
     (void)L, (void)shift;
     for (int64_t t = t0; t < t1; t++)
-        add_gated(m->s.x + t * C, m->s.r + t * C, m->s.out + t * C, C);
+        m->kern->sigmoid_gate(m->s.x + t * C, m->s.r + t * C, m->s.out + t * C, C);
 }
 
 /* Attention (time mix) of one layer over T tokens: out = W_o (GroupNorm(wkv) * silu(g)),

@@ -553,6 +553,66 @@ static void group_norm_neon(float *x, const float *weight, const float *bias, in
         layer_norm_neon(x + h * N, weight + h * N, bias + h * N, x + h * N, N, eps);
 }
 
+/* ------------------------------------------------------ elementwise */
+
+/* e^x in 4 lanes, the same scheme as exp8 in x86_avx2.c: x = n ln2 + r,
+ * e^r from its degree-7 Taylor polynomial, 2^n into the exponent bits,
+ * x clamped to [-87, 88]. */
+static inline float32x4_t exp4(float32x4_t x) {
+    x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-87.0f)), vdupq_n_f32(88.0f));
+    float32x4_t n = vrndnq_f32(vmulq_n_f32(x, 1.44269504f));
+    float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(0.693145751953125f));
+    r = vfmsq_f32(r, n, vdupq_n_f32(1.42860677e-6f));
+    static const float c[] = {1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f, 1.0f / 6.0f, 0.5f, 1.0f, 1.0f};
+    float32x4_t p = vdupq_n_f32(1.0f / 5040.0f);
+    for (int k = 0; k < 7; k++)
+        p = vfmaq_f32(vdupq_n_f32(c[k]), p, r);
+    int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23);
+    return vmulq_f32(p, vreinterpretq_f32_s32(e));
+}
+
+static inline float32x4_t sigmoid4(float32x4_t x) {
+    const float32x4_t one = vdupq_n_f32(1.0f);
+    return vdivq_f32(one, vaddq_f32(one, exp4(vnegq_f32(x))));
+}
+
+/* The tails (n % 4) go through the ref. */
+static void token_mix_neon(const float *x, const float *prev, const float *mix, float *out,
+                           int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t m = vld1q_f32(mix + i);
+        float32x4_t p = vmulq_f32(vld1q_f32(prev + i), vsubq_f32(vdupq_n_f32(1.0f), m));
+        vst1q_f32(out + i, vfmaq_f32(p, vld1q_f32(x + i), m));
+    }
+    rwe_token_mix_ref(x + i, prev + i, mix + i, out + i, n - i);
+}
+
+static void sigmoid_gate_neon(float *x, const float *r, const float *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        vst1q_f32(x + i, vfmaq_f32(vld1q_f32(x + i), sigmoid4(vld1q_f32(r + i)), vld1q_f32(y + i)));
+    rwe_sigmoid_gate_ref(x + i, r + i, y + i, n - i);
+}
+
+static void silu_gate_neon(float *y, const float *g, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t gv = vld1q_f32(g + i);
+        vst1q_f32(y + i, vmulq_f32(vld1q_f32(y + i), vmulq_f32(gv, sigmoid4(gv))));
+    }
+    rwe_silu_gate_ref(y + i, g + i, n - i);
+}
+
+static void relu_square_neon(float *x, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t k = vmaxq_f32(vld1q_f32(x + i), vdupq_n_f32(0.0f));
+        vst1q_f32(x + i, vmulq_f32(k, k));
+    }
+    rwe_relu_square_ref(x + i, n - i);
+}
+
 const rwe_kernels rwe_kernels_neon = {
     .isa = RWE_ISA_NEON,
     .name = "neon",
@@ -567,6 +627,10 @@ const rwe_kernels rwe_kernels_neon = {
     .wkv5 = wkv5_neon,
     .layer_norm = layer_norm_neon,
     .group_norm = group_norm_neon,
+    .token_mix = token_mix_neon,
+    .sigmoid_gate = sigmoid_gate_neon,
+    .silu_gate = silu_gate_neon,
+    .relu_square = relu_square_neon,
 };
 
 /* Only the int8 block dot changes; everything else is the neon set's. */
@@ -584,6 +648,10 @@ const rwe_kernels rwe_kernels_dotprod = {
     .wkv5 = wkv5_neon,
     .layer_norm = layer_norm_neon,
     .group_norm = group_norm_neon,
+    .token_mix = token_mix_neon,
+    .sigmoid_gate = sigmoid_gate_neon,
+    .silu_gate = silu_gate_neon,
+    .relu_square = relu_square_neon,
 };
 
 #endif /* __aarch64__ */

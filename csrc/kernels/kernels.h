@@ -59,6 +59,17 @@ typedef struct rwe_kernels {
     /* In place over H groups of N elements, then the per-channel affine. */
     void (*group_norm)(float *x, const float *weight, const float *bias, int64_t H,
                        int64_t N, float eps);
+
+    /* The elementwise steps between the matrices, over n elements:
+     *   token_mix:    out = x * mix + prev * (1 - mix)   (token shift)
+     *   sigmoid_gate: x += sigmoid(r) * y                (FFN receptance gate)
+     *   silu_gate:    y *= g * sigmoid(g)                (attention gate)
+     *   relu_square:  x = max(x, 0)^2, in place          (FFN key) */
+    void (*token_mix)(const float *x, const float *prev, const float *mix, float *out,
+                      int64_t n);
+    void (*sigmoid_gate)(float *x, const float *r, const float *y, int64_t n);
+    void (*silu_gate)(float *y, const float *g, int64_t n);
+    void (*relu_square)(float *x, int64_t n);
 } rwe_kernels;
 
 /* NULL when the kernel set is not compiled in; does not check the CPU. */

@@ -56,6 +56,10 @@ void rwe_layer_norm_ref(const float *x, const float *weight, const float *bias, 
                         int64_t n, float eps);
 void rwe_group_norm_ref(float *x, const float *weight, const float *bias, int64_t H, int64_t N,
                         float eps);
+void rwe_token_mix_ref(const float *x, const float *prev, const float *mix, float *out, int64_t n);
+void rwe_sigmoid_gate_ref(float *x, const float *r, const float *y, int64_t n);
+void rwe_silu_gate_ref(float *y, const float *g, int64_t n);
+void rwe_relu_square_ref(float *x, int64_t n);
 
 #if defined(__x86_64__)
 void rwe_wkv5_avx2(int64_t T, int64_t H, int64_t N, const float *r, const float *k,
@@ -66,6 +70,10 @@ void rwe_group_norm_avx2(float *x, const float *weight, const float *bias, int64
                          float eps);
 void rwe_quantize_row_q8_0_avx2(const float *x, void *y, int64_t n);
 void rwe_quantize_row_q8_1_avx2(const float *x, void *y, int64_t n);
+void rwe_token_mix_avx2(const float *x, const float *prev, const float *mix, float *out, int64_t n);
+void rwe_sigmoid_gate_avx2(float *x, const float *r, const float *y, int64_t n);
+void rwe_silu_gate_avx2(float *y, const float *g, int64_t n);
+void rwe_relu_square_avx2(float *x, int64_t n);
 #endif
 
 #endif

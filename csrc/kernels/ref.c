@@ -193,6 +193,34 @@ void rwe_group_norm_ref(float *x, const float *weight, const float *bias, int64_
         rwe_layer_norm_ref(x + h * N, weight + h * N, bias + h * N, x + h * N, N, eps);
 }
 
+/* ------------------------------------------------------ elementwise */
+
+static float sigmoid_ref(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+void rwe_token_mix_ref(const float *x, const float *prev, const float *mix, float *out, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        out[i] = x[i] * mix[i] + prev[i] * (1.0f - mix[i]);
+}
+
+void rwe_sigmoid_gate_ref(float *x, const float *r, const float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        x[i] += sigmoid_ref(r[i]) * y[i];
+}
+
+void rwe_silu_gate_ref(float *y, const float *g, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        y[i] *= g[i] * sigmoid_ref(g[i]);
+}
+
+/* gcc compiles the compare to a branch that FFN keys (signs a coin toss)
+ * mispredict half the time; the SIMD versions use max instead. */
+void rwe_relu_square_ref(float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float k = x[i] > 0.0f ? x[i] : 0.0f;
+        x[i] = k * k;
+    }
+}
+
 const rwe_kernels rwe_kernels_ref = {
     .isa = RWE_ISA_REF,
     .name = "ref",
@@ -207,4 +235,8 @@ const rwe_kernels rwe_kernels_ref = {
     .wkv5 = rwe_wkv5_ref,
     .layer_norm = rwe_layer_norm_ref,
     .group_norm = rwe_group_norm_ref,
+    .token_mix = rwe_token_mix_ref,
+    .sigmoid_gate = rwe_sigmoid_gate_ref,
+    .silu_gate = rwe_silu_gate_ref,
+    .relu_square = rwe_relu_square_ref,
 };

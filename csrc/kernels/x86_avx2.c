@@ -694,6 +694,75 @@ void rwe_group_norm_avx2(float *x, const float *weight, const float *bias, int64
         rwe_layer_norm_avx2(x + h * N, weight + h * N, bias + h * N, x + h * N, N, eps);
 }
 
+/* ------------------------------------------------------ elementwise */
+
+/* e^x in 8 lanes: x = n ln2 + r with |r| <= ln2 / 2 (ln2 split in two so
+ * that n ln2 is exact), e^r from its degree-7 Taylor polynomial (truncation
+ * under 1e-8 relative there), 2^n written into the exponent bits.  x is
+ * clamped to [-87, 88], where 2^n stays a normal float: the gates below only
+ * need e^x to saturate beyond that, and there 1 / (1 + e^-x) is 0 or 1 to
+ * within 1e-38 either way. */
+static inline __m256 exp8(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.42860677e-6f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+static inline __m256 sigmoid8(__m256 x) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    return _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+}
+
+/* The tails (n % 8) go through the ref, whose expf differs from exp8 by an ulp or two. */
+void rwe_token_mix_avx2(const float *x, const float *prev, const float *mix, float *out, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 m = _mm256_loadu_ps(mix + i);
+        __m256 p = _mm256_mul_ps(_mm256_loadu_ps(prev + i), _mm256_sub_ps(one, m));
+        _mm256_storeu_ps(out + i, _mm256_fmadd_ps(_mm256_loadu_ps(x + i), m, p));
+    }
+    rwe_token_mix_ref(x + i, prev + i, mix + i, out + i, n - i);
+}
+
+void rwe_sigmoid_gate_avx2(float *x, const float *r, const float *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, _mm256_fmadd_ps(sigmoid8(_mm256_loadu_ps(r + i)),
+                                                _mm256_loadu_ps(y + i), _mm256_loadu_ps(x + i)));
+    rwe_sigmoid_gate_ref(x + i, r + i, y + i, n - i);
+}
+
+void rwe_silu_gate_avx2(float *y, const float *g, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 gv = _mm256_loadu_ps(g + i);
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(gv, sigmoid8(gv))));
+    }
+    rwe_silu_gate_ref(y + i, g + i, n - i);
+}
+
+void rwe_relu_square_avx2(float *x, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 k = _mm256_max_ps(_mm256_loadu_ps(x + i), _mm256_setzero_ps());
+        _mm256_storeu_ps(x + i, _mm256_mul_ps(k, k));
+    }
+    rwe_relu_square_ref(x + i, n - i);
+}
+
 const rwe_kernels rwe_kernels_avx2 = {
     .isa = RWE_ISA_AVX2,
     .name = "avx2",
@@ -708,6 +777,10 @@ const rwe_kernels rwe_kernels_avx2 = {
     .wkv5 = rwe_wkv5_avx2,
     .layer_norm = rwe_layer_norm_avx2,
     .group_norm = rwe_group_norm_avx2,
+    .token_mix = rwe_token_mix_avx2,
+    .sigmoid_gate = rwe_sigmoid_gate_avx2,
+    .silu_gate = rwe_silu_gate_avx2,
+    .relu_square = rwe_relu_square_avx2,
 };
 
 #if defined(__clang__)

@@ -894,8 +894,8 @@ static void matmul_bf16_avx512(int64_t cols, const void *W, const void *X, size_
     fmatmul(FMT_BF16, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
 }
 
-/* wkv5 and the norms are a small share of a token's time, so this set
- * reuses the AVX2 versions (next-lower ISA). */
+/* wkv5, the norms and the elementwise steps are a small share of a token's
+ * time, so this set reuses the AVX2 versions (next-lower ISA). */
 const rwe_kernels rwe_kernels_avx512 = {
     .isa = RWE_ISA_AVX512,
     .name = "avx512",
@@ -910,6 +910,10 @@ const rwe_kernels rwe_kernels_avx512 = {
     .wkv5 = rwe_wkv5_avx2,
     .layer_norm = rwe_layer_norm_avx2,
     .group_norm = rwe_group_norm_avx2,
+    .token_mix = rwe_token_mix_avx2,
+    .sigmoid_gate = rwe_sigmoid_gate_avx2,
+    .silu_gate = rwe_silu_gate_avx2,
+    .relu_square = rwe_relu_square_avx2,
 };
 
 #if defined(__clang__)

@@ -23,6 +23,8 @@
 #define RTOL_Q4_1_NAIVE 1e-3 /* ref vs dequantized: q8_1's s is rounded to fp16 (2^-11) */
 #define RTOL_WKV 1e-5      /* per token; the state bound grows with T */
 #define RTOL_NORM 1e-4     /* relative to |x - mean| * rstd * |w| + |b| */
+#define RTOL_ELEM 4e-7    /* elementwise steps: a SIMD e^x within a few ulp */
+#define ATOL_ELEM 1e-12   /* where e^x saturates (the SIMD one clamps at -87, 88) */
 #define ATOL 1e-6
 
 static int n_pass, n_fail;
@@ -732,6 +734,68 @@ static void test_norms(const rwe_kernels *k) {
     }
 }
 
+/* --------------------------------------------------------- elementwise */
+
+static double sigmoid_d(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+/* Gate inputs: mostly [-10, 10], some far out where e^x saturates, and the
+ * edges of the SIMD e^x's clamp. */
+static void fill_gate(float *x, int64_t n) {
+    static const float edge[] = {0.0f, 1e-8f, -1e-8f, 87.0f, -87.0f, 88.0f, -88.0f, 87.5f, -87.5f,
+                                 100.0f, -100.0f, 0.34657359f, -0.34657359f};
+    for (int64_t i = 0; i < n; i++)
+        x[i] = rng_int(0, 9) == 0 ? rng_uniform(-100, 100) : rng_uniform(-10, 10);
+    for (int64_t i = 0; i < n && i < (int64_t)(sizeof edge / sizeof edge[0]); i++)
+        x[(i * 7) % n] = edge[i];
+}
+
+/* One op over n elements against double arithmetic; the worst
+ * |got - want| / (RTOL_ELEM * bound + ATOL_ELEM), bound the sum of the terms' magnitudes. */
+static double elementwise_case(const rwe_kernels *k, int op, int64_t n) {
+    float *a = xmalloc((size_t)n * 4), *b = xmalloc((size_t)n * 4), *c = xmalloc((size_t)n * 4);
+    float *out = xmalloc((size_t)n * 4);
+    fill(a, n, -4, 4), fill(b, n, -4, 4), fill(c, n, 0, 1);
+    if (op == 1 || op == 2) fill_gate(op == 1 ? b : a, n); /* r of sigmoid_gate, g of silu_gate */
+    double worst = 0;
+    memcpy(out, a, (size_t)n * 4);
+    switch (op) {
+    case 0: k->token_mix(a, b, c, out, n); break;      /* x, prev, mix */
+    case 1: k->sigmoid_gate(out, b, c, n); break;      /* x += sigmoid(r) * y */
+    case 2: k->silu_gate(out, a, n); break;            /* y *= g * sigmoid(g), y = g here */
+    default: k->relu_square(out, n); break;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        double want, bound;
+        if (op == 0) {
+            double p = (double)a[i] * c[i], q = (double)b[i] * (1.0 - (double)c[i]);
+            want = p + q, bound = fabs(p) + fabs(q);
+        } else if (op == 1) {
+            double g = sigmoid_d(b[i]) * c[i];
+            want = a[i] + g, bound = fabs(a[i]) + fabs(g);
+        } else if (op == 2) {
+            want = (double)a[i] * a[i] * sigmoid_d(a[i]), bound = fabs(want);
+        } else {
+            want = a[i] > 0 ? (double)a[i] * a[i] : 0.0, bound = want;
+        }
+        double e = fabs(out[i] - want) / (RTOL_ELEM * bound + ATOL_ELEM);
+        worst = isnan(out[i]) ? INFINITY : (e > worst ? e : worst);
+    }
+    free(a), free(b), free(c), free(out);
+    return worst;
+}
+
+static void test_elementwise(const rwe_kernels *k) {
+    static const char *const names[] = {"token_mix", "sigmoid_gate", "silu_gate", "relu_square"};
+    static const int64_t ns[] = {1, 3, 8, 13, 768, 2048, 7173};
+    char what[96];
+    for (int op = 0; op < 4; op++)
+        for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
+            snprintf(what, sizeof what, "%s n=%lld", names[op], (long long)ns[i]);
+            double e = elementwise_case(k, op, ns[i]);
+            report(e <= 1.0, k->name, what, e);
+        }
+}
+
 /* ------------------------------------------------------------- main */
 
 static const rwe_isa all_isas[] = {RWE_ISA_REF, RWE_ISA_AVX2, RWE_ISA_AVX512, RWE_ISA_NEON,
@@ -783,6 +847,7 @@ int main(int argc, char **argv) {
         test_long_ranges(k);
         test_wkv5(k);
         test_norms(k);
+        test_elementwise(k);
     }
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
