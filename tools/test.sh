@@ -6,7 +6,8 @@
 #   4. the C core under ASan+UBSan (kernel tests and the C-engine suites);
 #   5. the kernel tests built with clang; a short fixed-seed fuzz run of every
 #      parser of untrusted bytes;
-#   6. pytest (every backend, every ISA this CPU has, plus a forced AVX2 run).
+#   6. pytest (every backend, every ISA this CPU has, plus a forced AVX2 run, and
+#      the whole C core cross-compiled for aarch64 and run under qemu-user).
 # `bash tools/test.sh --quick` skips 3-5 (a faster local loop); extra arguments
 # after it go to pytest. Steps 3 and 5 install Debian packages (cross gcc, qemu,
 # clang) with apt-get when they are missing.
@@ -25,6 +26,7 @@ python3 -m ruff format --check .
 
 if ((!quick)); then
     bash tools/ci_arm.sh
+    export RWKV_EDGE_REQUIRE_ARM=1 # ci_arm.sh installed the cross gcc and qemu: no skipping
     bash tools/sanitize.sh
     # libFuzzer's runtime is only a Recommends of clang: name it, or -fsanitize=fuzzer fails.
     if ! command -v clang >/dev/null || ! clang -print-file-name=libclang_rt.fuzzer-x86_64.a \
