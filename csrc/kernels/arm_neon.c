@@ -476,22 +476,26 @@ static void matmul_bf16_neon(RWE_MATMUL_ARGS) { fmatmul(FMT_BF16, RWE_MATMUL_PAS
 
 /* ------------------------------------------------------------- wkv5 */
 
-/* One head, one token, N % 4 == 0, 4 value channels j per vector:
- *   out[j] = sum_i (r[i] u[i] k[i]) v[j] + r[i] S[i][j];  S[i][j] = k[i] v[j] + w[i] S[i][j] */
+/* One head, one token, N % 4 == 0, 4 value channels j per vector; the bonus
+ * term is rank one, as in x86_avx2.c:
+ *   out[j] = a v[j] + sum_i r[i] S[i][j],  a = sum_i r[i] u[i] k[i]
+ *   S[i][j] = k[i] v[j] + w[i] S[i][j] */
 static void wkv5_head_neon(int64_t N, const float *r, const float *k, const float *v,
                            const float *w, const float *u, float *S, float *out) {
+    float a = 0.0f;
     for (int64_t j = 0; j < N; j++)
         out[j] = 0.0f;
     for (int64_t i = 0; i < N; i++) {
-        float ruk = r[i] * u[i] * k[i];
         float *Si = S + i * N;
+        a += r[i] * u[i] * k[i];
         for (int64_t j = 0; j < N; j += 4) {
             float32x4_t vj = vld1q_f32(v + j), s = vld1q_f32(Si + j);
-            float32x4_t o = vfmaq_n_f32(vld1q_f32(out + j), vj, ruk);
-            vst1q_f32(out + j, vfmaq_n_f32(o, s, r[i]));
+            vst1q_f32(out + j, vfmaq_n_f32(vld1q_f32(out + j), s, r[i]));
             vst1q_f32(Si + j, vfmaq_n_f32(vmulq_n_f32(s, w[i]), vj, k[i]));
         }
     }
+    for (int64_t j = 0; j < N; j += 4)
+        vst1q_f32(out + j, vfmaq_n_f32(vld1q_f32(out + j), vld1q_f32(v + j), a));
 }
 
 static void wkv5_neon(int64_t T, int64_t H, int64_t N, const float *r, const float *k,

@@ -584,47 +584,59 @@ static void matmul_bf16_avx2(int64_t cols, const void *W, const void *X, size_t 
 
 /* ------------------------------------------------------------- wkv5 */
 
-/* One head, one token, N % 8 == 0; 8 value channels j per vector:
- *   out[j] = sum_i (r[i] u[i] k[i]) v[j] + r[i] S[i][j]
- *   S[i][j] = k[i] v[j] + w[i] S[i][j]                                  */
+/* The bonus term is rank one: sum_i r[i] u[i] k[i] v[j] = a v[j] with
+ * a = sum_i r[i] u[i] k[i], so a head-token costs one multiply-add per state
+ * element for the output and two for the update, not four in all:
+ *   out[j] = a v[j] + sum_i r[i] S[i][j]
+ *   S[i][j] = k[i] v[j] + w[i] S[i][j]
+ * (the ref sums r[i] (u[i] k[i] v[j] + S[i][j]) in double; test_kernels
+ * holds both to the same bound). */
+static float bonus_avx2(int64_t N, const float *r, const float *k, const float *u) {
+    float a = 0.0f;
+    for (int64_t i = 0; i < N; i++)
+        a += r[i] * u[i] * k[i];
+    return a;
+}
+
+/* One head, one token, N % 8 == 0; 8 value channels j per vector. */
 static void wkv5_head_avx2(int64_t N, const float *r, const float *k, const float *v,
                            const float *w, const float *u, float *S, float *out) {
     for (int64_t j = 0; j < N; j++)
         out[j] = 0.0f;
     for (int64_t i = 0; i < N; i++) {
-        __m256 ruk = _mm256_set1_ps(r[i] * u[i] * k[i]), ri = _mm256_set1_ps(r[i]);
-        __m256 ki = _mm256_set1_ps(k[i]), wi = _mm256_set1_ps(w[i]);
+        __m256 ri = _mm256_set1_ps(r[i]), ki = _mm256_set1_ps(k[i]), wi = _mm256_set1_ps(w[i]);
         float *Si = S + i * N;
         for (int64_t j = 0; j < N; j += 8) {
             __m256 vj = _mm256_loadu_ps(v + j), s = _mm256_loadu_ps(Si + j);
-            __m256 o = _mm256_fmadd_ps(ruk, vj, _mm256_loadu_ps(out + j));
-            _mm256_storeu_ps(out + j, _mm256_fmadd_ps(ri, s, o));
+            _mm256_storeu_ps(out + j, _mm256_fmadd_ps(ri, s, _mm256_loadu_ps(out + j)));
             _mm256_storeu_ps(Si + j, _mm256_fmadd_ps(ki, vj, _mm256_mul_ps(wi, s)));
         }
     }
+    __m256 a = _mm256_set1_ps(bonus_avx2(N, r, k, u));
+    for (int64_t j = 0; j < N; j += 8)
+        _mm256_storeu_ps(out + j, _mm256_fmadd_ps(a, _mm256_loadu_ps(v + j), _mm256_loadu_ps(out + j)));
 }
 
 /* wkv5_head_avx2 for N == 64 (every real RWKV-5 model): the 64 outputs stay
- * in registers across the 64 state rows instead of a load and store per row;
- * the same operations in the same order, so the same bits. */
+ * in registers across the 64 state rows instead of a load and store per row. */
 static void wkv5_head64_avx2(const float *r, const float *k, const float *v, const float *w,
                              const float *u, float *S, float *out) {
     __m256 o[8];
     for (int j = 0; j < 8; j++)
         o[j] = _mm256_setzero_ps();
     for (int i = 0; i < 64; i++) {
-        __m256 ruk = _mm256_set1_ps(r[i] * u[i] * k[i]), ri = _mm256_set1_ps(r[i]);
-        __m256 ki = _mm256_set1_ps(k[i]), wi = _mm256_set1_ps(w[i]);
+        __m256 ri = _mm256_set1_ps(r[i]), ki = _mm256_set1_ps(k[i]), wi = _mm256_set1_ps(w[i]);
         float *Si = S + i * 64;
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
             __m256 vj = _mm256_loadu_ps(v + 8 * j), s = _mm256_loadu_ps(Si + 8 * j);
-            o[j] = _mm256_fmadd_ps(ri, s, _mm256_fmadd_ps(ruk, vj, o[j]));
+            o[j] = _mm256_fmadd_ps(ri, s, o[j]);
             _mm256_storeu_ps(Si + 8 * j, _mm256_fmadd_ps(ki, vj, _mm256_mul_ps(wi, s)));
         }
     }
+    __m256 a = _mm256_set1_ps(bonus_avx2(64, r, k, u));
     for (int j = 0; j < 8; j++)
-        _mm256_storeu_ps(out + 8 * j, o[j]);
+        _mm256_storeu_ps(out + 8 * j, _mm256_fmadd_ps(a, _mm256_loadu_ps(v + 8 * j), o[j]));
 }
 
 void rwe_wkv5_avx2(int64_t T, int64_t H, int64_t N, const float *r, const float *k,
