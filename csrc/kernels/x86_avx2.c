@@ -27,7 +27,7 @@
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 #else
-#pragma GCC target("avx2,fma,f16c")
+#pragma GCC target("avx2,fma,f16c,tune=generic") /* see x86_avx512.c */
 #endif
 
 #define RWE_TILE_T 4 /* tokens per register tile */

@@ -38,11 +38,16 @@
 
 /* Every function of this file is built for these features (the file is
  * compiled with baseline flags; the CPU is probed before any of it runs).
- * clang ignores GCC's pragma and has its own form. */
+ * clang ignores GCC's pragma and has its own form.  tune=generic keeps the
+ * code what was measured when a user builds with CFLAGS=-march=native:
+ * gcc 12's znver4 tuning turned the GEMM tile's register weight operands
+ * into repeated memory operands and halved it (1024 x 1024 q4_0, T=256,
+ * 1 thread: 165 -> 87 GMAC/s; with the pragma 147: the rest is -mavx512dq,
+ * whose presence makes gcc park pointers in xmm registers in the tile loop). */
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c"))), apply_to = function)
 #else
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c,tune=generic")
 #endif
 
 #define RWE_TILE_T 4       /* tokens per register tile */
