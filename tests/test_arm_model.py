@@ -24,17 +24,11 @@ import pytest
 from rwkv_edge import open_checkpoint
 
 from .conftest import TEXT, TINY_V1, TINY_V2
+from .csrc import CSRC, ENGINE_SOURCES
 
 c_engine = pytest.importorskip("rwkv_edge._c_engine")
 
-REPO = Path(__file__).resolve().parent.parent
-CSRC = REPO / "csrc"
-SOURCES = [
-    CSRC / "tests" / "model_check.c",
-    *sorted(CSRC.glob("*.c")),
-    *sorted((CSRC / "kernels").glob("*.c")),
-    CSRC / "quant" / "quant_ref.c",
-]
+SOURCES = [CSRC / "tests" / "model_check.c", *ENGINE_SOURCES]
 CROSS_CC = "aarch64-linux-gnu-gcc"
 QEMU = ["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"]
 TOKENS = list(TEXT.encode("utf-8"))

@@ -14,14 +14,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-CSRC = REPO / "csrc"
-SOURCES = [
-    CSRC / "tests" / "test_kernels.c",
-    *sorted((CSRC / "kernels").glob("*.c")),
-    CSRC / "quant" / "quant_ref.c",
-    CSRC / "cpu_features.c",
-]
+from .csrc import CSRC, KERNEL_SOURCES
+
+SOURCES = [CSRC / "tests" / "test_kernels.c", *KERNEL_SOURCES]
 ALL_ISAS = ["ref", "avx2", "avx512", "neon", "dotprod"]
 
 

@@ -16,10 +16,9 @@ bash "$root/tools/apt_install.sh" "${need[@]}"
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-csrc="$root/csrc"
-aarch64-linux-gnu-gcc -O2 -std=gnu11 -Wall -Wextra -Werror -fno-strict-aliasing -I "$csrc" \
-    -o "$out/test_kernels" "$csrc/tests/test_kernels.c" "$csrc"/kernels/*.c \
-    "$csrc/quant/quant_ref.c" "$csrc/cpu_features.c" -lm
+source "$root/tools/kernel_test_sources.sh"
+aarch64-linux-gnu-gcc -O2 -std=gnu11 -Wall -Wextra -Werror -fno-strict-aliasing -I "$root/csrc" \
+    -o "$out/test_kernels" "${kernel_test_srcs[@]}" -lm
 
 run() { qemu-aarch64 -L /usr/aarch64-linux-gnu "$@"; }
 

@@ -10,18 +10,17 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-srcs=("$root/csrc/tests/test_kernels.c" "$root"/csrc/kernels/*.c "$root/csrc/quant/quant_ref.c"
-    "$root/csrc/cpu_features.c")
+source "$root/tools/kernel_test_sources.sh"
 flags=(-O2 -std=gnu11 -Wall -Wextra -Werror -I "$root/csrc")
 
-clang "${flags[@]}" -o "$out/test_kernels" "${srcs[@]}" -lm -pthread
+clang "${flags[@]}" -o "$out/test_kernels" "${kernel_test_srcs[@]}" -lm -pthread
 for isa in $("$out/test_kernels" --list); do
     "$out/test_kernels" "$isa" | tail -n 1 | sed "s/^/clang x86 kernels $isa: /"
 done
 
 if command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null; then
     mkdir "$out/arm"
-    for f in "${srcs[@]}"; do
+    for f in "${kernel_test_srcs[@]}"; do
         clang --target=aarch64-linux-gnu -isystem /usr/aarch64-linux-gnu/include "${flags[@]}" \
             -c "$f" -o "$out/arm/$(basename "$f" .c).o"
     done

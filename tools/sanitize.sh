@@ -45,10 +45,9 @@ grep -qE "[0-9]+ passed" "$work/pytest.log" && ! grep -qE "[0-9]+ (failed|error)
     || pytest_status=1
 
 echo "== kernel tests under ASan+UBSan"
-srcs=("$root/csrc/tests/test_kernels.c" "$root"/csrc/kernels/*.c "$root/csrc/quant/quant_ref.c"
-      "$root/csrc/cpu_features.c")
+source "$root/tools/kernel_test_sources.sh"
 gcc -O1 -g -std=gnu11 -fno-strict-aliasing -fsanitize=address,undefined -fno-omit-frame-pointer \
-    -I"$root/csrc" -o "$work/test_kernels" "${srcs[@]}" -lm 2>"$work/kernels-build.log" || {
+    -I"$root/csrc" -o "$work/test_kernels" "${kernel_test_srcs[@]}" -lm 2>"$work/kernels-build.log" || {
     cat "$work/kernels-build.log"
     exit 1
 }
