@@ -216,7 +216,7 @@ void rwe_silu_gate_ref(float *y, const float *g, int64_t n) {
  * mispredict half the time; the SIMD versions use max instead. */
 void rwe_relu_square_ref(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
-        float k = x[i] > 0.0f ? x[i] : 0.0f;
+        float k = x[i] < 0.0f ? 0.0f : x[i]; /* NaN stays NaN, as in torch.relu */
         x[i] = k * k;
     }
 }

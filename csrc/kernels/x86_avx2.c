@@ -715,7 +715,9 @@ void rwe_group_norm_avx2(float *x, const float *weight, const float *bias, int64
  * need e^x to saturate beyond that, and there 1 / (1 + e^-x) is 0 or 1 to
  * within 1e-38 either way. */
 static inline __m256 exp8(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+    /* maxps/minps return their second operand when one is NaN: x goes second,
+     * so a NaN stays NaN, as with expf */
+    x = _mm256_min_ps(_mm256_set1_ps(88.0f), _mm256_max_ps(_mm256_set1_ps(-87.0f), x));
     __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
@@ -769,7 +771,7 @@ void rwe_silu_gate_avx2(float *y, const float *g, int64_t n) {
 void rwe_relu_square_avx2(float *x, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256 k = _mm256_max_ps(_mm256_loadu_ps(x + i), _mm256_setzero_ps());
+        __m256 k = _mm256_max_ps(_mm256_setzero_ps(), _mm256_loadu_ps(x + i)); /* NaN stays */
         _mm256_storeu_ps(x + i, _mm256_mul_ps(k, k));
     }
     rwe_relu_square_ref(x + i, n - i);

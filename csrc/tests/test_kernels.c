@@ -757,6 +757,8 @@ static double elementwise_case(const rwe_kernels *k, int op, int64_t n) {
     fill(a, n, -4, 4), fill(b, n, -4, 4), fill(c, n, 0, 1);
     if (op == 1 || op == 2) fill_gate(op == 1 ? b : a, n); /* r of sigmoid_gate, g of silu_gate */
     double worst = 0;
+    if (n > 1) /* x of token_mix, r of sigmoid_gate, g (and y) of silu_gate, x of relu_square */
+        (op == 1 ? b : a)[n / 2] = NAN;
     memcpy(out, a, (size_t)n * 4);
     switch (op) {
     case 0: k->token_mix(a, b, c, out, n); break;      /* x, prev, mix */
@@ -766,6 +768,10 @@ static double elementwise_case(const rwe_kernels *k, int op, int64_t n) {
     }
     for (int64_t i = 0; i < n; i++) {
         double want, bound;
+        if (i == n / 2 && n > 1) { /* a NaN in the op's first input: must come out NaN */
+            worst = isnan(out[i]) ? worst : INFINITY;
+            continue;
+        }
         if (op == 0) {
             double p = (double)a[i] * c[i], q = (double)b[i] * (1.0 - (double)c[i]);
             want = p + q, bound = fabs(p) + fabs(q);
