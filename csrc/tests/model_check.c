@@ -11,8 +11,9 @@
  *
  * 1. Teacher-forced against the ref kernel set loaded beside it: every call
  *    of ISA starts from the ref set's state, in RNN mode (one token per call)
- *    and in sequence mode (chunks of 5 tokens: the per-token kernels; chunks
- *    of 37: the GEMM path and its remainders).  Per logit row,
+ *    and in sequence mode (chunks of 5 tokens: the small-batch matmul tiles;
+ *    chunks of 37: the GEMM path, taken from 8 tokens on, and its remainders).
+ *    Per logit row,
  *    rel = max |ISA - ref| / (max - min of the ref row).  Quantized
  *    activations can land on the other side of a rounding boundary after a
  *    last-bit difference, so the budget is statistical, as in
