@@ -92,8 +92,12 @@ def test_neon_and_dotprod_whole_model(name: str, arm_binary: Path, workdir: Path
         )
         for isa in ("neon", "dotprod")
     }
-    for isa, p in procs.items():
-        out, _ = p.communicate(timeout=600)
-        assert p.returncode == 0, f"{isa}:\n{out}"
+    try:
+        outs = {isa: p.communicate(timeout=600)[0] for isa, p in procs.items()}
+    finally:  # a hung qemu must not outlive the test
+        for p in procs.values():
+            p.kill()
+    for isa, out in outs.items():
+        assert procs[isa].returncode == 0, f"{isa}:\n{out}"
         checks = [line for line in out.splitlines() if line.startswith(("ok ", "FAIL"))]
         assert len(checks) == (3 if quantized else 5), out
