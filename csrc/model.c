@@ -546,8 +546,9 @@ static void wkv_task(void *ctx, int ith, int nth) {
         }
 }
 
-/* The elementwise steps get restrict pointers of their own so that they vectorise
- * (through the scratch struct the compiler must assume aliasing). */
+/* restrict pointers of its own so that it vectorises (through the scratch
+ * struct the compiler must assume aliasing); the other elementwise steps are
+ * kernels (token_mix, the gates, relu_square). */
 static void add_rows(float *restrict x, const float *restrict y, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] += y[i];
 }

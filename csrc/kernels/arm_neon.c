@@ -617,45 +617,32 @@ static void relu_square_neon(float *x, int64_t n) {
     rwe_relu_square_ref(x + i, n - i);
 }
 
+/* Everything but the quantized matmuls, shared by both aarch64 sets. */
+#define RWE_NEON_COMMON                                                                       \
+    .quantize_row_q8_0 = quantize_row_q8_0_neon, .quantize_row_q8_1 = quantize_row_q8_1_neon, \
+    .matmul_f32 = matmul_f32_neon, .matmul_f16 = matmul_f16_neon,                             \
+    .matmul_bf16 = matmul_bf16_neon, .wkv5 = wkv5_neon, .layer_norm = layer_norm_neon,        \
+    .group_norm = group_norm_neon, .token_mix = token_mix_neon,                               \
+    .sigmoid_gate = sigmoid_gate_neon, .silu_gate = silu_gate_neon,                           \
+    .relu_square = relu_square_neon
+
 const rwe_kernels rwe_kernels_neon = {
     .isa = RWE_ISA_NEON,
     .name = "neon",
-    .quantize_row_q8_0 = quantize_row_q8_0_neon,
-    .quantize_row_q8_1 = quantize_row_q8_1_neon,
-    .matmul_f32 = matmul_f32_neon,
-    .matmul_f16 = matmul_f16_neon,
-    .matmul_bf16 = matmul_bf16_neon,
     .matmul_q8_0 = matmul_q8_0_neon,
     .matmul_q4_0 = matmul_q4_0_neon,
     .matmul_q4_1 = matmul_q4_1_neon,
-    .wkv5 = wkv5_neon,
-    .layer_norm = layer_norm_neon,
-    .group_norm = group_norm_neon,
-    .token_mix = token_mix_neon,
-    .sigmoid_gate = sigmoid_gate_neon,
-    .silu_gate = silu_gate_neon,
-    .relu_square = relu_square_neon,
+    RWE_NEON_COMMON,
 };
 
 /* Only the int8 block dot changes; everything else is the neon set's. */
 const rwe_kernels rwe_kernels_dotprod = {
     .isa = RWE_ISA_DOTPROD,
     .name = "dotprod",
-    .quantize_row_q8_0 = quantize_row_q8_0_neon,
-    .quantize_row_q8_1 = quantize_row_q8_1_neon,
-    .matmul_f32 = matmul_f32_neon,
-    .matmul_f16 = matmul_f16_neon,
-    .matmul_bf16 = matmul_bf16_neon,
     .matmul_q8_0 = matmul_q8_0_dotprod,
     .matmul_q4_0 = matmul_q4_0_dotprod,
     .matmul_q4_1 = matmul_q4_1_dotprod,
-    .wkv5 = wkv5_neon,
-    .layer_norm = layer_norm_neon,
-    .group_norm = group_norm_neon,
-    .token_mix = token_mix_neon,
-    .sigmoid_gate = sigmoid_gate_neon,
-    .silu_gate = silu_gate_neon,
-    .relu_square = relu_square_neon,
+    RWE_NEON_COMMON,
 };
 
 #endif /* __aarch64__ */

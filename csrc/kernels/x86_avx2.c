@@ -592,10 +592,11 @@ static void matmul_bf16_avx2(int64_t cols, const void *W, const void *X, size_t 
  * (the ref sums r[i] (u[i] k[i] v[j] + S[i][j]) in double; test_kernels
  * holds both to the same bound). */
 static float bonus_avx2(int64_t N, const float *r, const float *k, const float *u) {
-    float a = 0.0f;
-    for (int64_t i = 0; i < N; i++)
-        a += r[i] * u[i] * k[i];
-    return a;
+    __m256 acc = _mm256_setzero_ps(); /* N % 8 == 0; a scalar sum was one 64-add chain */
+    for (int64_t i = 0; i < N; i += 8)
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(r + i), _mm256_loadu_ps(u + i)),
+                              _mm256_loadu_ps(k + i), acc);
+    return hsum8(acc);
 }
 
 /* One head, one token, N % 8 == 0; 8 value channels j per vector. */
@@ -739,7 +740,8 @@ static inline __m256 sigmoid8(__m256 x) {
     return _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
 }
 
-/* The tails (n % 8) go through the ref, whose expf differs from exp8 by an ulp or two. */
+/* The four steps run 8 lanes at a time; their tails (n % 8) go through the
+ * ref, whose expf differs from exp8 by an ulp or two. */
 void rwe_token_mix_avx2(const float *x, const float *prev, const float *mix, float *out, int64_t n) {
     const __m256 one = _mm256_set1_ps(1.0f);
     int64_t i = 0;
@@ -788,13 +790,7 @@ const rwe_kernels rwe_kernels_avx2 = {
     .matmul_q8_0 = matmul_q8_0_avx2,
     .matmul_q4_0 = matmul_q4_0_avx2,
     .matmul_q4_1 = matmul_q4_1_avx2,
-    .wkv5 = rwe_wkv5_avx2,
-    .layer_norm = rwe_layer_norm_avx2,
-    .group_norm = rwe_group_norm_avx2,
-    .token_mix = rwe_token_mix_avx2,
-    .sigmoid_gate = rwe_sigmoid_gate_avx2,
-    .silu_gate = rwe_silu_gate_avx2,
-    .relu_square = rwe_relu_square_avx2,
+    RWE_AVX2_VECTOR_OPS,
 };
 
 #if defined(__clang__)

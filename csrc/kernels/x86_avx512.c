@@ -912,13 +912,7 @@ const rwe_kernels rwe_kernels_avx512 = {
     .matmul_q8_0 = matmul_q8_0_avx512,
     .matmul_q4_0 = matmul_q4_0_avx512,
     .matmul_q4_1 = matmul_q4_1_avx512,
-    .wkv5 = rwe_wkv5_avx2,
-    .layer_norm = rwe_layer_norm_avx2,
-    .group_norm = rwe_group_norm_avx2,
-    .token_mix = rwe_token_mix_avx2,
-    .sigmoid_gate = rwe_sigmoid_gate_avx2,
-    .silu_gate = rwe_silu_gate_avx2,
-    .relu_square = rwe_relu_square_avx2,
+    RWE_AVX2_VECTOR_OPS,
 };
 
 #if defined(__clang__)
