@@ -326,6 +326,7 @@ def threads_and_memory_section(results: list[dict[str, Any]]) -> list[str]:
                 m["shape"],
                 m["format"],
                 f"{m['file_bytes'] / 1e6:.0f}",
+                _repacked_mb(first),
                 f"{first['load_s'] * 1e3:.0f}",
                 f"{first['reload_s'] * 1e3:.0f}" if "reload_s" in first else "–",
                 f"{first['first_token_ms']:.0f}",
@@ -342,8 +343,11 @@ def threads_and_memory_section(results: list[dict[str, Any]]) -> list[str]:
         "",
         "Load = `Model.load` (the file is memory-mapped; the first token pages weights in); "
         "it reads the header and the small vectors, from disk where they are not in the page "
-        "cache. *Reload* = a second `Model.load` of the same file at the end of the run, "
-        "with the file in the page cache: the load's own cost. "
+        "cache. With the AVX-512 kernels it also copies the quantized matrices once into "
+        "their lanes layout (*repacked MB*; `RWKV_EDGE_REPACK=0` turns that off and keeps "
+        "every weight in the mapping), which pages them in during the load instead of the "
+        "first token. *Reload* = a second `Model.load` of the same file at the end of the "
+        "run, with the file in the page cache: the load's own cost. "
         "RSS after the first token and the process peak. Speed-ups are the first run's "
         "configuration over the second's in the same process (2 threads over 1).",
         "",
@@ -352,6 +356,7 @@ def threads_and_memory_section(results: list[dict[str, Any]]) -> list[str]:
                 "shape",
                 "format",
                 "file MB",
+                "repacked MB",
                 "load ms",
                 "reload ms",
                 "first token ms",
@@ -364,6 +369,11 @@ def threads_and_memory_section(results: list[dict[str, Any]]) -> list[str]:
         ),
         "",
     ]
+
+
+def _repacked_mb(run: dict[str, Any]) -> str:
+    b = run.get("engine", {}).get("repacked_bytes")
+    return "–" if b is None else f"{b / 1e6:.0f}"
 
 
 def _speedup(vs: dict[str, Any] | None, tokens: str) -> str:

@@ -472,9 +472,10 @@ def context_sweep(model: Any, plan: BenchPlan, rng: np.random.Generator) -> list
 
 
 def _engine_facts(model: Any) -> dict[str, Any]:
-    """What the engine says of itself where it says it (the C engine: ISA, threads, bytes)."""
+    """What the engine says of itself where it says it (the C engine: ISA, threads, bytes,
+    and the bytes it copied at load into its kernels' own layout)."""
     facts: dict[str, Any] = {}
-    for key in ("weight_bytes", "isa", "n_threads"):
+    for key in ("weight_bytes", "isa", "n_threads", "repacked_bytes"):
         val = getattr(model.engine, key, None)
         if val is not None:
             facts[key] = val if isinstance(val, int | float) else str(val)

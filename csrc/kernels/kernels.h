@@ -44,6 +44,12 @@ typedef struct rwe_kernels {
     rwe_matmul_fn matmul_q8_0;
     rwe_matmul_fn matmul_q4_0;
     rwe_matmul_fn matmul_q4_1;
+    /* The same products with W in the lanes layout (quant/quant.h), which
+     * the engine repacks quantized matrices into at load when the set has
+     * these; NULL in sets that read GGML blocks only. */
+    rwe_matmul_fn matmul_lanes_q8_0;
+    rwe_matmul_fn matmul_lanes_q4_0;
+    rwe_matmul_fn matmul_lanes_q4_1;
 
     /* WKV5 over T tokens of one layer (T == 1 is the RNN step).
      * r, k, v, out: T x (H*N) row-major; w, u: H x N (decay in (0,1), bonus);

@@ -18,8 +18,13 @@
  *   q4_1: sum nib x, plus m * s in float (s = the q8_1 block sum)
  * Scalar equivalent per block: sumi = bias + sum_j u[j] x[j];
  *   y += dw*dx*sumi (+ m*s), summed over blocks (rwe_vec_dot_*_ref).
- * This layout serves decode and calls of fewer than RWE_GEMM_MIN_T tokens;
- * longer calls take the GEMM layout (qgemm, further down).
+ * This layout serves decode and calls of fewer than RWE_GEMM_MIN_T tokens
+ * when the weights stay in the file's GGML blocks (RWKV_EDGE_REPACK=0);
+ * longer calls take the GEMM layout (qgemm, further down).  By default the
+ * engine repacks quantized matrices at load into the lanes layout
+ * (quant/quant.h, the matmul_lanes_* entries, near the end): one block per
+ * int32 lane, so decode needs no permutes, and the GEMM packs weights from it
+ * with a nibble split instead of a transpose.
  * Register tiles: 2 rows x up to 4 tokens (each weight group is
  * unpacked once per 4 tokens).  A tile's rows are read as interleaved
  * streams, so one linear software prefetch stream runs RWE_PF_AHEAD bytes
@@ -511,12 +516,21 @@ static inline __m512 half_to_f32(__m512i w) { /* low 16 bits of each lane */
     return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(w));
 }
 
-/* Superblock j of one activation row (q8_0 blocks, or q8_1 for q4_1). */
-static void gemm_pack_x(int fmt, const uint8_t *x, int64_t nb, int64_t j, gx *o) {
+/* Lane L holds block L: the order of the lanes layout (quant.h). */
+static inline __m512i lane_blocks(void) {
+    return _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+}
+
+/* Superblock j of one activation row (q8_0 blocks, or q8_1 for q4_1), its
+ * lanes in the order of sb_blocks, or of lane_blocks when `lanes`. */
+static void gemm_pack_x(int fmt, int lanes, const uint8_t *x, int64_t nb, int64_t j, gx *o) {
     const int q81 = fmt == FMT_Q4_1;
     const int bs = q81 ? (int)sizeof(rwe_block_q8_1) : (int)sizeof(rwe_block_q8_0);
-    const __m512i off = sb_offsets(bs);
-    const __mmask16 m = sb_mask(nb, j);
+    const __m512i blocks = lanes ? lane_blocks() : sb_blocks();
+    const __m512i off = _mm512_mullo_epi32(blocks, _mm512_set1_epi32(bs));
+    const int64_t left = nb - j * GEMM_SB;
+    const __mmask16 m = left >= GEMM_SB ? (__mmask16)0xffff
+                                        : _mm512_cmplt_epi32_mask(blocks, _mm512_set1_epi32((int)left));
     const uint8_t *base = x + (size_t)(j * GEMM_SB) * (size_t)bs;
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     for (int k = 0; k < 8; k++)
@@ -565,6 +579,17 @@ static inline void gemm_transpose_w(int fmt, const uint8_t *p, __m512i q[8]) {
     }
 }
 
+/* Stores a superblock's signed quants and their bias -128 * sum(q). */
+static inline void gemm_store_w(const __m512i q[8], gw *o) {
+    const __m512i u128 = _mm512_set1_epi8((char)0x80);
+    __m512i sum = _mm512_setzero_si512();
+    for (int k = 0; k < 8; k++) {
+        _mm512_store_si512(o->q[k], q[k]);
+        sum = _mm512_dpbusd_epi32(sum, u128, q[k]); /* 128 * sum(q) per lane */
+    }
+    _mm512_store_si512(o->bias, _mm512_sub_epi32(_mm512_setzero_si512(), sum));
+}
+
 /* Superblock j of one weight row. */
 static void gemm_pack_w(int fmt, const uint8_t *w, int64_t nb, int64_t j, gw *o) {
     const int bs = (int)group_bytes(fmt) / 4; /* bytes per block */
@@ -590,18 +615,192 @@ static void gemm_pack_w(int fmt, const uint8_t *w, int64_t nb, int64_t j, gw *o)
             }
         }
     }
-    const __m512i u128 = _mm512_set1_epi8((char)0x80);
-    __m512i sum = _mm512_setzero_si512();
-    for (int k = 0; k < 8; k++) {
-        _mm512_store_si512(o->q[k], q[k]);
-        sum = _mm512_dpbusd_epi32(sum, u128, q[k]); /* 128 * sum(q) per lane */
-    }
-    _mm512_store_si512(o->bias, _mm512_sub_epi32(_mm512_setzero_si512(), sum));
+    gemm_store_w(q, o);
     __m512i dm = gather32(m, off, base);
     _mm512_store_ps(o->d, half_to_f32(dm));
     _mm512_store_ps(o->m, fmt == FMT_Q4_1 ? half_to_f32(_mm512_srli_epi32(dm, 16))
                                           : _mm512_setzero_ps());
 }
+
+/* ------------------------------------------------------- lanes layout */
+
+/* Superblock j of a lanes row (quant.h): its quant vectors, its d and m
+ * (fp16, one per block) and its number of blocks. */
+typedef struct {
+    const uint8_t *q, *d, *m;
+    int n;
+} lanes_sb;
+
+static inline lanes_sb lanes_at(int fmt, const uint8_t *row, int64_t nb, int64_t j) {
+    const int64_t qs = fmt == FMT_Q8_0 ? 32 : 16, hb = fmt == FMT_Q4_1 ? 4 : 2;
+    const int64_t g = j / 2, s = j % 2, left = nb - RWE_LANES_GROUP * g;
+    const int64_t m = left < RWE_LANES_GROUP ? left : RWE_LANES_GROUP;
+    const uint8_t *grp = row + (size_t)(g * RWE_LANES_GROUP * (hb + qs));
+    lanes_sb r;
+    r.d = grp + 2 * RWE_LANES_SB * s;
+    r.m = grp + 2 * m + 2 * RWE_LANES_SB * s;
+    r.q = grp + m * hb + s * RWE_LANES_SB * qs;
+    r.n = nb - RWE_LANES_SB * j < RWE_LANES_SB ? (int)(nb - RWE_LANES_SB * j) : RWE_LANES_SB;
+    return r;
+}
+
+static inline __mmask16 lanes_mask(int n) { return (__mmask16)((1u << n) - 1); }
+
+/* Quant vector k of a superblock as unsigned bytes (q8_0 is stored + 128);
+ * for q4, k < 4 gives the low nibbles and k >= 4 the high ones of vector k % 4.
+ * Lanes past n are 0. */
+static inline __m512i lanes_vec(int fmt, lanes_sb b, int k) {
+    const __mmask16 mk = lanes_mask(b.n);
+    if (fmt == FMT_Q8_0)
+        return _mm512_maskz_loadu_epi32(mk, b.q + 4 * b.n * k);
+    __m512i v = _mm512_maskz_loadu_epi32(mk, b.q + 4 * b.n * (k % 4));
+    const __m512i nib = _mm512_set1_epi8(0x0f);
+    return k < 4 ? _mm512_and_si512(v, nib) : _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
+}
+
+static inline __m512 lanes_half(lanes_sb b, const uint8_t *p) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lanes_mask(b.n), p));
+}
+
+/* Superblock j of one weight row in the lanes layout, into the GEMM's gw
+ * (signed quants): no transpose, the lanes are already one block each. */
+static void gemm_pack_w_lanes(int fmt, const uint8_t *row, int64_t nb, int64_t j, gw *o) {
+    const lanes_sb b = lanes_at(fmt, row, nb, j);
+    const __m512i zp = _mm512_maskz_set1_epi8(_cvtu64_mask64(b.n == 16 ? ~0ull : (1ull << (4 * b.n)) - 1),
+                                              fmt == FMT_Q8_0 ? (char)0x80 : (fmt == FMT_Q4_0 ? 8 : 0));
+    __m512i q[8];
+    for (int k = 0; k < 8; k++)
+        q[k] = _mm512_sub_epi8(lanes_vec(fmt, b, k), zp);
+    gemm_store_w(q, o);
+    _mm512_store_ps(o->d, lanes_half(b, b.d));
+    _mm512_store_ps(o->m, fmt == FMT_Q4_1 ? lanes_half(b, b.m) : _mm512_setzero_ps());
+}
+
+/* Decode activations of one superblock: lane l holds block l's quants
+ * (signed), the bias that removes the weights' offset (q8_0: -128 sum x,
+ * q4_0: -8 sum x, q4_1: 0), d and (q8_1) s = d * sum. */
+typedef struct {
+    int8_t q[8][64];
+    int32_t bias[16];
+    float d[16];
+    float s[16];
+} __attribute__((aligned(64))) lx;
+
+static void lanes_pack_x(int fmt, const uint8_t *x, int64_t nb, int64_t j, lx *o) {
+    const int q81 = fmt == FMT_Q4_1;
+    const int bs = q81 ? (int)sizeof(rwe_block_q8_1) : (int)sizeof(rwe_block_q8_0);
+    const __m512i off = _mm512_mullo_epi32(lane_blocks(), _mm512_set1_epi32(bs));
+    const int64_t left = nb - j * GEMM_SB;
+    const __mmask16 m = lanes_mask(left >= GEMM_SB ? GEMM_SB : (int)left);
+    const uint8_t *base = x + (size_t)(j * GEMM_SB) * (size_t)bs;
+    const __m512i ones = _mm512_set1_epi8(1);
+    __m512i sum = _mm512_setzero_si512();
+    for (int k = 0; k < 8; k++) {
+        __m512i v = gather32(m, off, base + (q81 ? 4 : 2) + 4 * k);
+        _mm512_store_si512(o->q[k], v);
+        sum = _mm512_dpbusd_epi32(sum, ones, v);
+    }
+    int zp = fmt == FMT_Q8_0 ? 128 : (fmt == FMT_Q4_0 ? 8 : 0);
+    _mm512_store_si512(o->bias, _mm512_mullo_epi32(sum, _mm512_set1_epi32(-zp)));
+    __m512i ds = gather32(m, off, base);
+    _mm512_store_ps(o->d, half_to_f32(ds));
+    _mm512_store_ps(o->s, q81 ? half_to_f32(_mm512_srli_epi32(ds, 16)) : _mm512_setzero_ps());
+}
+
+/* Integer sums of superblock b of one row with activations x, vectors
+ * [k0, k0 + nk), added to s. */
+static inline __attribute__((always_inline)) __m512i lanes_sum(int fmt, lanes_sb b, const lx *x,
+                                                               int k0, int nk, __m512i s) {
+    #pragma GCC unroll 8
+    for (int k = k0; k < k0 + nk; k++)
+        s = _mm512_dpbusd_epi32(s, lanes_vec(fmt, b, k), _mm512_load_si512(x->q[k]));
+    return s;
+}
+
+/* acc += the float value of superblock b's integer sums s. */
+static inline __attribute__((always_inline)) __m512 lanes_scale(int fmt, lanes_sb b, const lx *x,
+                                                                __m512i s, __m512 acc) {
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(lanes_half(b, b.d), _mm512_load_ps(x->d)),
+                          acc);
+    if (fmt == FMT_Q4_1)
+        acc = _mm512_fmadd_ps(lanes_half(b, b.m), _mm512_load_ps(x->s), acc);
+    return acc;
+}
+
+/* Superblocks per decode chunk: the activations of 8192 columns (11 KiB)
+ * stay on the stack, and a chunk is whole groups of the layout. */
+#define LANES_CHUNK 16
+
+/* Decode of rows [r0, r1) over superblocks [j0, j0 + nj): K = 2 rows at a
+ * time, one from each half of the range (two long linear streams), else 1.
+ * Each row's superblock is read before the next row's (the empty asm keeps
+ * gcc from hoisting every load of the K rows to the top of the loop: in a
+ * 24 x 2048 layer stack from DRAM that ran at 0.77-0.94x of this order),
+ * and q8_0 goes through its superblock in two halves per row (0.93 -> 1.03x
+ * of the plain GGML-layout kernel). */
+static inline __attribute__((always_inline)) void lanes_decode(int fmt, int K, const uint8_t *W,
+                                                               size_t row_bytes, int64_t nb,
+                                                               const lx *xs, int64_t j0, int64_t nj,
+                                                               float *Y, int64_t r0, int64_t r1) {
+    const int64_t h = (r1 - r0) / K;
+    const int parts = fmt == FMT_Q8_0 ? 2 : 1, per = 8 / parts;
+    for (int64_t i = 0; i < h; i++) {
+        const uint8_t *row[2] = {W, W};
+        __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+        #pragma GCC unroll 2
+        for (int k = 0; k < K; k++) {
+            row[k] = W + (size_t)(r0 + k * h + i) * row_bytes;
+            acc[k] = _mm512_setzero_ps();
+        }
+        for (int64_t j = j0; j < j0 + nj; j++) {
+            const lx *x = xs + (j - j0);
+            __m512i s[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+            lanes_sb b[2] = {{0}, {0}}; /* only [0, K) is used; set to quiet gcc */
+            #pragma GCC unroll 2
+            for (int k = 0; k < K; k++) {
+                b[k] = lanes_at(fmt, row[k], nb, j);
+                s[k] = _mm512_load_si512(x->bias);
+            }
+            #pragma GCC unroll 2
+            for (int part = 0; part < parts; part++)
+                #pragma GCC unroll 2
+                for (int k = 0; k < K; k++) {
+                    __asm__ volatile("" ::: "memory");
+                    s[k] = lanes_sum(fmt, b[k], x, per * part, per, s[k]);
+                }
+            #pragma GCC unroll 2
+            for (int k = 0; k < K; k++)
+                acc[k] = lanes_scale(fmt, b[k], x, s[k], acc[k]);
+        }
+        #pragma GCC unroll 2
+        for (int k = 0; k < K; k++) {
+            float v = _mm512_reduce_add_ps(acc[k]);
+            float *y = Y + r0 + k * h + i;
+            *y = j0 == 0 ? v : *y + v;
+        }
+    }
+    if (K > 1 && K * h < r1 - r0)
+        lanes_decode(fmt, 1, W, row_bytes, nb, xs, j0, nj, Y, r0 + K * h, r1);
+}
+
+static inline __attribute__((always_inline)) void lanes_matvec(int fmt, int64_t cols,
+                                                               const void *W, const void *X,
+                                                               float *Y, int64_t r0, int64_t r1) {
+    const int64_t nb = cols / RWE_QK, nsb = (nb + GEMM_SB - 1) / GEMM_SB;
+    const size_t row_bytes = (size_t)nb * (group_bytes(fmt) / 4);
+    lx xs[LANES_CHUNK];
+    const int two = (size_t)(r1 - r0) * row_bytes >= 2 * (size_t)RWE_MIN_STREAM;
+    for (int64_t j0 = 0; j0 < nsb; j0 += LANES_CHUNK) {
+        int64_t nj = nsb - j0 < LANES_CHUNK ? nsb - j0 : LANES_CHUNK;
+        for (int64_t j = 0; j < nj; j++)
+            lanes_pack_x(fmt, X, nb, j0 + j, xs + j);
+        if (two)
+            lanes_decode(fmt, 2, W, row_bytes, nb, xs, j0, nj, Y, r0, r1);
+        else
+            lanes_decode(fmt, 1, W, row_bytes, nb, xs, j0, nj, Y, r0, r1);
+    }
+}
+
 
 /* Y[t * y_stride + i] = the 16-lane sum of f[i][t] for a 4 x TT tile, in
  * about 40 shuffles and adds where 16 separate reductions take 128 (with
@@ -695,8 +894,30 @@ static inline __attribute__((always_inline)) void gemm_tile(int fmt, int R, int 
 
 #define RWE_GEMM_TILE(R, TT) gemm_tile(fmt, R, TT, nsb, wp, xt, y, y_stride)
 
-/* The GEMM path of qmatmul; returns 0 (nothing done) without workspace memory. */
-static inline __attribute__((always_inline)) int qgemm(int fmt, int64_t cols, const void *W,
+/* The full 4 x GEMM_T tile, compiled once per format out of line so that
+ * every caller runs the same code: inlined into the lanes GEMM, gcc turned
+ * its weight operands into memory operands (116 of 128 vpdpbusd) and the
+ * tile ran at 0.85x (1024 x 1024, T = 256, 1 thread, in cache). */
+#define RWE_GEMM_TILE_FULL(F)                                                                    \
+    static __attribute__((noinline)) void gemm_tile_full_##F(int64_t nsb, const gw *const *w,   \
+                                                             const gx *const *x, float *Y,      \
+                                                             int64_t y_stride) {                \
+        gemm_tile(FMT_##F, 4, GEMM_T, nsb, w, x, Y, y_stride);                                   \
+    }
+RWE_GEMM_TILE_FULL(Q8_0)
+RWE_GEMM_TILE_FULL(Q4_0)
+RWE_GEMM_TILE_FULL(Q4_1)
+
+static inline void gemm_tile_full(int fmt, int64_t nsb, const gw *const *w, const gx *const *x,
+                                  float *Y, int64_t y_stride) {
+    if (fmt == FMT_Q8_0) gemm_tile_full_Q8_0(nsb, w, x, Y, y_stride);
+    else if (fmt == FMT_Q4_0) gemm_tile_full_Q4_0(nsb, w, x, Y, y_stride);
+    else gemm_tile_full_Q4_1(nsb, w, x, Y, y_stride);
+}
+
+/* The GEMM path of qmatmul (weights in GGML blocks) and of lanes_matmul
+ * (weights in the lanes layout); returns 0 (nothing done) without workspace memory. */
+static inline __attribute__((always_inline)) int qgemm(int fmt, int lanes, int64_t cols, const void *W,
                                                        const void *X, size_t x_stride, float *Y,
                                                        int64_t y_stride, int64_t T, int64_t r0,
                                                        int64_t r1) {
@@ -708,13 +929,17 @@ static inline __attribute__((always_inline)) int qgemm(int fmt, int64_t cols, co
     gw *ws = (gw *)(xs + T * nsb);
     for (int64_t t = 0; t < T; t++)
         for (int64_t j = 0; j < nsb; j++)
-            gemm_pack_x(fmt, (const uint8_t *)X + (size_t)t * x_stride, nb, j, xs + t * nsb + j);
+            gemm_pack_x(fmt, lanes, (const uint8_t *)X + (size_t)t * x_stride, nb, j, xs + t * nsb + j);
     for (int64_t rb = r0; rb < r1; rb += GEMM_RB) {
         int64_t nr = r1 - rb < GEMM_RB ? r1 - rb : GEMM_RB;
         for (int64_t i = 0; i < nr; i++)
-            for (int64_t j = 0; j < nsb; j++)
-                gemm_pack_w(fmt, (const uint8_t *)W + (size_t)(rb + i) * row_bytes, nb, j,
-                            ws + i * nsb + j);
+            for (int64_t j = 0; j < nsb; j++) {
+                const uint8_t *row = (const uint8_t *)W + (size_t)(rb + i) * row_bytes;
+                if (lanes)
+                    gemm_pack_w_lanes(fmt, row, nb, j, ws + i * nsb + j);
+                else
+                    gemm_pack_w(fmt, row, nb, j, ws + i * nsb + j);
+            }
         for (int64_t t0 = 0; t0 < T; t0 += GEMM_T) {
             int tt = T - t0 < GEMM_T ? (int)(T - t0) : GEMM_T;
             const gx *xt[GEMM_T];
@@ -727,7 +952,7 @@ static inline __attribute__((always_inline)) int qgemm(int fmt, int64_t cols, co
                     wp[k] = ws + (i + k) * nsb;
                 float *y = Y + t0 * y_stride + rb + i;
                 if (rr == 4 && tt == GEMM_T)
-                    RWE_GEMM_TILE(4, GEMM_T);
+                    gemm_tile_full(fmt, nsb, wp, xt, y, y_stride);
                 else if (rr == 4 && tt == 3)
                     RWE_GEMM_TILE(4, 3);
                 else if (rr == 4 && tt == 2)
@@ -750,7 +975,7 @@ static inline __attribute__((always_inline)) void qmatmul(int fmt, int64_t cols,
                                                           const void *X, size_t x_stride, float *Y,
                                                           int64_t y_stride, int64_t T, int64_t r0,
                                                           int64_t r1) {
-    if (T >= RWE_GEMM_MIN_T && qgemm(fmt, cols, W, X, x_stride, Y, y_stride, T, r0, r1))
+    if (T >= RWE_GEMM_MIN_T && qgemm(fmt, 0, cols, W, X, x_stride, Y, y_stride, T, r0, r1))
         return;
     xgroup panel[RWE_TILE_T][RWE_CHUNK_G];
     qjob j = {.fmt = fmt, .nb = cols / RWE_QK, .W = W, .Y = Y, .y_stride = y_stride};
@@ -770,20 +995,34 @@ static inline __attribute__((always_inline)) void qmatmul(int fmt, int64_t cols,
     }
 }
 
-static void matmul_q8_0_avx512(int64_t cols, const void *W, const void *X, size_t x_stride,
-                               float *Y, int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {
-    qmatmul(FMT_Q8_0, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
+/* Weights in the lanes layout: fewer than RWE_GEMM_MIN_T tokens are one
+ * matvec each (1024 x 1024 in cache, 1 thread, T = 2 / 4 / 7: q4_0 ~90
+ * GMAC/s against the GEMM's 19 / 30 / 41, whose weight packing such short
+ * calls do not repay), more go through the GEMM (its weight packing is a
+ * nibble split here, not a transpose); token by token also when the GEMM's
+ * workspace is not to be had. */
+static inline __attribute__((always_inline)) void lanes_matmul(int fmt, int64_t cols, const void *W,
+                                                               const void *X, size_t x_stride,
+                                                               float *Y, int64_t y_stride,
+                                                               int64_t T, int64_t r0, int64_t r1) {
+    if (T >= RWE_GEMM_MIN_T && qgemm(fmt, 1, cols, W, X, x_stride, Y, y_stride, T, r0, r1))
+        return;
+    for (int64_t t = 0; t < T; t++)
+        lanes_matvec(fmt, cols, W, (const uint8_t *)X + (size_t)t * x_stride, Y + t * y_stride, r0, r1);
 }
 
-static void matmul_q4_0_avx512(int64_t cols, const void *W, const void *X, size_t x_stride,
-                               float *Y, int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {
-    qmatmul(FMT_Q4_0, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
-}
-
-static void matmul_q4_1_avx512(int64_t cols, const void *W, const void *X, size_t x_stride,
-                               float *Y, int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {
-    qmatmul(FMT_Q4_1, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
-}
+/* The table's quantized entries: one function per format around an inline body. */
+#define RWE_QMATMUL_ENTRY(name, body, F)                                                        \
+    static void name(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,    \
+                     int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {                    \
+        body(FMT_##F, cols, W, X, x_stride, Y, y_stride, T, r0, r1);                           \
+    }
+RWE_QMATMUL_ENTRY(matmul_q8_0_avx512, qmatmul, Q8_0)
+RWE_QMATMUL_ENTRY(matmul_q4_0_avx512, qmatmul, Q4_0)
+RWE_QMATMUL_ENTRY(matmul_q4_1_avx512, qmatmul, Q4_1)
+RWE_QMATMUL_ENTRY(matmul_lanes_q8_0_avx512, lanes_matmul, Q8_0)
+RWE_QMATMUL_ENTRY(matmul_lanes_q4_0_avx512, lanes_matmul, Q4_0)
+RWE_QMATMUL_ENTRY(matmul_lanes_q4_1_avx512, lanes_matmul, Q4_1)
 
 /* ---------------------------------------------------- float matmul */
 
@@ -912,6 +1151,9 @@ const rwe_kernels rwe_kernels_avx512 = {
     .matmul_q8_0 = matmul_q8_0_avx512,
     .matmul_q4_0 = matmul_q4_0_avx512,
     .matmul_q4_1 = matmul_q4_1_avx512,
+    .matmul_lanes_q8_0 = matmul_lanes_q8_0_avx512,
+    .matmul_lanes_q4_0 = matmul_lanes_q4_0_avx512,
+    .matmul_lanes_q4_1 = matmul_lanes_q4_1_avx512,
     RWE_AVX2_VECTOR_OPS,
 };
 

@@ -17,6 +17,7 @@
 
 #include <stdint.h>
 
+#include "../rwkv_edge.h"
 #include "blocks.h"
 
 void rwe_quantize_row_q8_0_ref(const float *x, void *y, int64_t n);
@@ -27,5 +28,27 @@ void rwe_quantize_row_q4_1_ref(const float *x, void *y, int64_t n);
 void rwe_dequantize_row_q8_0_ref(const void *x, float *y, int64_t n);
 void rwe_dequantize_row_q4_0_ref(const void *x, float *y, int64_t n);
 void rwe_dequantize_row_q4_1_ref(const void *x, float *y, int64_t n);
+
+/*
+ * The "lanes" layout of a q8_0 / q4_0 / q4_1 row: the same bytes as the row
+ * of ggml blocks, reordered at load time for kernel sets that read it
+ * (rwe_kernels.matmul_lanes_*), so that one 32-bit lane of a vector holds
+ * one block.  A row is cut into groups of up to RWE_LANES_GROUP blocks:
+ *   header: d of the group's m blocks (fp16), then their m (q4_1 only)
+ *   quants: superblocks of n <= RWE_LANES_SB blocks; vector k (k < 8 for
+ *     q8_0, k < 4 for q4) is n lanes of 4 bytes, lane l holding quant
+ *     bytes 4k..4k+3 of the superblock's block l.  A q4 byte keeps both
+ *     nibbles (elements i and i + 16); q8_0 bytes are stored as q + 128.
+ * A whole group of 32 blocks is 576 (q4_0), 640 (q4_1) or 1088 (q8_0)
+ * bytes, a multiple of 64, so a row whose start is aligned reads its
+ * vectors from whole cache lines, in increasing address order.
+ */
+#define RWE_LANES_GROUP 32
+#define RWE_LANES_SB 16
+
+int rwe_lanes_supported(rwe_type t);
+/* Rows [r0, r1) of a (rows, cols) matrix, each row at r * rwe_row_bytes. */
+void rwe_lanes_pack(rwe_type t, int64_t cols, const void *src, void *dst, int64_t r0, int64_t r1);
+void rwe_lanes_unpack(rwe_type t, int64_t cols, const void *src, void *dst, int64_t r0, int64_t r1);
 
 #endif

@@ -206,3 +206,57 @@ void rwe_dequantize_row_q4_1_ref(const void *vx, float *y, int64_t n) {
         }
     }
 }
+
+/* ------------------------------------------------------ lanes layout */
+
+/* Bytes of one block's quants, and of its header (d, and m for q4_1). */
+static int lanes_qs_bytes(rwe_type t) { return t == RWE_TYPE_Q8_0 ? 32 : 16; }
+static int lanes_head_bytes(rwe_type t) { return t == RWE_TYPE_Q4_1 ? 4 : 2; }
+
+int rwe_lanes_supported(rwe_type t) {
+    return t == RWE_TYPE_Q8_0 || t == RWE_TYPE_Q4_0 || t == RWE_TYPE_Q4_1;
+}
+
+/* One row, either direction: the block at `blk` and its place in the lanes
+ * row are visited in the same order, so packing and unpacking share it. */
+static void lanes_row(rwe_type t, int64_t nb, uint8_t *ggml, uint8_t *lanes, int to_lanes) {
+    const int qs = lanes_qs_bytes(t), hb = lanes_head_bytes(t), bs = hb + qs;
+    const uint32_t flip = t == RWE_TYPE_Q8_0 ? 0x80808080u : 0;
+    uint8_t *o = lanes;
+    for (int64_t g0 = 0; g0 < nb; g0 += RWE_LANES_GROUP) {
+        int64_t m = nb - g0 < RWE_LANES_GROUP ? nb - g0 : RWE_LANES_GROUP;
+        for (int64_t b = 0; b < m; b++) { /* d of every block, then m (q4_1) */
+            uint8_t *blk = ggml + (size_t)(g0 + b) * (size_t)bs;
+            for (int h = 0; h < hb; h += 2) {
+                uint8_t *l = o + (size_t)(h / 2) * (size_t)(2 * m) + 2 * b;
+                memcpy(to_lanes ? l : blk + h, to_lanes ? blk + h : l, 2);
+            }
+        }
+        o += (size_t)m * (size_t)hb;
+        for (int64_t s0 = 0; s0 < m; s0 += RWE_LANES_SB) {
+            int n = m - s0 < RWE_LANES_SB ? (int)(m - s0) : RWE_LANES_SB;
+            for (int k = 0; k < qs / 4; k++)
+                for (int l = 0; l < n; l++) { /* one 4-byte word; q8_0 flips its sign bits */
+                    uint8_t *w = ggml + (size_t)(g0 + s0 + l) * (size_t)bs + hb + 4 * k;
+                    uint8_t *v = o + 4 * ((size_t)k * (size_t)n + (size_t)l);
+                    uint32_t u;
+                    memcpy(&u, to_lanes ? w : v, 4);
+                    u ^= flip;
+                    memcpy(to_lanes ? v : w, &u, 4);
+                }
+            o += (size_t)n * (size_t)qs;
+        }
+    }
+}
+
+void rwe_lanes_pack(rwe_type t, int64_t cols, const void *src, void *dst, int64_t r0, int64_t r1) {
+    size_t rb = rwe_row_bytes(t, cols);
+    for (int64_t r = r0; r < r1; r++)
+        lanes_row(t, cols / RWE_QK, (uint8_t *)src + (size_t)r * rb, (uint8_t *)dst + (size_t)r * rb, 1);
+}
+
+void rwe_lanes_unpack(rwe_type t, int64_t cols, const void *src, void *dst, int64_t r0, int64_t r1) {
+    size_t rb = rwe_row_bytes(t, cols);
+    for (int64_t r = r0; r < r1; r++)
+        lanes_row(t, cols / RWE_QK, (uint8_t *)dst + (size_t)r * rb, (uint8_t *)src + (size_t)r * rb, 0);
+}

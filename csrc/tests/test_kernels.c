@@ -345,6 +345,31 @@ typedef struct {
     size_t row_bytes; /* stride between rows of data */
 } operand;
 
+/* Set for the second pass over the quantized matmuls of a set that has
+ * lanes kernels: W is repacked into the lanes layout (quant.h) and the
+ * matmul_lanes_* entry runs on it, against the same reference. */
+static int g_lanes;
+
+static rwe_matmul_fn lanes_of(const rwe_kernels *k, int f) {
+    rwe_matmul_fn fns[] = {NULL, NULL, NULL, k->matmul_lanes_q8_0, k->matmul_lanes_q4_0,
+                           k->matmul_lanes_q4_1};
+    return fns[f];
+}
+
+/* Y = W X over rows [r0, r1) of a `rows`-row W, through the set's kernel
+ * for the format, or its lanes kernel on a repacked copy under g_lanes. */
+static void call_matmul(const rwe_kernels *k, int f, int64_t rows, int64_t cols, const operand *w,
+                        const operand *x, float *y, int64_t ys, int64_t T, int64_t r0, int64_t r1) {
+    if (!g_lanes || !lanes_of(k, f)) {
+        matmul_of(k, f)(cols, w->data, x->data, x->row_bytes, y, ys, T, r0, r1);
+        return;
+    }
+    char *packed = xmalloc(w->row_bytes * (size_t)rows);
+    rwe_lanes_pack(wfmt_types[f], cols, w->data, packed, 0, rows);
+    lanes_of(k, f)(cols, packed, x->data, x->row_bytes, y, ys, T, r0, r1);
+    free(packed);
+}
+
 static void encode_float(int f, const float *v, char *out, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         if (f == W_F32)
@@ -489,7 +514,7 @@ static double run_matmul_case(const rwe_kernels *k, int f, const operand *w, con
     float *y = xmalloc((size_t)(T * ys) * 4), *yref = xmalloc((size_t)(T * ys) * 4);
     for (int64_t i = 0; i < T * ys; i++)
         y[i] = yref[i] = SENTINEL;
-    matmul_of(k, f)(cols, w->data, x->data, x->row_bytes, y, ys, T, r0, r1);
+    call_matmul(k, f, rows, cols, w, x, y, ys, T, r0, r1);
     int vs_naive = k->isa == RWE_ISA_REF;
     if (!vs_naive)
         matmul_of(&rwe_kernels_ref, f)(cols, w->data, x->data, x->row_bytes, yref, ys, T, r0, r1);
@@ -517,7 +542,7 @@ static double run_matmul_case(const rwe_kernels *k, int f, const operand *w, con
 }
 
 static void test_matmuls(const rwe_kernels *k) {
-    for (int f = 0; f < W_COUNT; f++)
+    for (int f = g_lanes ? W_Q8_0 : 0; f < W_COUNT; f++)
         for (int c = 0; c < N_COLS; c++)
             for (int kind = 0; kind < IN_TIES; kind++) {
                 int64_t cols = test_cols[c];
@@ -530,7 +555,8 @@ static void test_matmuls(const rwe_kernels *k) {
                     worst = e > worst ? e : worst;
                 }
                 char what[96];
-                snprintf(what, sizeof what, "matmul_%s cols=%lld T=1..17 rows=[2,7) %s%s", wfmt_names[f],
+                snprintf(what, sizeof what, "matmul%s_%s cols=%lld T=1..17 rows=[2,7) %s%s",
+                         g_lanes ? "_lanes" : "", wfmt_names[f],
                          (long long)cols, input_names[kind], kind == IN_EXACT ? " (bit-exact)" : "");
                 report(worst <= 1.0, k->name, what, worst);
                 free_operand(&w), free_operand(&x);
@@ -548,7 +574,7 @@ static void test_long_ranges(const rwe_kernels *k) {
     /* 1152 columns: 36 blocks, 9 groups of 4 (AVX-512 decode) and 2 superblocks
      * of 16 and 4 blocks over (AVX-512 GEMM) */
     static const int64_t cols_of[4] = {1024, 1000, 800, 1152};
-    for (int f = 0; f < W_COUNT; f++)
+    for (int f = g_lanes ? W_Q8_0 : 0; f < W_COUNT; f++)
         for (size_t ci = 0; ci < 4 * sizeof ranges / sizeof ranges[0]; ci++)
             for (int64_t T = 1; T <= 9; T += 8) {
                 /* float rows also with a partial vector at the end (1000 = 62 x 16 + 8) */
@@ -563,7 +589,7 @@ static void test_long_ranges(const rwe_kernels *k) {
                 float *y = xmalloc((size_t)(rows * T) * 4), *yref = xmalloc((size_t)(rows * T) * 4);
                 for (int64_t i = 0; i < rows * T; i++)
                     y[i] = SENTINEL;
-                matmul_of(k, f)(cols, w.data, x.data, x.row_bytes, y, rows, T, r0, r1);
+                call_matmul(k, f, rows, cols, &w, &x, y, rows, T, r0, r1);
                 int vs_naive = k->isa == RWE_ISA_REF; /* as run_matmul_case */
                 if (!vs_naive)
                     matmul_of(&rwe_kernels_ref, f)(cols, w.data, x.data, x.row_bytes, yref, rows, T,
@@ -585,12 +611,36 @@ static void test_long_ranges(const rwe_kernels *k) {
                         worst = isnan(got) ? INFINITY : (e > worst ? e : worst);
                     }
                 char what[96];
-                snprintf(what, sizeof what, "matmul_%s cols=%lld T=%lld rows=[%lld,%lld) of %lld",
-                         wfmt_names[f], (long long)cols, (long long)T, (long long)r0, (long long)r1,
+                snprintf(what, sizeof what, "matmul%s_%s cols=%lld T=%lld rows=[%lld,%lld) of %lld",
+                         g_lanes ? "_lanes" : "", wfmt_names[f], (long long)cols, (long long)T, (long long)r0, (long long)r1,
                          (long long)rows);
                 report(worst <= 1.0, k->name, what, worst);
                 free(y), free(yref), free_operand(&w), free_operand(&x);
             }
+}
+
+/* The lanes layout is a permutation: packing then unpacking gives the
+ * bytes back, for whole and partial groups and superblocks, and packing
+ * moves bytes (a copy would pass the round trip too). */
+static void test_lanes_roundtrip(void) {
+    static const int64_t cols_of[] = {32, 512, 768, 800, 1024, 1152, 2048, 7168, 8288};
+    for (int f = W_Q8_0; f < W_COUNT; f++)
+        for (size_t c = 0; c < sizeof cols_of / sizeof cols_of[0]; c++) {
+            int64_t rows = 3, cols = cols_of[c];
+            size_t rb = rwe_row_bytes(wfmt_types[f], cols), n = rb * (size_t)rows;
+            uint8_t *a = xmalloc(n), *b = xmalloc(n), *back = xmalloc(n);
+            for (size_t i = 0; i < n; i++)
+                a[i] = (uint8_t)rng_u64();
+            rwe_lanes_pack(wfmt_types[f], cols, a, b, 0, rows);
+            rwe_lanes_unpack(wfmt_types[f], cols, b, back, 0, rows);
+            /* one q4 block is its own lanes row; anything longer moves */
+            int moved = memcmp(a, b, n) != 0 || (cols == RWE_QK && f != W_Q8_0);
+            char what[96];
+            snprintf(what, sizeof what, "lanes layout %s cols=%lld: unpack(pack(w)) == w%s",
+                     wfmt_names[f], (long long)cols, moved ? "" : " (pack moved nothing)");
+            report(!memcmp(a, back, n) && moved, "ref", what, 0);
+            free(a), free(b), free(back);
+        }
 }
 
 /* --------------------------------------------------------------- wkv5 */
@@ -840,6 +890,7 @@ int main(int argc, char **argv) {
     }
     test_conversions();
     test_ref_quantizers();
+    test_lanes_roundtrip();
     for (int i = 0; i < n; i++) {
         if (!requested(i, argc, argv))
             continue;
@@ -851,6 +902,12 @@ int main(int argc, char **argv) {
         test_quantize_rows(k);
         test_matmuls(k);
         test_long_ranges(k);
+        if (k->matmul_lanes_q4_0) {
+            g_lanes = 1;
+            test_matmuls(k);
+            test_long_ranges(k);
+            g_lanes = 0;
+        }
         test_wkv5(k);
         test_norms(k);
         test_elementwise(k);
