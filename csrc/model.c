@@ -36,7 +36,7 @@
 
 /* ------------------------------------------------------------------ structs */
 
-/* A weight matrix used where it lies in the map. */
+/* A weight matrix, used where it lies in the map or in its load-time repacked copy. */
 typedef struct {
     const void *data;         /* (rows, cols) row-major, rows in `type` */
     rwe_type type;
@@ -77,7 +77,7 @@ typedef struct {
 typedef enum { EMB_F32, EMB_BF16, EMB_F16 } emb_rounding;
 
 struct rwe_model {
-    rwe_gguf file;            /* the mapping; every matrix points into it */
+    rwe_gguf file;            /* the mapping; every matrix points into it or into `lanes` */
     rwe_model_info info;
     int64_t C, H, N, F, V;
     float ln_eps, gn_eps;
@@ -381,11 +381,12 @@ static uint64_t weight_bytes(rwe_model *m) {
 /* ------------------------------------------------------------ lanes repack */
 
 /*
- * Kernel sets with matmul_lanes_* entries (AVX-512) read quantized matrices
- * in the lanes layout (quant/quant.h): one 32-bit lane per block, so a
- * decode step takes about half the instructions of the GGML order (in L2,
- * 1 thread: q4_0 31 -> 52-57 GB/s, q8_0 45 -> 91) and the prefill GEMM packs
- * weights by a nibble split instead of a transpose.  Load copies those
+ * Kernel sets with matmul_lanes_* entries (AVX2, AVX-512) read quantized
+ * matrices in the lanes layout (quant/quant.h): one 32-bit lane per block,
+ * so a decode step takes about half the instructions of the GGML order (in
+ * L2, 1 thread, AVX-512: q4_0 31 -> 52-57 GB/s, q8_0 45 -> 91; AVX2: q4_0
+ * 15 -> 33, q8_0 33 -> 50) and the prefill GEMM packs weights by a nibble
+ * split instead of a transpose.  Load copies those
  * matrices once into one anonymous map, rows split over the pool, and then
  * drops the file pages it read from this process (the page cache keeps
  * them), so resident memory stays one copy.  RWKV_EDGE_REPACK=0 keeps every

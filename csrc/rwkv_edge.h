@@ -95,8 +95,8 @@ rwe_isa rwe_cpu_best_isa(void);
 int rwe_cpu_supports(rwe_isa isa);
 
 /* Load a GGUF model (arch "rwkv5") by memory-mapping it; weights are used in
- * place, except that a kernel set with a layout of its own (AVX-512: the
- * lanes layout) gets its quantized matrices copied into it once, here (see
+ * place, except that a kernel set with a layout of its own (AVX2 and AVX-512:
+ * the lanes layout) gets its quantized matrices copied into it once, here (see
  * rwe_model_info.repacked_bytes; the environment variable RWKV_EDGE_REPACK=0
  * turns that off). n_threads 0 means one per online CPU. */
 rwe_status rwe_model_load(const char *path, uint32_t n_threads, rwe_isa isa,

@@ -17,6 +17,14 @@
 #endif
 
 extern const rwe_kernels rwe_kernels_ref;
+
+/* A SIMD file's quantized table entries: one function per format around an
+ * inline body taking the file's FMT_* constant first. */
+#define RWE_QMATMUL_ENTRY(name, body, F)                                                        \
+    static void name(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,    \
+                     int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {                    \
+        body(FMT_##F, cols, W, X, x_stride, Y, y_stride, T, r0, r1);                           \
+    }
 #if defined(__x86_64__)
 extern const rwe_kernels rwe_kernels_avx2;
 extern const rwe_kernels rwe_kernels_avx512;

@@ -11,6 +11,18 @@
  * short prefills read every weight once per 4 tokens.  Decode takes 2 rows
  * at a time so they share each activation block.  Longer prefills of the
  * quantized types repack both operands for a GEMM ("prefill GEMM" below).
+ *
+ * matmul_lanes_* read weights that the engine repacked at load into the
+ * lanes layout (quant/quant.h), where one 32-bit lane holds one block: a
+ * ymm load is 4 bytes of 8 blocks, so decode needs no unpacking shuffles
+ * and converts, scales and accumulates in float once per 8 blocks instead
+ * of once per block.  The activation row is repacked once per call into
+ * the same lane order (gemm_pack_x, with q4_0's -8 * sum(x) bias).  In L2,
+ * 1 thread, 256 x 2048: q4_0 27 -> 59, q8_0 31 -> 47, q4_1 23 -> 56
+ * GMAC/s against the GGML-layout kernel.  From RWE_GEMM_MIN_T tokens on,
+ * calls go through the prefill GEMM, whose weight packing from this layout
+ * is a sign flip (q8_0) or a nibble split (q4), not a transpose ("lanes
+ * layout" below).
  */
 #if defined(__x86_64__)
 
@@ -312,6 +324,70 @@ static void gemm_pack_w(int fmt, const uint8_t *w, int64_t nb, int64_t j, gw *o)
     }
 }
 
+/* ------------------------------------------------------- lanes layout */
+
+/*
+ * Weights repacked at load into the lanes layout (quant/quant.h): a layout
+ * superblock of up to 16 blocks is vectors of 16 lanes x 4 bytes, so one
+ * ymm load is 8 lanes = 8 blocks, exactly a superblock of the GEMM above
+ * (GEMM_SB), in its lane order.  Here a "half" is such an 8-block piece:
+ * half h of a row is blocks 8h..8h+7, in layout superblock h / 2.
+ */
+
+/* Superblock j of a lanes row (quant.h): vector k at q + 4 * n * k. */
+typedef rwe_lanes_sb lanes_sb;
+
+static inline lanes_sb lanes_at(int fmt, const uint8_t *row, int64_t nb, int64_t j) {
+    return rwe_lanes_at(fmt == FMT_Q8_0 ? 32 : 16, fmt == FMT_Q4_1 ? 4 : 2, row, nb, j);
+}
+
+/* All ones in the int32 lanes below nl (0..8). */
+static inline __m256i lanes_mask8(int nl) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(nl), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* 8 lanes of 4 quant bytes at p, nl of them there (lanes past nl read
+ * nothing and are 0: a partial superblock's vectors are 4 * n bytes). */
+static inline __m256i lanes_load8(const uint8_t *p, int nl) {
+    if (nl == 8)
+        return _mm256_loadu_si256((const __m256i *)p);
+    return _mm256_maskload_epi32((const int *)p, lanes_mask8(nl));
+}
+
+/* 8 fp16 of a header as f32, lanes past nl 0.  The 16 bytes stay inside
+ * the row: a group's header is followed by at least 16 bytes of quants
+ * per block, so a read starting at a block's d (or m) that exists cannot
+ * pass the end; the lanes past nl are whatever follows (maybe NaN). */
+static inline __m256 lanes_f16x8(const uint8_t *p, int nl) {
+    __m256 v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+    return nl == 8 ? v : _mm256_and_ps(v, _mm256_castsi256_ps(lanes_mask8(nl)));
+}
+
+/* GEMM superblock j (8 blocks: half j % 2 of layout superblock j / 2) of a
+ * lanes row, into the GEMM's gw: the quants are already one block per lane,
+ * so this is q8_0's sign flip back or q4's nibble split, no transpose. */
+static void gemm_pack_w_lanes(int fmt, const uint8_t *row, int64_t nb, int64_t j, gw *o) {
+    const lanes_sb b = lanes_at(fmt, row, nb, j / 2);
+    const int half = (int)(j % 2), nl = b.n - 8 * half < 8 ? b.n - 8 * half : 8;
+    const uint8_t *q = b.q + 32 * half;
+    const size_t stride = 4 * (size_t)b.n;
+    if (fmt == FMT_Q8_0) { /* stored q + 128: back to signed; missing lanes stay 0 */
+        const __m256i flip = _mm256_and_si256(_mm256_set1_epi8((char)0x80), lanes_mask8(nl));
+        for (int k = 0; k < 8; k++)
+            _mm256_store_si256((__m256i *)o->q[k],
+                               _mm256_xor_si256(lanes_load8(q + k * stride, nl), flip));
+    } else {
+        const __m256i nib = _mm256_set1_epi8(0x0f);
+        for (int k = 0; k < 4; k++) {
+            __m256i v = lanes_load8(q + k * stride, nl);
+            _mm256_store_si256((__m256i *)o->q[k], _mm256_and_si256(v, nib));
+            _mm256_store_si256((__m256i *)o->q[k + 4], _mm256_and_si256(_mm256_srli_epi16(v, 4), nib));
+        }
+    }
+    _mm256_store_ps(o->d, lanes_f16x8(b.d + 16 * half, nl));
+    _mm256_store_ps(o->m, fmt == FMT_Q4_1 ? lanes_f16x8(b.m + 16 * half, nl) : _mm256_setzero_ps());
+}
+
 /* The integer block dots of superblock j for an R x TT tile, s[i][t]. */
 static inline __attribute__((always_inline)) void gemm_idots(int fmt, int R, int TT, int64_t j,
                                                              const gw *const *w,
@@ -375,6 +451,14 @@ static inline __attribute__((always_inline)) void gemm_tile(int fmt, int R, int 
             f[i][t] = _mm256_setzero_ps();
     for (int64_t j = 0; j < nsb; j++) {
         __m256i s[GEMM_R][GEMM_T];
+        /* The full tile's 8 float sums live in memory across the k loop, so
+         * that its 8 int16 chains keep the registers: left to itself, gcc
+         * spilled one chain in some callers (the lanes GEMM at -O3 -fPIC,
+         * as the Python build compiles, or a noinline tile at -O2) and ran
+         * at 84 GMAC/s against 100-108 (q4_0, 1024 x 1024, T = 256, 1
+         * thread, in cache; both GEMMs are at 100-108 with this). */
+        if (R * TT > 4)
+            __asm__ volatile("" : : "r"(f) : "memory");
         gemm_idots(fmt, R, TT, j, w, x, s);
         #pragma GCC unroll 8
         for (int i = 0; i < R; i++) {
@@ -416,8 +500,9 @@ static inline __attribute__((always_inline)) void gemm_tiles(int fmt, int rr, in
     }
 }
 
-/* The GEMM path of qmatmul; returns 0 (nothing done) without workspace memory. */
-static inline __attribute__((always_inline)) int qgemm(int fmt, int64_t cols, const void *W,
+/* The GEMM path of qmatmul (W in GGML blocks) and of lanes_matmul (W in the
+ * lanes layout); returns 0 (nothing done) without workspace memory. */
+static inline __attribute__((always_inline)) int qgemm(int fmt, int lanes, int64_t cols, const void *W,
                                                        const void *X, size_t x_stride, float *Y,
                                                        int64_t y_stride, int64_t T, int64_t r0,
                                                        int64_t r1) {
@@ -432,10 +517,15 @@ static inline __attribute__((always_inline)) int qgemm(int fmt, int64_t cols, co
             gemm_pack_x(fmt, (const uint8_t *)X + (size_t)t * x_stride, nb, j, xs + t * nsb + j);
     for (int64_t rb = r0; rb < r1; rb += GEMM_RB) {
         int64_t nr = r1 - rb < GEMM_RB ? r1 - rb : GEMM_RB;
-        for (int64_t i = 0; i < nr; i++)
-            for (int64_t j = 0; j < nsb; j++)
-                gemm_pack_w(fmt, (const uint8_t *)W + (size_t)(rb + i) * row_bytes, nb, j,
-                            ws + i * nsb + j);
+        for (int64_t i = 0; i < nr; i++) {
+            const uint8_t *row = (const uint8_t *)W + (size_t)(rb + i) * row_bytes;
+            for (int64_t j = 0; j < nsb; j++) {
+                if (lanes)
+                    gemm_pack_w_lanes(fmt, row, nb, j, ws + i * nsb + j);
+                else
+                    gemm_pack_w(fmt, row, nb, j, ws + i * nsb + j);
+            }
+        }
         for (int64_t t0 = 0; t0 < T; t0 += GEMM_T) {
             int tt = T - t0 < GEMM_T ? (int)(T - t0) : GEMM_T;
             const gx *xt[GEMM_T];
@@ -459,7 +549,7 @@ static inline __attribute__((always_inline)) void qmatmul(int fmt, int64_t cols,
                                                           const void *X, size_t x_stride, float *Y,
                                                           int64_t y_stride, int64_t T, int64_t r0,
                                                           int64_t r1) {
-    if (T >= RWE_GEMM_MIN_T && qgemm(fmt, cols, W, X, x_stride, Y, y_stride, T, r0, r1))
+    if (T >= RWE_GEMM_MIN_T && qgemm(fmt, 0, cols, W, X, x_stride, Y, y_stride, T, r0, r1))
         return;
     int64_t nb = cols / RWE_QK;
     size_t row_bytes = (size_t)nb * wblock_bytes(fmt);
@@ -487,20 +577,211 @@ static inline __attribute__((always_inline)) void qmatmul(int fmt, int64_t cols,
     }
 }
 
-static void matmul_q8_0_avx2(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
-                             int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {
-    qmatmul(FMT_Q8_0, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
+RWE_QMATMUL_ENTRY(matmul_q8_0_avx2, qmatmul, Q8_0)
+RWE_QMATMUL_ENTRY(matmul_q4_0_avx2, qmatmul, Q4_0)
+RWE_QMATMUL_ENTRY(matmul_q4_1_avx2, qmatmul, Q4_1)
+
+/* ------------------------------------------------- lanes layout: matmul */
+
+/* Integer sums of the NH halves of one layout superblock (half hf: 8 blocks
+ * at q[i] + 32 hf, nl[hf] of them there, vector v at + v * stride) for K
+ * rows against the packed activations x[hf]:
+ *   q8_0: stored u = w + 128 is flipped back to w and goes through the
+ *         sign trick of block_dot, |w| * (x with w's sign): as unsigned u
+ *         against signed x a maddubs pair can reach 2 * 255 * 127 and
+ *         saturate; a vector's pairs (<= 2 * 128 * 127) go to int32 at once.
+ *   q4: nibbles 0..15 against x, the 8 vectors of a half summed in int16
+ *         (<= 8 * 2 * 15 * 127 = 30480), then one madd; q4_0 adds the
+ *         activations' bias -8 * sum(x).
+ * Both halves of vector v are read before vector v + 1, so a row is read
+ * in address order: half by half, q8_0 decode from DRAM with 2 rows at a
+ * time ran at 0.92x of this order.  Each activation vector is loaded once
+ * for the K rows. */
+static inline __attribute__((always_inline)) void lanes_idots(int fmt, int K, int NH,
+                                                              const uint8_t *const *q,
+                                                              size_t stride, const int nl[2],
+                                                              const gx *x, __m256i s[2][2]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    if (fmt == FMT_Q8_0) {
+        const __m256i flip = _mm256_set1_epi8((char)0x80);
+        #pragma GCC unroll 2
+        for (int i = 0; i < K; i++)
+            #pragma GCC unroll 2
+            for (int hf = 0; hf < NH; hf++)
+                s[i][hf] = _mm256_setzero_si256();
+        #pragma GCC unroll 8
+        for (int v = 0; v < 8; v++)
+            #pragma GCC unroll 2
+            for (int hf = 0; hf < NH; hf++) {
+                __m256i xv = _mm256_load_si256((const __m256i *)x[hf].q[v]);
+                #pragma GCC unroll 2
+                for (int i = 0; i < K; i++) {
+                    __m256i w = lanes_load8(q[i] + v * stride + 32 * hf, nl[hf]);
+                    w = _mm256_xor_si256(w, flip);
+                    s[i][hf] = _mm256_add_epi32(
+                        s[i][hf], dot_us8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(xv, w)));
+                }
+            }
+        return;
+    }
+    const __m256i nib = _mm256_set1_epi8(0x0f);
+    __m256i h[2][2];
+    #pragma GCC unroll 2
+    for (int i = 0; i < K; i++)
+        #pragma GCC unroll 2
+        for (int hf = 0; hf < NH; hf++)
+            h[i][hf] = _mm256_setzero_si256();
+    #pragma GCC unroll 4
+    for (int v = 0; v < 4; v++)
+        #pragma GCC unroll 2
+        for (int hf = 0; hf < NH; hf++) {
+            __m256i xlo = _mm256_load_si256((const __m256i *)x[hf].q[v]);
+            __m256i xhi = _mm256_load_si256((const __m256i *)x[hf].q[v + 4]);
+            #pragma GCC unroll 2
+            for (int i = 0; i < K; i++) {
+                __m256i w = lanes_load8(q[i] + v * stride + 32 * hf, nl[hf]);
+                __m256i lo = _mm256_and_si256(w, nib);
+                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), nib);
+                h[i][hf] = _mm256_add_epi16(h[i][hf], _mm256_maddubs_epi16(lo, xlo));
+                h[i][hf] = _mm256_add_epi16(h[i][hf], _mm256_maddubs_epi16(hi, xhi));
+            }
+        }
+    #pragma GCC unroll 2
+    for (int i = 0; i < K; i++)
+        #pragma GCC unroll 2
+        for (int hf = 0; hf < NH; hf++) {
+            s[i][hf] = _mm256_madd_epi16(h[i][hf], ones);
+            if (fmt == FMT_Q4_0)
+                s[i][hf] = _mm256_add_epi32(s[i][hf], _mm256_load_si256((const __m256i *)x[hf].bias));
+        }
 }
 
-static void matmul_q4_0_avx2(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
-                             int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {
-    qmatmul(FMT_Q4_0, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
+/* Superblock b[i] of each of K rows (n blocks, NH = 2 halves if n > 8,
+ * else 1) against its packed activations x[0], x[1], added to acc[i] in
+ * float: dw * dx * sum, and for q4_1 m * s. */
+static inline __attribute__((always_inline)) void lanes_sb_dot(int fmt, int K, int NH,
+                                                               const lanes_sb *b, int n,
+                                                               const gx *x, __m256 acc[2]) {
+    const int nl[2] = {n < 8 ? n : 8, n - 8};
+    const uint8_t *q[2] = {b[0].q, b[K - 1].q};
+    __m256i s[2][2];
+    lanes_idots(fmt, K, NH, q, 4 * (size_t)n, nl, x, s);
+    #pragma GCC unroll 2
+    for (int hf = 0; hf < NH; hf++) {
+        __m256 dx = _mm256_load_ps(x[hf].d);
+        #pragma GCC unroll 2
+        for (int i = 0; i < K; i++) {
+            __m256 d = _mm256_mul_ps(lanes_f16x8(b[i].d + 16 * hf, nl[hf]), dx);
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[i][hf]), d, acc[i]);
+            if (fmt == FMT_Q4_1)
+                acc[i] = _mm256_fmadd_ps(lanes_f16x8(b[i].m + 16 * hf, nl[hf]),
+                                         _mm256_load_ps(x[hf].s), acc[i]);
+        }
+    }
 }
 
-static void matmul_q4_1_avx2(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
-                             int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {
-    qmatmul(FMT_Q4_1, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
+/* Layout superblocks per decode chunk: the packed activations of 8192
+ * columns (32 gx, 11 KiB) stay on the stack; a chunk is whole groups. */
+#define LANES_CHUNK 16
+
+/* Two rows are read at a time, one from each half of a call's range, once
+ * each half is at least this many bytes (the AVX-512 decode's rule). */
+#define LANES_MIN_STREAM (64 << 10)
+
+/* Decode of rows [r0, r1) over layout superblocks [j0, j0 + nj), whose
+ * packed activations are xs[2 (j - j0) + half]: K = 2 rows at a time, one
+ * from each half of the range (two long linear streams: 24 x 2048 layer
+ * stacks from DRAM, 2 threads, decoded 1.03-1.09x faster than 1 row at a
+ * time; in L2 one row is a little faster), or K = 1.  Full
+ * superblocks (every one but maybe a row's last) take constant sizes.
+ * Returns the first row not done: r0 + K * ((r1 - r0) / K). */
+static inline __attribute__((always_inline)) int64_t lanes_decode(int fmt, int K, const uint8_t *W,
+                                                               size_t row_bytes, int64_t nb,
+                                                               const gx *xs, int64_t j0, int64_t nj,
+                                                               float *Y, int64_t r0, int64_t r1) {
+    const int64_t full = nb / RWE_LANES_SB < j0 + nj ? nb / RWE_LANES_SB : j0 + nj;
+    const int64_t h = (r1 - r0) / K;
+    for (int64_t r = r0; r < r0 + h; r++) {
+        const uint8_t *row[2] = {(const uint8_t *)W + (size_t)r * row_bytes,
+                                 (const uint8_t *)W + (size_t)(r + (K - 1) * h) * row_bytes};
+        __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+        lanes_sb b[2];
+        int64_t j = j0;
+        for (; j < full; j++) {
+            #pragma GCC unroll 2
+            for (int i = 0; i < K; i++)
+                b[i] = lanes_at(fmt, row[i], nb, j);
+            lanes_sb_dot(fmt, K, 2, b, RWE_LANES_SB, xs + 2 * (j - j0), acc);
+        }
+        if (j < j0 + nj) { /* a partial last superblock */
+            #pragma GCC unroll 2
+            for (int i = 0; i < K; i++)
+                b[i] = lanes_at(fmt, row[i], nb, j);
+            if (b[0].n > 8)
+                lanes_sb_dot(fmt, K, 2, b, b[0].n, xs + 2 * (j - j0), acc);
+            else
+                lanes_sb_dot(fmt, K, 1, b, b[0].n, xs + 2 * (j - j0), acc);
+        }
+        #pragma GCC unroll 2
+        for (int i = 0; i < K; i++) {
+            float v = hsum8(acc[i]);
+            float *y = Y + r + i * h;
+            *y = j0 == 0 ? v : *y + v;
+        }
+    }
+    return r0 + K * h;
 }
+
+static inline __attribute__((always_inline)) void lanes_matvec(int fmt, int64_t cols,
+                                                               const void *W, const void *X,
+                                                               float *Y, int64_t r0, int64_t r1) {
+    const int64_t nb = cols / RWE_QK, nsb = (nb + RWE_LANES_SB - 1) / RWE_LANES_SB;
+    const size_t row_bytes = (size_t)nb * wblock_bytes(fmt);
+    gx xs[2 * LANES_CHUNK];
+    const int two = (size_t)(r1 - r0) * row_bytes >= 2 * (size_t)LANES_MIN_STREAM;
+    for (int64_t j0 = 0; j0 < nsb; j0 += LANES_CHUNK) {
+        const int64_t nj = nsb - j0 < LANES_CHUNK ? nsb - j0 : LANES_CHUNK;
+        for (int64_t h = 2 * j0; h < 2 * (j0 + nj) && 8 * h < nb; h++)
+            gemm_pack_x(fmt, X, nb, h, xs + (h - 2 * j0));
+        int64_t r = r0;
+        if (two)
+            r = lanes_decode(fmt, 2, W, row_bytes, nb, xs, j0, nj, Y, r0, r1);
+        lanes_decode(fmt, 1, W, row_bytes, nb, xs, j0, nj, Y, r, r1);
+    }
+}
+
+/* qgemm on the lanes layout, kept out of line (its tile's registers: see
+ * gemm_tile). */
+static __attribute__((noinline)) int lanes_gemm(int fmt, int64_t cols, const void *W, const void *X,
+                                                size_t x_stride, float *Y, int64_t y_stride,
+                                                int64_t T, int64_t r0, int64_t r1) {
+    if (fmt == FMT_Q8_0)
+        return qgemm(FMT_Q8_0, 1, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
+    if (fmt == FMT_Q4_0)
+        return qgemm(FMT_Q4_0, 1, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
+    return qgemm(FMT_Q4_1, 1, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
+}
+
+/* Weights in the lanes layout: fewer than RWE_GEMM_MIN_T tokens are one
+ * matvec each, a call's matrix (<= 8 MB here) staying in L3 for the next
+ * token (24 x 2048 q4_0, 2 threads, T = 2 / 4 / 7, against the GGML-layout
+ * path: 1.31x / 1.60x / 1.74x; through the GEMM 0.82x / 1.22x / 1.63x; at
+ * T = 16 the GEMM wins, 1.03x against 0.86x); more go through the GEMM (its
+ * weight packing is a sign flip or nibble split here, not a transpose),
+ * token by token when its workspace is not to be had. */
+static inline __attribute__((always_inline)) void lanes_matmul(int fmt, int64_t cols, const void *W,
+                                                               const void *X, size_t x_stride,
+                                                               float *Y, int64_t y_stride,
+                                                               int64_t T, int64_t r0, int64_t r1) {
+    if (T >= RWE_GEMM_MIN_T && lanes_gemm(fmt, cols, W, X, x_stride, Y, y_stride, T, r0, r1))
+        return;
+    for (int64_t t = 0; t < T; t++)
+        lanes_matvec(fmt, cols, W, (const uint8_t *)X + (size_t)t * x_stride, Y + t * y_stride, r0, r1);
+}
+
+RWE_QMATMUL_ENTRY(matmul_lanes_q8_0_avx2, lanes_matmul, Q8_0)
+RWE_QMATMUL_ENTRY(matmul_lanes_q4_0_avx2, lanes_matmul, Q4_0)
+RWE_QMATMUL_ENTRY(matmul_lanes_q4_1_avx2, lanes_matmul, Q4_1)
 
 /* ---------------------------------------------------- float matmul */
 
@@ -790,6 +1071,9 @@ const rwe_kernels rwe_kernels_avx2 = {
     .matmul_q8_0 = matmul_q8_0_avx2,
     .matmul_q4_0 = matmul_q4_0_avx2,
     .matmul_q4_1 = matmul_q4_1_avx2,
+    .matmul_lanes_q8_0 = matmul_lanes_q8_0_avx2,
+    .matmul_lanes_q4_0 = matmul_lanes_q4_0_avx2,
+    .matmul_lanes_q4_1 = matmul_lanes_q4_1_avx2,
     RWE_AVX2_VECTOR_OPS,
 };
 

@@ -624,24 +624,11 @@ static void gemm_pack_w(int fmt, const uint8_t *w, int64_t nb, int64_t j, gw *o)
 
 /* ------------------------------------------------------- lanes layout */
 
-/* Superblock j of a lanes row (quant.h): its quant vectors, its d and m
- * (fp16, one per block) and its number of blocks. */
-typedef struct {
-    const uint8_t *q, *d, *m;
-    int n;
-} lanes_sb;
+/* Superblock j of a lanes row (quant.h). */
+typedef rwe_lanes_sb lanes_sb;
 
 static inline lanes_sb lanes_at(int fmt, const uint8_t *row, int64_t nb, int64_t j) {
-    const int64_t qs = fmt == FMT_Q8_0 ? 32 : 16, hb = fmt == FMT_Q4_1 ? 4 : 2;
-    const int64_t g = j / 2, s = j % 2, left = nb - RWE_LANES_GROUP * g;
-    const int64_t m = left < RWE_LANES_GROUP ? left : RWE_LANES_GROUP;
-    const uint8_t *grp = row + (size_t)(g * RWE_LANES_GROUP * (hb + qs));
-    lanes_sb r;
-    r.d = grp + 2 * RWE_LANES_SB * s;
-    r.m = grp + 2 * m + 2 * RWE_LANES_SB * s;
-    r.q = grp + m * hb + s * RWE_LANES_SB * qs;
-    r.n = nb - RWE_LANES_SB * j < RWE_LANES_SB ? (int)(nb - RWE_LANES_SB * j) : RWE_LANES_SB;
-    return r;
+    return rwe_lanes_at(fmt == FMT_Q8_0 ? 32 : 16, fmt == FMT_Q4_1 ? 4 : 2, row, nb, j);
 }
 
 static inline __mmask16 lanes_mask(int n) { return (__mmask16)((1u << n) - 1); }
@@ -996,9 +983,11 @@ static inline __attribute__((always_inline)) void qmatmul(int fmt, int64_t cols,
 }
 
 /* Weights in the lanes layout: fewer than RWE_GEMM_MIN_T tokens are one
- * matvec each (1024 x 1024 in cache, 1 thread, T = 2 / 4 / 7: q4_0 ~90
- * GMAC/s against the GEMM's 19 / 30 / 41, whose weight packing such short
- * calls do not repay), more go through the GEMM (its weight packing is a
+ * matvec each, a call's matrix (<= 8 MB here) staying in L3 for the next
+ * token (24 x 2048 q4_0, 2 threads, T = 2 / 4 / 7, against the GGML-layout
+ * path: 0.94x / 1.07x / 1.14x; through the GEMM, whose weight packing such
+ * short calls do not repay, 0.62x / 0.80x / 1.04x; at T = 16 the GEMM wins,
+ * 1.08x against 0.83x); more go through the GEMM (its weight packing is a
  * nibble split here, not a transpose); token by token also when the GEMM's
  * workspace is not to be had. */
 static inline __attribute__((always_inline)) void lanes_matmul(int fmt, int64_t cols, const void *W,
@@ -1011,12 +1000,6 @@ static inline __attribute__((always_inline)) void lanes_matmul(int fmt, int64_t 
         lanes_matvec(fmt, cols, W, (const uint8_t *)X + (size_t)t * x_stride, Y + t * y_stride, r0, r1);
 }
 
-/* The table's quantized entries: one function per format around an inline body. */
-#define RWE_QMATMUL_ENTRY(name, body, F)                                                        \
-    static void name(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,    \
-                     int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {                    \
-        body(FMT_##F, cols, W, X, x_stride, Y, y_stride, T, r0, r1);                           \
-    }
 RWE_QMATMUL_ENTRY(matmul_q8_0_avx512, qmatmul, Q8_0)
 RWE_QMATMUL_ENTRY(matmul_q4_0_avx512, qmatmul, Q4_0)
 RWE_QMATMUL_ENTRY(matmul_q4_1_avx512, qmatmul, Q4_1)

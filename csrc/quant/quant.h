@@ -15,6 +15,7 @@
 #ifndef RWE_QUANT_H
 #define RWE_QUANT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "../rwkv_edge.h"
@@ -45,6 +46,28 @@ void rwe_dequantize_row_q4_1_ref(const void *x, float *y, int64_t n);
  */
 #define RWE_LANES_GROUP 32
 #define RWE_LANES_SB 16
+
+/* Superblock j of a lanes row of nb blocks: vector k at q + 4 * n * k, the
+ * blocks' fp16 d at d (and q4_1's m at m), n blocks (16, or fewer in a row's
+ * last).  qs = quant bytes per block (32 for q8_0, 16 for q4), hb = header
+ * bytes per block (2, or 4 for q4_1). */
+typedef struct {
+    const uint8_t *q, *d, *m;
+    int n;
+} rwe_lanes_sb;
+
+static inline rwe_lanes_sb rwe_lanes_at(int64_t qs, int64_t hb, const uint8_t *row, int64_t nb,
+                                        int64_t j) {
+    const int64_t g = j / 2, s = j % 2, left = nb - RWE_LANES_GROUP * g;
+    const int64_t m = left < RWE_LANES_GROUP ? left : RWE_LANES_GROUP;
+    const uint8_t *grp = row + (size_t)(g * RWE_LANES_GROUP * (hb + qs));
+    rwe_lanes_sb r;
+    r.d = grp + 2 * RWE_LANES_SB * s;
+    r.m = grp + 2 * m + 2 * RWE_LANES_SB * s;
+    r.q = grp + m * hb + s * RWE_LANES_SB * qs;
+    r.n = nb - RWE_LANES_SB * j < RWE_LANES_SB ? (int)(nb - RWE_LANES_SB * j) : RWE_LANES_SB;
+    return r;
+}
 
 int rwe_lanes_supported(rwe_type t);
 /* Rows [r0, r1) of a (rows, cols) matrix, each row at r * rwe_row_bytes. */
