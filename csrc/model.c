@@ -411,17 +411,6 @@ typedef struct {
     const void **src;         /* per matrix: its GGML rows in the mapping, or NULL */
 } repack_job;
 
-static void repack_task(void *ctx, int ith, int nth) {
-    repack_job *j = ctx;
-    for (int i = 0; i < n_matrices(j->m); i++) {
-        matrix *w = matrix_at(j->m, i);
-        if (!w || !j->src[i]) continue;
-        int64_t r0, r1;
-        rwe_split_range(w->rows, ROW_GRAIN, ith, nth, &r0, &r1);
-        rwe_lanes_pack(w->type, w->cols, j->src[i], (void *)w->data, r0, r1);
-    }
-}
-
 /* The whole pages of [p, p + n) leave this process's resident set. */
 static void drop_pages(const void *p, size_t n) {
 #if defined(MADV_DONTNEED)
@@ -431,6 +420,22 @@ static void drop_pages(const void *p, size_t n) {
 #else
     (void)p, (void)n;
 #endif
+}
+
+/* Each thread packs its rows of every matrix and drops the file pages it
+ * read at once, so the load's peak RSS is the copy plus about one matrix
+ * (pages shared by two threads' rows go when repack_lanes drops them all). */
+static void repack_task(void *ctx, int ith, int nth) {
+    repack_job *j = ctx;
+    for (int i = 0; i < n_matrices(j->m); i++) {
+        matrix *w = matrix_at(j->m, i);
+        if (!w || !j->src[i]) continue;
+        int64_t r0, r1;
+        rwe_split_range(w->rows, ROW_GRAIN, ith, nth, &r0, &r1);
+        rwe_lanes_pack(w->type, w->cols, j->src[i], (void *)w->data, r0, r1);
+        size_t rb = rwe_row_bytes(w->type, w->cols);
+        drop_pages((const char *)j->src[i] + (size_t)r0 * rb, (size_t)(r1 - r0) * rb);
+    }
 }
 
 static rwe_status repack_lanes(rwe_model *m) {
