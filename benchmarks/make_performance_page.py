@@ -343,11 +343,11 @@ def threads_and_memory_section(results: list[dict[str, Any]]) -> list[str]:
         "",
         "Load = `Model.load` (the file is memory-mapped; the first token pages weights in); "
         "it reads the header and the small vectors, from disk where they are not in the page "
-        "cache. With the x86 kernels (AVX2, AVX-512) it also copies the quantized matrices "
-        "once into their lanes layout (*repacked MB*; `RWKV_EDGE_REPACK=0` turns that off and "
-        "keeps every weight in the mapping), which pages them in during the load instead of the "
-        "first token. *Reload* = a second `Model.load` of the same file at the end of the "
-        "run, with the file in the page cache: the load's own cost. "
+        "cache. With the x86 kernels (AVX2, AVX-512) the first token also copies each "
+        "quantized matrix once into their lanes layout (*repacked MB*; `RWKV_EDGE_REPACK=0` "
+        "turns that off and keeps every weight in the mapping). *Reload* = a second "
+        "`Model.load` of the same file at the end of the run, with the file in the page "
+        "cache: the load's own cost. "
         "RSS after the first token and the process peak. Speed-ups are the first run's "
         "configuration over the second's in the same process (2 threads over 1).",
         "",

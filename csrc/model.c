@@ -36,9 +36,10 @@
 
 /* ------------------------------------------------------------------ structs */
 
-/* A weight matrix, used where it lies in the map or in its load-time repacked copy. */
+/* A weight matrix, used where it lies in the map or in its repacked copy. */
 typedef struct {
-    const void *data;         /* (rows, cols) row-major, rows in `type` */
+    const void *data;         /* (rows, cols) row-major, rows in `type` (or its lanes layout) */
+    const void *src;          /* GGML rows in the map still to be repacked into data, or NULL */
     rwe_type type;
     rwe_type act;             /* type its input rows are converted to (rwe_act_type) */
     int64_t rows, cols;
@@ -91,8 +92,9 @@ struct rwe_model {
     scratch s;
     rwe_threadpool *pool;
     pthread_mutex_t lock;     /* serialises evals: one forward pass at a time per model */
-    void *lanes;              /* anonymous map of the matrices repacked at load, or NULL */
+    void *lanes;              /* anonymous map of the repacked matrices, or NULL */
     size_t lanes_bytes;
+    int lanes_pending;        /* reserved but not yet filled (repack_all, first eval) */
 };
 
 /* ------------------------------------------------------------------ loading */
@@ -386,11 +388,14 @@ static uint64_t weight_bytes(rwe_model *m) {
  * so a decode step takes about half the instructions of the GGML order (in
  * L2, 1 thread, AVX-512: q4_0 31 -> 52-57 GB/s, q8_0 45 -> 91; AVX2: q4_0
  * 15 -> 33, q8_0 33 -> 50) and the prefill GEMM packs weights by a nibble
- * split instead of a transpose.  Load copies those
- * matrices once into one anonymous map, rows split over the pool, and then
- * drops the file pages it read from this process (the page cache keeps
- * them), so resident memory stays one copy.  RWKV_EDGE_REPACK=0 keeps every
- * weight in the file mapping instead (zero copy, shared between processes).
+ * split instead of a transpose.  Load reserves one anonymous map for those
+ * matrices (nothing is touched yet); the first eval copies them all into it
+ * (repack_all, under the eval lock), rows split over the pool, which is when
+ * the zero-copy path would page them in anyway, so the load stays a map
+ * (24x2048 q4_0: ~5 ms against 180-280 ms with the copy in the load).  Each
+ * thread drops the file pages it read from the process as it goes (the page
+ * cache keeps them), so resident memory stays one copy.  RWKV_EDGE_REPACK=0 keeps every weight in the file mapping
+ * instead (zero copy, shared between processes).
  */
 static rwe_matmul_fn lanes_for(const rwe_kernels *k, rwe_type t) {
     switch (t) {
@@ -406,11 +411,6 @@ static int repack_wanted(const rwe_model *m) {
     return !(env && !strcmp(env, "0")) && m->kern->matmul_lanes_q4_0;
 }
 
-typedef struct {
-    rwe_model *m;
-    const void **src;         /* per matrix: its GGML rows in the mapping, or NULL */
-} repack_job;
-
 /* The whole pages of [p, p + n) leave this process's resident set. */
 static void drop_pages(const void *p, size_t n) {
 #if defined(MADV_DONTNEED)
@@ -422,22 +422,40 @@ static void drop_pages(const void *p, size_t n) {
 #endif
 }
 
-/* Each thread packs its rows of every matrix and drops the file pages it
- * read at once, so the load's peak RSS is the copy plus about one matrix
- * (pages shared by two threads' rows go when repack_lanes drops them all). */
+/* Each thread packs its rows of every matrix still to be packed and drops
+ * the file pages it read at once, so the peak RSS is the copy plus about
+ * one matrix (pages shared by two threads' rows go in repack_all's sweep). */
 static void repack_task(void *ctx, int ith, int nth) {
-    repack_job *j = ctx;
-    for (int i = 0; i < n_matrices(j->m); i++) {
-        matrix *w = matrix_at(j->m, i);
-        if (!w || !j->src[i]) continue;
+    rwe_model *m = ctx;
+    for (int i = 0; i < n_matrices(m); i++) {
+        matrix *w = matrix_at(m, i);
+        if (!w || !w->src) continue;
         int64_t r0, r1;
         rwe_split_range(w->rows, ROW_GRAIN, ith, nth, &r0, &r1);
-        rwe_lanes_pack(w->type, w->cols, j->src[i], (void *)w->data, r0, r1);
+        rwe_lanes_pack(w->type, w->cols, w->src, (void *)w->data, r0, r1);
         size_t rb = rwe_row_bytes(w->type, w->cols);
-        drop_pages((const char *)j->src[i] + (size_t)r0 * rb, (size_t)(r1 - r0) * rb);
+        drop_pages((const char *)w->src + (size_t)r0 * rb, (size_t)(r1 - r0) * rb);
     }
 }
 
+/* Copies every reserved matrix into its lanes layout, on the first eval
+ * (which holds the model's lock): one parallel region for all of them, as
+ * one region per matrix (193 at 24 layers) cost a scheduler quantum each
+ * on a busy machine (first token 0.4-2.7 s against ~0.3 s). */
+static void repack_all(rwe_model *m) {
+    if (!m->lanes_pending) return;
+    rwe_threadpool_run(m->pool, repack_task, m);
+    for (int i = 0; i < n_matrices(m); i++) {
+        matrix *w = matrix_at(m, i);
+        if (!w || !w->src) continue;
+        drop_pages(w->src, matrix_bytes(w));
+        w->src = NULL;
+    }
+    m->lanes_pending = 0;
+}
+
+/* Reserves the lanes copy of every matrix the kernel set reads that way and
+ * points the matrices at it; repack_all fills them on the first eval. */
 static rwe_status repack_lanes(rwe_model *m) {
     if (!repack_wanted(m)) return RWE_OK;
     int n = n_matrices(m);
@@ -447,14 +465,10 @@ static rwe_status repack_lanes(rwe_model *m) {
         if (w && lanes_for(m->kern, w->type)) total += (matrix_bytes(w) + 63) / 64 * 64;
     }
     if (!total) return RWE_OK;
-    const void **src = calloc((size_t)n, sizeof *src);
     void *arena = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (!src || arena == MAP_FAILED) {
-        free(src);
-        if (arena != MAP_FAILED) munmap(arena, total);
-        return rwe_fail(RWE_ERR_NOMEM, "out of memory repacking %zu bytes of weights "
+    if (arena == MAP_FAILED)
+        return rwe_fail(RWE_ERR_NOMEM, "cannot reserve %zu bytes for repacked weights "
                         "(RWKV_EDGE_REPACK=0 uses them in the mapping)", total);
-    }
 #if defined(MADV_HUGEPAGE)
     madvise(arena, total, MADV_HUGEPAGE); /* fewer faults and TLB misses; a hint only */
 #endif
@@ -462,18 +476,14 @@ static rwe_status repack_lanes(rwe_model *m) {
     for (int i = 0; i < n; i++) {
         matrix *w = matrix_at(m, i);
         if (!w || !lanes_for(m->kern, w->type)) continue;
-        src[i] = w->data;
+        w->src = w->data;
         w->data = (char *)arena + off;
         w->matmul = lanes_for(m->kern, w->type);
         off += (matrix_bytes(w) + 63) / 64 * 64;
     }
-    repack_job job = {m, src};
-    rwe_threadpool_run(m->pool, repack_task, &job);
-    for (int i = 0; i < n; i++)
-        if (src[i]) drop_pages(src[i], matrix_bytes(matrix_at(m, i)));
-    free(src);
     m->lanes = arena;
     m->lanes_bytes = total;
+    m->lanes_pending = 1;
     return RWE_OK;
 }
 
@@ -583,6 +593,7 @@ static void mm_plan(mm_batch *b, int nth) {
 
 /* Run a batch of matmuls on the pool (or on this thread when it is small). */
 static void run_mm(rwe_model *m, mm_batch *b) {
+    repack_all(m);
     int nth = b->work < PARALLEL_MIN_WORK ? 1 : rwe_threadpool_size(m->pool);
     mm_plan(b, nth);
     run(m, mm_task, b, b->work);

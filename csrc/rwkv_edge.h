@@ -82,8 +82,8 @@ typedef struct rwe_model_info {
     rwe_isa isa;             /* kernel set in use */
     uint64_t state_len;      /* floats in one state */
     uint64_t weight_bytes;   /* bytes of weights read per token (head included) */
-    uint64_t repacked_bytes; /* weights copied at load into the kernels' own layout
-                                (0: every weight is used where it lies in the map) */
+    uint64_t repacked_bytes; /* weights kept in the kernels' own layout, copied from
+                                the map on first use (0: all used where they lie) */
 } rwe_model_info;
 
 /* Status name ("RWE_ERR_FORMAT") and this thread's last error detail. */
@@ -96,9 +96,9 @@ int rwe_cpu_supports(rwe_isa isa);
 
 /* Load a GGUF model (arch "rwkv5") by memory-mapping it; weights are used in
  * place, except that a kernel set with a layout of its own (AVX2 and AVX-512:
- * the lanes layout) gets its quantized matrices copied into it once, here (see
- * rwe_model_info.repacked_bytes; the environment variable RWKV_EDGE_REPACK=0
- * turns that off). n_threads 0 means one per online CPU. */
+ * the lanes layout) gets its quantized matrices copied into it once, by the
+ * first eval (see rwe_model_info.repacked_bytes; the environment variable
+ * RWKV_EDGE_REPACK=0 turns that off). n_threads 0 means one per online CPU. */
 rwe_status rwe_model_load(const char *path, uint32_t n_threads, rwe_isa isa,
                           rwe_model **out_model);
 void rwe_model_free(rwe_model *model);

@@ -86,7 +86,7 @@ class CEngine:
         self.isa: str = ISA_NAMES.get(int(info.isa), "?")
         self.n_threads: int = int(info.n_threads)
         self.weight_bytes: int = int(info.weight_bytes)
-        # bytes copied at load into the kernels' own layout (0: all zero-copy)
+        # bytes kept in the kernels' own layout, copied on first use (0: all zero-copy)
         self.repacked_bytes: int = int(info.repacked_bytes)
         self.state_len: int = int(info.state_len)
 
