@@ -394,8 +394,9 @@ static uint64_t weight_bytes(rwe_model *m) {
  * the zero-copy path would page them in anyway, so the load stays a map
  * (24x2048 q4_0: ~5 ms against 180-280 ms with the copy in the load).  Each
  * thread drops the file pages it read from the process as it goes (the page
- * cache keeps them), so resident memory stays one copy.  RWKV_EDGE_REPACK=0 keeps every weight in the file mapping
- * instead (zero copy, shared between processes).
+ * cache keeps them), so resident memory stays one copy.  RWKV_EDGE_REPACK=0
+ * keeps every weight in the file mapping instead (zero copy, shared between
+ * processes).
  */
 static rwe_matmul_fn lanes_for(const rwe_kernels *k, rwe_type t) {
     switch (t) {

@@ -496,15 +496,21 @@ static inline __m512i sb_blocks(void) {
     return _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
 }
 
-/* Byte offsets of the lanes' blocks, and the lanes whose block exists. */
-static inline __m512i sb_offsets(int block_bytes) {
-    return _mm512_mullo_epi32(sb_blocks(), _mm512_set1_epi32(block_bytes));
+/* Lane L holds block L: the order of the lanes layout (quant.h). */
+static inline __m512i lane_blocks(void) {
+    return _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
 }
 
-static inline __mmask16 sb_mask(int64_t nb, int64_t j) {
+/* For lanes holding superblock j's blocks in the order `blocks`: their byte
+ * offsets, and the lanes whose block exists in a row of nb blocks. */
+static inline __m512i sb_offsets(__m512i blocks, int block_bytes) {
+    return _mm512_mullo_epi32(blocks, _mm512_set1_epi32(block_bytes));
+}
+
+static inline __mmask16 sb_mask(__m512i blocks, int64_t nb, int64_t j) {
     int64_t n = nb - j * GEMM_SB;
     return n >= GEMM_SB ? (__mmask16)0xffff
-                        : _mm512_cmplt_epi32_mask(sb_blocks(), _mm512_set1_epi32((int)n));
+                        : _mm512_cmplt_epi32_mask(blocks, _mm512_set1_epi32((int)n));
 }
 
 /* Gathers the 32-bit words at base + 16-lane byte offsets (masked lanes 0). */
@@ -516,21 +522,14 @@ static inline __m512 half_to_f32(__m512i w) { /* low 16 bits of each lane */
     return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(w));
 }
 
-/* Lane L holds block L: the order of the lanes layout (quant.h). */
-static inline __m512i lane_blocks(void) {
-    return _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-}
-
 /* Superblock j of one activation row (q8_0 blocks, or q8_1 for q4_1), its
  * lanes in the order of sb_blocks, or of lane_blocks when `lanes`. */
 static void gemm_pack_x(int fmt, int lanes, const uint8_t *x, int64_t nb, int64_t j, gx *o) {
     const int q81 = fmt == FMT_Q4_1;
     const int bs = q81 ? (int)sizeof(rwe_block_q8_1) : (int)sizeof(rwe_block_q8_0);
     const __m512i blocks = lanes ? lane_blocks() : sb_blocks();
-    const __m512i off = _mm512_mullo_epi32(blocks, _mm512_set1_epi32(bs));
-    const int64_t left = nb - j * GEMM_SB;
-    const __mmask16 m = left >= GEMM_SB ? (__mmask16)0xffff
-                                        : _mm512_cmplt_epi32_mask(blocks, _mm512_set1_epi32((int)left));
+    const __m512i off = sb_offsets(blocks, bs);
+    const __mmask16 m = sb_mask(blocks, nb, j);
     const uint8_t *base = x + (size_t)(j * GEMM_SB) * (size_t)bs;
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     for (int k = 0; k < 8; k++)
@@ -593,8 +592,8 @@ static inline void gemm_store_w(const __m512i q[8], gw *o) {
 /* Superblock j of one weight row. */
 static void gemm_pack_w(int fmt, const uint8_t *w, int64_t nb, int64_t j, gw *o) {
     const int bs = (int)group_bytes(fmt) / 4; /* bytes per block */
-    const __m512i off = sb_offsets(bs);
-    const __mmask16 m = sb_mask(nb, j);
+    const __m512i off = sb_offsets(sb_blocks(), bs);
+    const __mmask16 m = sb_mask(sb_blocks(), nb, j);
     const uint8_t *base = w + (size_t)(j * GEMM_SB) * (size_t)bs;
     __m512i q[8];
     if (m == 0xffff) {
@@ -676,9 +675,8 @@ typedef struct {
 static void lanes_pack_x(int fmt, const uint8_t *x, int64_t nb, int64_t j, lx *o) {
     const int q81 = fmt == FMT_Q4_1;
     const int bs = q81 ? (int)sizeof(rwe_block_q8_1) : (int)sizeof(rwe_block_q8_0);
-    const __m512i off = _mm512_mullo_epi32(lane_blocks(), _mm512_set1_epi32(bs));
-    const int64_t left = nb - j * GEMM_SB;
-    const __mmask16 m = lanes_mask(left >= GEMM_SB ? GEMM_SB : (int)left);
+    const __m512i off = sb_offsets(lane_blocks(), bs);
+    const __mmask16 m = sb_mask(lane_blocks(), nb, j);
     const uint8_t *base = x + (size_t)(j * GEMM_SB) * (size_t)bs;
     const __m512i ones = _mm512_set1_epi8(1);
     __m512i sum = _mm512_setzero_si512();
