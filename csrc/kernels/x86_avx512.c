@@ -818,18 +818,85 @@ static inline __attribute__((always_inline)) void gemm_store_4xT(int TT, __m512 
     if (TT > 3) _mm_storeu_ps(Y + 3 * y_stride, _mm512_extractf32x4_ps(q, 3));
 }
 
-/* Y[t][r + i] = W row i . X token t for an R x TT tile over nsb superblocks;
- * w[i] / x[t] point at row i's / token t's superblock 0. */
+/* A row's partial last superblock of m <= 8 blocks, "folded" (lanes order
+ * only): the 4 rows of a tile share nv = 1 (m <= 4) or 2 (m <= 8) vectors,
+ * row i in the slot of `width` = 16 / (4 / nv) lanes at (i % (4 / nv)) *
+ * width of vector i / (4 / nv).  A token's blocks, lanes [0, width) of its
+ * last superblock, are broadcast into every slot as they are loaded.  A
+ * 768-column row (24 blocks) then costs 1.5 superblocks of vpdpbusd, not 2. */
+typedef struct {
+    int nv;          /* 0: no folded tail */
+    const gw *w;     /* nv vectors */
+    const gx *x[4];  /* per token: its last superblock */
+} gtail;
+
+static inline int tail_width(int nv) { return nv == 1 ? 4 : 8; }
+
+/* Lanes [0, width) of v (an aligned 64-byte vector) in every slot. */
+static inline __m512i tail_bcast(int width, const void *v) {
+    return width == 4 ? _mm512_broadcast_i32x4(_mm_load_si128(v))
+                      : _mm512_broadcast_i64x4(_mm256_load_si256(v));
+}
+
+/* f[i][t] = row i's part of the folded tail (scaled, its lanes only, the
+ * rest 0), as the tile's starting sums; NV is tl->nv as a constant, so that
+ * f stays in registers.  The main superblocks' registers are not live yet. */
+static inline __attribute__((always_inline)) void gemm_tail(int fmt, int TT, int NV, const gtail *tl,
+                                                            __m512 f[4][4]) {
+    const int per = 4 / NV, width = tail_width(NV);
+    __m512i s[2][4];
+    #pragma GCC unroll 2
+    for (int v = 0; v < NV; v++)
+        #pragma GCC unroll 4
+        for (int t = 0; t < TT; t++)
+            s[v][t] = _mm512_load_si512(tl->w[v].bias);
+    #pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) {
+        __m512i xv[4];
+        #pragma GCC unroll 4
+        for (int t = 0; t < TT; t++)
+            xv[t] = tail_bcast(width, tl->x[t]->q[k]);
+        #pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) {
+            __m512i wv = _mm512_load_si512(tl->w[v].q[k]);
+            #pragma GCC unroll 4
+            for (int t = 0; t < TT; t++)
+                s[v][t] = _mm512_dpbusd_epi32(s[v][t], xv[t], wv);
+        }
+    }
+    #pragma GCC unroll 2
+    for (int v = 0; v < NV; v++)
+        #pragma GCC unroll 4
+        for (int t = 0; t < TT; t++) {
+            const __m512 xd = _mm512_castsi512_ps(tail_bcast(width, tl->x[t]->d));
+            __m512 g = _mm512_mul_ps(_mm512_cvtepi32_ps(s[v][t]), _mm512_mul_ps(_mm512_load_ps(tl->w[v].d), xd));
+            if (fmt == FMT_Q4_1)
+                g = _mm512_fmadd_ps(_mm512_load_ps(tl->w[v].m),
+                                    _mm512_castsi512_ps(tail_bcast(width, tl->x[t]->s)), g);
+            #pragma GCC unroll 4
+            for (int r = 0; r < per; r++)
+                f[v * per + r][t] = _mm512_maskz_mov_ps((__mmask16)(((1u << width) - 1) << (r * width)), g);
+        }
+}
+
+/* Y[t][r + i] = W row i . X token t for an R x TT tile over nsb superblocks
+ * (and, for 4 rows, a folded tail when tl); w[i] / x[t] point at row i's /
+ * token t's superblock 0. */
 static inline __attribute__((always_inline)) void gemm_tile(int fmt, int R, int TT, int64_t nsb,
                                                             const gw *const *w,
-                                                            const gx *const *x, float *Y,
-                                                            int64_t y_stride) {
+                                                            const gx *const *x, const gtail *tl,
+                                                            float *Y, int64_t y_stride) {
     __m512 f[4][4];
-    #pragma GCC unroll 8
-    for (int i = 0; i < R; i++)
+    if (R == 4 && tl && tl->nv == 1)
+        gemm_tail(fmt, TT, 1, tl, f);
+    else if (R == 4 && tl && tl->nv == 2)
+        gemm_tail(fmt, TT, 2, tl, f);
+    else
         #pragma GCC unroll 8
-        for (int t = 0; t < TT; t++)
-            f[i][t] = _mm512_setzero_ps();
+        for (int i = 0; i < R; i++)
+            #pragma GCC unroll 8
+            for (int t = 0; t < TT; t++)
+                f[i][t] = _mm512_setzero_ps();
     for (int64_t j = 0; j < nsb; j++) {
         __m512i s[4][4];
         #pragma GCC unroll 8
@@ -877,7 +944,7 @@ static inline __attribute__((always_inline)) void gemm_tile(int fmt, int R, int 
             Y[t * y_stride + i] = _mm512_reduce_add_ps(f[i][t]);
 }
 
-#define RWE_GEMM_TILE(R, TT) gemm_tile(fmt, R, TT, nsb, wp, xt, y, y_stride)
+#define RWE_GEMM_TILE(R, TT) gemm_tile(fmt, R, TT, nsb - (tl.nv > 0), wp, xt, &tl, y, y_stride)
 
 /* The full 4 x GEMM_T tile, compiled once per format out of line so that
  * every caller runs the same code: inlined into the lanes GEMM, gcc turned
@@ -885,19 +952,72 @@ static inline __attribute__((always_inline)) void gemm_tile(int fmt, int R, int 
  * tile ran at 0.85x (1024 x 1024, T = 256, 1 thread, in cache). */
 #define RWE_GEMM_TILE_FULL(F)                                                                    \
     static __attribute__((noinline)) void gemm_tile_full_##F(int64_t nsb, const gw *const *w,   \
-                                                             const gx *const *x, float *Y,      \
+                                                             const gx *const *x,                \
+                                                             const gtail *tl, float *Y,         \
                                                              int64_t y_stride) {                \
-        gemm_tile(FMT_##F, 4, GEMM_T, nsb, w, x, Y, y_stride);                                   \
+        gemm_tile(FMT_##F, 4, GEMM_T, nsb, w, x, tl, Y, y_stride);                               \
+    }                                                                                            \
+    static __attribute__((noinline)) void gemm_tile_whole_##F(int64_t nsb, const gw *const *w,  \
+                                                              const gx *const *x, float *Y,     \
+                                                              int64_t y_stride) {               \
+        gemm_tile(FMT_##F, 4, GEMM_T, nsb, w, x, NULL, Y, y_stride);                             \
     }
 RWE_GEMM_TILE_FULL(Q8_0)
 RWE_GEMM_TILE_FULL(Q4_0)
 RWE_GEMM_TILE_FULL(Q4_1)
 
+/* Rows without a folded tail keep a tile without the tail's code: the same
+ * instructions as before it existed, so shapes without a tail (1024, 2048,
+ * 3584 columns) cannot lose from it. */
+static inline void gemm_tile_whole(int fmt, int64_t nsb, const gw *const *w, const gx *const *x,
+                                   float *Y, int64_t y_stride) {
+    if (fmt == FMT_Q8_0) gemm_tile_whole_Q8_0(nsb, w, x, Y, y_stride);
+    else if (fmt == FMT_Q4_0) gemm_tile_whole_Q4_0(nsb, w, x, Y, y_stride);
+    else gemm_tile_whole_Q4_1(nsb, w, x, Y, y_stride);
+}
+
 static inline void gemm_tile_full(int fmt, int64_t nsb, const gw *const *w, const gx *const *x,
-                                  float *Y, int64_t y_stride) {
-    if (fmt == FMT_Q8_0) gemm_tile_full_Q8_0(nsb, w, x, Y, y_stride);
-    else if (fmt == FMT_Q4_0) gemm_tile_full_Q4_0(nsb, w, x, Y, y_stride);
-    else gemm_tile_full_Q4_1(nsb, w, x, Y, y_stride);
+                                  const gtail *tl, float *Y, int64_t y_stride) {
+    if (fmt == FMT_Q8_0) gemm_tile_full_Q8_0(nsb, w, x, tl, Y, y_stride);
+    else if (fmt == FMT_Q4_0) gemm_tile_full_Q4_0(nsb, w, x, tl, Y, y_stride);
+    else gemm_tile_full_Q4_1(nsb, w, x, tl, Y, y_stride);
+}
+
+/* Folded-tail vectors: 0 when the last superblock is whole or has more than 8 blocks. */
+static inline int tail_vectors(int64_t nb) {
+    int64_t m = nb % GEMM_SB;
+    return m == 0 || m > 8 ? 0 : (m <= 4 ? 1 : 2);
+}
+
+/* Index vector that puts lanes [0, width) of the first operand of a
+ * permutex2var in slot s0 and those of the second in slot s0 + 1
+ * (s0 + 2 <= 16 / width). */
+static inline __m512i tail_index(int width, int s0) {
+    int32_t idx[16] = {0};
+    for (int b = 0; b < width; b++) {
+        idx[s0 * width + b] = b;
+        idx[(s0 + 1) * width + b] = 16 + b;
+    }
+    return _mm512_loadu_si512(idx);
+}
+
+/* Folds the last superblocks of 4 packed rows (r[i], lanes order) into nv vectors at o. */
+static void fold_tail_w(int nv, const gw *const r[4], gw *o) {
+    const int width = tail_width(nv), words = (int)(sizeof(gw) / 64);
+    const __m512i lo = tail_index(width, 0), hi = tail_index(width, nv == 1 ? 2 : 0);
+    for (int k = 0; k < words; k++) {
+        __m512i v[4];
+        for (int i = 0; i < 4; i++)
+            v[i] = _mm512_load_si512((const __m512i *)r[i] + k);
+        if (nv == 2) { /* rows 2u, 2u + 1 -> slots 0, 1 of vector u */
+            _mm512_store_si512((__m512i *)o + k, _mm512_permutex2var_epi32(v[0], lo, v[1]));
+            _mm512_store_si512((__m512i *)(o + 1) + k, _mm512_permutex2var_epi32(v[2], lo, v[3]));
+        } else { /* rows 0..3 -> slots 0..3 */
+            _mm512_store_si512((__m512i *)o + k,
+                               _mm512_mask_blend_epi32(0xff00, _mm512_permutex2var_epi32(v[0], lo, v[1]),
+                                                       _mm512_permutex2var_epi32(v[2], hi, v[3])));
+        }
+    }
 }
 
 /* The GEMM path of qmatmul (weights in GGML blocks) and of lanes_matmul
@@ -908,10 +1028,13 @@ static inline __attribute__((always_inline)) int qgemm(int fmt, int lanes, int64
                                                        int64_t r1) {
     const int64_t nb = cols / RWE_QK, nsb = (nb + GEMM_SB - 1) / GEMM_SB;
     const size_t row_bytes = (size_t)nb * (group_bytes(fmt) / 4);
-    gx *xs = rwe_gemm_workspace((size_t)(T * nsb) * sizeof(gx) + (size_t)(GEMM_RB * nsb) * sizeof(gw));
+    const int nv = lanes ? tail_vectors(nb) : 0;
+    /* workspace: T x nsb gx, GEMM_RB x nsb gw, GEMM_RB / 4 x nv folded gw */
+    gx *xs = rwe_gemm_workspace((size_t)(T * nsb) * sizeof(gx) +
+                                (size_t)(GEMM_RB * nsb + GEMM_RB / 4 * 2) * sizeof(gw));
     if (!xs)
         return 0;
-    gw *ws = (gw *)(xs + T * nsb);
+    gw *ws = (gw *)(xs + T * nsb), *wf = ws + GEMM_RB * nsb;
     for (int64_t t = 0; t < T; t++)
         for (int64_t j = 0; j < nsb; j++)
             gemm_pack_x(fmt, lanes, (const uint8_t *)X + (size_t)t * x_stride, nb, j, xs + t * nsb + j);
@@ -925,6 +1048,11 @@ static inline __attribute__((always_inline)) int qgemm(int fmt, int lanes, int64
                 else
                     gemm_pack_w(fmt, row, nb, j, ws + i * nsb + j);
             }
+        for (int64_t i = 0; nv && i + 4 <= nr; i += 4) {
+            const gw *last[4] = {ws + (i + 1) * nsb - 1, ws + (i + 2) * nsb - 1, ws + (i + 3) * nsb - 1,
+                                 ws + (i + 4) * nsb - 1};
+            fold_tail_w(nv, last, wf + i / 4 * nv);
+        }
         for (int64_t t0 = 0; t0 < T; t0 += GEMM_T) {
             int tt = T - t0 < GEMM_T ? (int)(T - t0) : GEMM_T;
             const gx *xt[GEMM_T];
@@ -936,8 +1064,16 @@ static inline __attribute__((always_inline)) int qgemm(int fmt, int lanes, int64
                 for (int k = 0; k < rr; k++)
                     wp[k] = ws + (i + k) * nsb;
                 float *y = Y + t0 * y_stride + rb + i;
-                if (rr == 4 && tt == GEMM_T)
-                    gemm_tile_full(fmt, nsb, wp, xt, y, y_stride);
+                gtail tl = {.nv = rr == 4 ? nv : 0};
+                if (tl.nv) {
+                    tl.w = wf + i / 4 * nv;
+                    for (int t = 0; t < tt; t++)
+                        tl.x[t] = xt[t] + nsb - 1;
+                }
+                if (rr == 4 && tt == GEMM_T && !nv)
+                    gemm_tile_whole(fmt, nsb, wp, xt, y, y_stride);
+                else if (rr == 4 && tt == GEMM_T)
+                    gemm_tile_full(fmt, nsb - 1, wp, xt, &tl, y, y_stride);
                 else if (rr == 4 && tt == 3)
                     RWE_GEMM_TILE(4, 3);
                 else if (rr == 4 && tt == 2)
@@ -948,7 +1084,7 @@ static inline __attribute__((always_inline)) int qgemm(int fmt, int lanes, int64
                     for (int k = 0; k < rr; k++) {
                         const gw *const *w1 = wp + k;
                         for (int t = 0; t < tt; t++)
-                            gemm_tile(fmt, 1, 1, nsb, w1, xt + t, y + t * y_stride + k, y_stride);
+                            gemm_tile(fmt, 1, 1, nsb, w1, xt + t, NULL, y + t * y_stride + k, y_stride);
                     }
             }
         }

@@ -249,7 +249,7 @@ static void test_ref_quantizers(void) {
 
 /* ------------------------------------------------ activation quantizers */
 
-static const int test_cols[] = {32, 64, 96, 768, 2048, 7168, 8288 /* > one AVX-512 chunk */};
+static const int test_cols[] = {32, 64, 96, 224 /* 7 blocks */, 768, 2048, 7168, 8288 /* > one AVX-512 chunk */};
 #define N_COLS ((int)(sizeof test_cols / sizeof test_cols[0]))
 static const int test_T[] = {1, 2, 3, 4, 5, 8, 17};
 #define N_T ((int)(sizeof test_T / sizeof test_T[0]))
