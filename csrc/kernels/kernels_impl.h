@@ -84,9 +84,9 @@ void rwe_silu_gate_avx2(float *y, const float *g, int64_t n);
 void rwe_relu_square_avx2(float *x, int64_t n);
 
 /* The table entries both x86 sets take from x86_avx2.c: everything but the
- * activation quantizers and the matmuls (the AVX-512 set has its own). */
+ * activation quantizers, the matmuls and wkv5 (the AVX-512 set has its own). */
 #define RWE_AVX2_VECTOR_OPS                                                                   \
-    .wkv5 = rwe_wkv5_avx2, .layer_norm = rwe_layer_norm_avx2,                                \
+    .layer_norm = rwe_layer_norm_avx2,                                                       \
     .group_norm = rwe_group_norm_avx2, .token_mix = rwe_token_mix_avx2,                      \
     .sigmoid_gate = rwe_sigmoid_gate_avx2, .silu_gate = rwe_silu_gate_avx2,                  \
     .relu_square = rwe_relu_square_avx2

@@ -1074,6 +1074,7 @@ const rwe_kernels rwe_kernels_avx2 = {
     .matmul_lanes_q8_0 = matmul_lanes_q8_0_avx2,
     .matmul_lanes_q4_0 = matmul_lanes_q4_0_avx2,
     .matmul_lanes_q4_1 = matmul_lanes_q4_1_avx2,
+    .wkv5 = rwe_wkv5_avx2,
     RWE_AVX2_VECTOR_OPS,
 };
 
