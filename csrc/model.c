@@ -655,18 +655,11 @@ static void wkv_task(void *ctx, int ith, int nth) {
     const scratch *s = &m->s;
     int64_t h0, h1, C = m->C, N = m->N;
     rwe_split_range(m->H, 1, ith, nth, &h0, &h1);
-    if (h0 == 0 && h1 == m->H) { /* the whole layer: one call over the chunk */
-        m->kern->wkv5(j->T, m->H, N, s->r, s->k, s->v, j->L->decay, j->L->bonus, j->S, s->y);
-        return;
-    }
-    /* A slice of heads (rows of the chunk are C apart): head by head, token by
-     * token, so a head's N x N state stays in L1 across the chunk. */
-    for (int64_t h = h0; h < h1; h++)
-        for (int64_t t = 0; t < j->T; t++) {
-            int64_t o = t * C + h * N;
-            m->kern->wkv5(1, 1, N, s->r + o, s->k + o, s->v + o, j->L->decay + h * N,
-                          j->L->bonus + h * N, j->S + h * N * N, s->y + o);
-        }
+    if (h0 == h1) return;
+    /* heads [h0, h1) over the chunk, rows C apart */
+    int64_t o = h0 * N;
+    m->kern->wkv5(j->T, h1 - h0, N, C, s->r + o, s->k + o, s->v + o, j->L->decay + o,
+                  j->L->bonus + o, j->S + h0 * N * N, s->y + o);
 }
 
 /* restrict pointers of its own so that it vectorises (through the scratch

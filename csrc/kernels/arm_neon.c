@@ -498,16 +498,15 @@ static void wkv5_head_neon(int64_t N, const float *r, const float *k, const floa
         vst1q_f32(out + j, vfmaq_n_f32(vld1q_f32(out + j), vld1q_f32(v + j), a));
 }
 
-static void wkv5_neon(int64_t T, int64_t H, int64_t N, const float *r, const float *k,
+static void wkv5_neon(int64_t T, int64_t H, int64_t N, int64_t ld, const float *r, const float *k,
                       const float *v, const float *w, const float *u, float *S, float *out) {
     if (N % 4 != 0) {
-        rwe_wkv5_ref(T, H, N, r, k, v, w, u, S, out);
+        rwe_wkv5_ref(T, H, N, ld, r, k, v, w, u, S, out);
         return;
     }
-    int64_t C = H * N;
     for (int64_t t = 0; t < T; t++)
         for (int64_t h = 0; h < H; h++) {
-            int64_t o = t * C + h * N;
+            int64_t o = t * ld + h * N;
             wkv5_head_neon(N, r + o, k + o, v + o, w + h * N, u + h * N, S + h * N * N, out + o);
         }
 }

@@ -52,11 +52,13 @@ typedef struct rwe_kernels {
     rwe_matmul_fn matmul_lanes_q4_1;
 
     /* WKV5 over T tokens of one layer (T == 1 is the RNN step).
-     * r, k, v, out: T x (H*N) row-major; w, u: H x N (decay in (0,1), bonus);
+     * r, k, v, out: T rows ld >= H*N floats apart (head h of token t at
+     * t*ld + h*N; ld > H*N runs a slice of a layer's heads); w, u: H x N
+     * (decay in (0,1), bonus);
      * S: H x N x N [head][key i][value j], updated in place:
      *   out[t,h,j] = sum_i r[t,h,i] * (u[h,i] * k[t,h,i] * v[t,h,j] + S[h,i,j])
      *   S[h,i,j]   = k[t,h,i] * v[t,h,j] + w[h,i] * S[h,i,j]                   */
-    void (*wkv5)(int64_t T, int64_t H, int64_t N, const float *r, const float *k,
+    void (*wkv5)(int64_t T, int64_t H, int64_t N, int64_t ld, const float *r, const float *k,
                  const float *v, const float *w, const float *u, float *S, float *out);
 
     /* y = (x - mean) / sqrt(var + eps) * weight + bias over n elements (y may be x). */

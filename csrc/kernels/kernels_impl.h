@@ -58,8 +58,8 @@ void rwe_matmul_q4_0_ref(int64_t cols, const void *W, const void *X, size_t x_st
 void rwe_matmul_q4_1_ref(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
                          int64_t y_stride, int64_t T, int64_t r0, int64_t r1);
 
-void rwe_wkv5_ref(int64_t T, int64_t H, int64_t N, const float *r, const float *k, const float *v,
-                  const float *w, const float *u, float *S, float *out);
+void rwe_wkv5_ref(int64_t T, int64_t H, int64_t N, int64_t ld, const float *r, const float *k,
+                  const float *v, const float *w, const float *u, float *S, float *out);
 void rwe_layer_norm_ref(const float *x, const float *weight, const float *bias, float *y,
                         int64_t n, float eps);
 void rwe_group_norm_ref(float *x, const float *weight, const float *bias, int64_t H, int64_t N,
@@ -70,7 +70,7 @@ void rwe_silu_gate_ref(float *y, const float *g, int64_t n);
 void rwe_relu_square_ref(float *x, int64_t n);
 
 #if defined(__x86_64__)
-void rwe_wkv5_avx2(int64_t T, int64_t H, int64_t N, const float *r, const float *k,
+void rwe_wkv5_avx2(int64_t T, int64_t H, int64_t N, int64_t ld, const float *r, const float *k,
                    const float *v, const float *w, const float *u, float *S, float *out);
 void rwe_layer_norm_avx2(const float *x, const float *weight, const float *bias, float *y,
                          int64_t n, float eps);

@@ -155,12 +155,11 @@ static void wkv5_head(int64_t N, const float *r, const float *k, const float *v,
             S[i * N + j] = k[i] * v[j] + w[i] * S[i * N + j];
 }
 
-void rwe_wkv5_ref(int64_t T, int64_t H, int64_t N, const float *r, const float *k, const float *v,
-                  const float *w, const float *u, float *S, float *out) {
-    int64_t C = H * N;
+void rwe_wkv5_ref(int64_t T, int64_t H, int64_t N, int64_t ld, const float *r, const float *k,
+                  const float *v, const float *w, const float *u, float *S, float *out) {
     for (int64_t t = 0; t < T; t++)
         for (int64_t h = 0; h < H; h++) {
-            int64_t o = t * C + h * N;
+            int64_t o = t * ld + h * N;
             wkv5_head(N, r + o, k + o, v + o, w + h * N, u + h * N, S + h * N * N, out + o);
         }
 }

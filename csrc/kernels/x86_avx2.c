@@ -921,17 +921,16 @@ static void wkv5_head64_avx2(const float *r, const float *k, const float *v, con
         _mm256_storeu_ps(out + 8 * j, _mm256_fmadd_ps(a, _mm256_loadu_ps(v + 8 * j), o[j]));
 }
 
-void rwe_wkv5_avx2(int64_t T, int64_t H, int64_t N, const float *r, const float *k,
+void rwe_wkv5_avx2(int64_t T, int64_t H, int64_t N, int64_t ld, const float *r, const float *k,
                    const float *v, const float *w, const float *u, float *S, float *out) {
     if (N % 8 != 0) {
-        rwe_wkv5_ref(T, H, N, r, k, v, w, u, S, out);
+        rwe_wkv5_ref(T, H, N, ld, r, k, v, w, u, S, out);
         return;
     }
-    int64_t C = H * N;
     /* head by head, so that a head's N x N state stays in L1 across the T tokens */
     for (int64_t h = 0; h < H; h++)
         for (int64_t t = 0; t < T; t++) {
-            int64_t o = t * C + h * N;
+            int64_t o = t * ld + h * N;
             if (N == 64)
                 wkv5_head64_avx2(r + o, k + o, v + o, w + h * N, u + h * N, S + h * N * N, out + o);
             else

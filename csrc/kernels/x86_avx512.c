@@ -1285,7 +1285,7 @@ static void wkv5_head64_avx512(const float *r, const float *k, const float *v, c
         _mm512_storeu_ps(out + 16 * j, _mm512_fmadd_ps(bonus, vj[j], o[j]));
 }
 
-/* wkv5_head64_avx512 for two consecutive tokens (rows C = 64 H apart) in
+/* wkv5_head64_avx512 for two consecutive tokens (rows C floats apart) in
  * one pass over the state: each state row is loaded and stored once for
  * both. */
 static void wkv5_head64x2_avx512(int64_t C, const float *r, const float *k, const float *v,
@@ -1320,22 +1320,22 @@ static void wkv5_head64x2_avx512(int64_t C, const float *r, const float *k, cons
     }
 }
 
-static void wkv5_avx512(int64_t T, int64_t H, int64_t N, const float *r, const float *k,
-                        const float *v, const float *w, const float *u, float *S, float *out) {
+static void wkv5_avx512(int64_t T, int64_t H, int64_t N, int64_t ld, const float *r,
+                        const float *k, const float *v, const float *w, const float *u, float *S,
+                        float *out) {
     if (N != 64) {
-        rwe_wkv5_avx2(T, H, N, r, k, v, w, u, S, out);
+        rwe_wkv5_avx2(T, H, N, ld, r, k, v, w, u, S, out);
         return;
     }
-    const int64_t C = H * 64;
     /* head by head, so that a head's state stays in L1 across the T tokens */
     for (int64_t h = 0; h < H; h++) {
         int64_t t = 0;
         for (; t + 2 <= T; t += 2) {
-            int64_t o = t * C + h * 64;
-            wkv5_head64x2_avx512(C, r + o, k + o, v + o, w + h * 64, u + h * 64, S + h * 64 * 64, out + o);
+            int64_t o = t * ld + h * 64;
+            wkv5_head64x2_avx512(ld, r + o, k + o, v + o, w + h * 64, u + h * 64, S + h * 64 * 64, out + o);
         }
         for (; t < T; t++) {
-            int64_t o = t * C + h * 64;
+            int64_t o = t * ld + h * 64;
             wkv5_head64_avx512(r + o, k + o, v + o, w + h * 64, u + h * 64, S + h * 64 * 64, out + o);
         }
     }
