@@ -283,37 +283,37 @@ static inline __attribute__((always_inline)) RWE_DOTPROD void
 gemm_tile(int fmt, int R, int TT, int64_t nsb, const gsb *const *w, const gsb *const *x, float *Y,
           int64_t y_stride) {
     float32x4_t f[GEMM_R][GEMM_T];
-    #pragma GCC unroll 4
+    RWE_UNROLL_ALL(4)
     for (int i = 0; i < R; i++)
-        #pragma GCC unroll 4
+        RWE_UNROLL_ALL(4)
         for (int t = 0; t < TT; t++)
             f[i][t] = vdupq_n_f32(0.0f);
     for (int64_t j = 0; j < nsb; j++) {
         int32x4_t s[GEMM_R][GEMM_T];
-        #pragma GCC unroll 4
+        RWE_UNROLL_ALL(4)
         for (int i = 0; i < R; i++)
-            #pragma GCC unroll 4
+            RWE_UNROLL_ALL(4)
             for (int t = 0; t < TT; t++)
                 s[i][t] = vdupq_n_s32(0);
-        #pragma GCC unroll 8
+        RWE_UNROLL_ALL(8)
         for (int k = 0; k < 8; k++) {
             int8x16_t xv[GEMM_T];
-            #pragma GCC unroll 4
+            RWE_UNROLL_ALL(4)
             for (int t = 0; t < TT; t++)
                 xv[t] = vld1q_s8(x[t][j].q[k]);
-            #pragma GCC unroll 4
+            RWE_UNROLL_ALL(4)
             for (int i = 0; i < R; i++) {
                 int8x16_t wv = vld1q_s8(w[i][j].q[k]);
-                #pragma GCC unroll 4
+                RWE_UNROLL_ALL(4)
                 for (int t = 0; t < TT; t++)
                     s[i][t] = vdotq_s32(s[i][t], wv, xv[t]);
             }
         }
-        #pragma GCC unroll 4
+        RWE_UNROLL_ALL(4)
         for (int i = 0; i < R; i++) {
             /* (sum * dw) * dx: no per-pair product of scales to keep live */
             float32x4_t wd = vld1q_f32(w[i][j].d);
-            #pragma GCC unroll 4
+            RWE_UNROLL_ALL(4)
             for (int t = 0; t < TT; t++) {
                 float32x4_t sw = vmulq_f32(vcvtq_f32_s32(s[i][t]), wd);
                 f[i][t] = vfmaq_f32(f[i][t], sw, vld1q_f32(x[t][j].d));
@@ -322,9 +322,9 @@ gemm_tile(int fmt, int R, int TT, int64_t nsb, const gsb *const *w, const gsb *c
             }
         }
     }
-    #pragma GCC unroll 4
+    RWE_UNROLL_ALL(4)
     for (int i = 0; i < R; i++)
-        #pragma GCC unroll 4
+        RWE_UNROLL_ALL(4)
         for (int t = 0; t < TT; t++)
             Y[t * y_stride + i] = vaddvq_f32(f[i][t]);
 }

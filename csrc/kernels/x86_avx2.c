@@ -395,24 +395,24 @@ static inline __attribute__((always_inline)) void gemm_idots(int fmt, int R, int
                                                              __m256i s[GEMM_R][GEMM_T]) {
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i h[GEMM_R][GEMM_T]; /* q8_0: int32 sums; q4: int16 pair sums */
-    #pragma GCC unroll 8
+    RWE_UNROLL(8)
     for (int i = 0; i < R; i++)
-        #pragma GCC unroll 8
+        RWE_UNROLL(8)
         for (int t = 0; t < TT; t++)
             h[i][t] = _mm256_setzero_si256();
     /* Unrolled by 2, not 8: fully unrolled, GCC turns each int16 chain into
      * an adder tree and spills most of the 64 products. */
-    #pragma GCC unroll 2
+    RWE_UNROLL(2)
     for (int k = 0; k < 8; k++) {
         __m256i xv[GEMM_T];
-        #pragma GCC unroll 8
+        RWE_UNROLL(8)
         for (int t = 0; t < TT; t++)
             xv[t] = _mm256_load_si256((const __m256i *)x[t][j].q[k]);
-        #pragma GCC unroll 8
+        RWE_UNROLL(8)
         for (int i = 0; i < R; i++) {
             __m256i wv = _mm256_load_si256((const __m256i *)w[i][j].q[k]);
             __m256i aw = fmt == FMT_Q8_0 ? _mm256_sign_epi8(wv, wv) : wv;
-            #pragma GCC unroll 8
+            RWE_UNROLL(8)
             for (int t = 0; t < TT; t++) {
                 if (fmt == FMT_Q8_0)
                     h[i][t] = _mm256_add_epi32(
@@ -423,9 +423,9 @@ static inline __attribute__((always_inline)) void gemm_idots(int fmt, int R, int
             }
         }
     }
-    #pragma GCC unroll 8
+    RWE_UNROLL(8)
     for (int i = 0; i < R; i++)
-        #pragma GCC unroll 8
+        RWE_UNROLL(8)
         for (int t = 0; t < TT; t++) {
             if (fmt == FMT_Q8_0)
                 s[i][t] = h[i][t];
@@ -444,9 +444,9 @@ static inline __attribute__((always_inline)) void gemm_tile(int fmt, int R, int 
                                                             const gx *const *x, float *Y,
                                                             int64_t y_stride) {
     __m256 f[GEMM_R][GEMM_T];
-    #pragma GCC unroll 8
+    RWE_UNROLL(8)
     for (int i = 0; i < R; i++)
-        #pragma GCC unroll 8
+        RWE_UNROLL(8)
         for (int t = 0; t < TT; t++)
             f[i][t] = _mm256_setzero_ps();
     for (int64_t j = 0; j < nsb; j++) {
@@ -460,10 +460,10 @@ static inline __attribute__((always_inline)) void gemm_tile(int fmt, int R, int 
         if (R * TT > 4)
             __asm__ volatile("" : : "r"(f) : "memory");
         gemm_idots(fmt, R, TT, j, w, x, s);
-        #pragma GCC unroll 8
+        RWE_UNROLL(8)
         for (int i = 0; i < R; i++) {
             __m256 wd = _mm256_load_ps(w[i][j].d);
-            #pragma GCC unroll 8
+            RWE_UNROLL(8)
             for (int t = 0; t < TT; t++) {
                 __m256 d = _mm256_mul_ps(wd, _mm256_load_ps(x[t][j].d));
                 f[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[i][t]), d, f[i][t]);
@@ -473,9 +473,9 @@ static inline __attribute__((always_inline)) void gemm_tile(int fmt, int R, int 
             }
         }
     }
-    #pragma GCC unroll 8
+    RWE_UNROLL(8)
     for (int i = 0; i < R; i++)
-        #pragma GCC unroll 8
+        RWE_UNROLL(8)
         for (int t = 0; t < TT; t++)
             Y[t * y_stride + i] = hsum8(f[i][t]);
 }
@@ -604,17 +604,17 @@ static inline __attribute__((always_inline)) void lanes_idots(int fmt, int K, in
     const __m256i ones = _mm256_set1_epi16(1);
     if (fmt == FMT_Q8_0) {
         const __m256i flip = _mm256_set1_epi8((char)0x80);
-        #pragma GCC unroll 2
+        RWE_UNROLL(2)
         for (int i = 0; i < K; i++)
-            #pragma GCC unroll 2
+            RWE_UNROLL(2)
             for (int hf = 0; hf < NH; hf++)
                 s[i][hf] = _mm256_setzero_si256();
-        #pragma GCC unroll 8
+        RWE_UNROLL(8)
         for (int v = 0; v < 8; v++)
-            #pragma GCC unroll 2
+            RWE_UNROLL(2)
             for (int hf = 0; hf < NH; hf++) {
                 __m256i xv = _mm256_load_si256((const __m256i *)x[hf].q[v]);
-                #pragma GCC unroll 2
+                RWE_UNROLL(2)
                 for (int i = 0; i < K; i++) {
                     __m256i w = lanes_load8(q[i] + v * stride + 32 * hf, nl[hf]);
                     w = _mm256_xor_si256(w, flip);
@@ -626,18 +626,18 @@ static inline __attribute__((always_inline)) void lanes_idots(int fmt, int K, in
     }
     const __m256i nib = _mm256_set1_epi8(0x0f);
     __m256i h[2][2];
-    #pragma GCC unroll 2
+    RWE_UNROLL(2)
     for (int i = 0; i < K; i++)
-        #pragma GCC unroll 2
+        RWE_UNROLL(2)
         for (int hf = 0; hf < NH; hf++)
             h[i][hf] = _mm256_setzero_si256();
-    #pragma GCC unroll 4
+    RWE_UNROLL(4)
     for (int v = 0; v < 4; v++)
-        #pragma GCC unroll 2
+        RWE_UNROLL(2)
         for (int hf = 0; hf < NH; hf++) {
             __m256i xlo = _mm256_load_si256((const __m256i *)x[hf].q[v]);
             __m256i xhi = _mm256_load_si256((const __m256i *)x[hf].q[v + 4]);
-            #pragma GCC unroll 2
+            RWE_UNROLL(2)
             for (int i = 0; i < K; i++) {
                 __m256i w = lanes_load8(q[i] + v * stride + 32 * hf, nl[hf]);
                 __m256i lo = _mm256_and_si256(w, nib);
@@ -646,9 +646,9 @@ static inline __attribute__((always_inline)) void lanes_idots(int fmt, int K, in
                 h[i][hf] = _mm256_add_epi16(h[i][hf], _mm256_maddubs_epi16(hi, xhi));
             }
         }
-    #pragma GCC unroll 2
+    RWE_UNROLL(2)
     for (int i = 0; i < K; i++)
-        #pragma GCC unroll 2
+        RWE_UNROLL(2)
         for (int hf = 0; hf < NH; hf++) {
             s[i][hf] = _mm256_madd_epi16(h[i][hf], ones);
             if (fmt == FMT_Q4_0)
@@ -666,10 +666,10 @@ static inline __attribute__((always_inline)) void lanes_sb_dot(int fmt, int K, i
     const uint8_t *q[2] = {b[0].q, b[K - 1].q};
     __m256i s[2][2];
     lanes_idots(fmt, K, NH, q, 4 * (size_t)n, nl, x, s);
-    #pragma GCC unroll 2
+    RWE_UNROLL(2)
     for (int hf = 0; hf < NH; hf++) {
         __m256 dx = _mm256_load_ps(x[hf].d);
-        #pragma GCC unroll 2
+        RWE_UNROLL(2)
         for (int i = 0; i < K; i++) {
             __m256 d = _mm256_mul_ps(lanes_f16x8(b[i].d + 16 * hf, nl[hf]), dx);
             acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[i][hf]), d, acc[i]);
@@ -708,13 +708,13 @@ static inline __attribute__((always_inline)) int64_t lanes_decode(int fmt, int K
         lanes_sb b[2];
         int64_t j = j0;
         for (; j < full; j++) {
-            #pragma GCC unroll 2
+            RWE_UNROLL(2)
             for (int i = 0; i < K; i++)
                 b[i] = lanes_at(fmt, row[i], nb, j);
             lanes_sb_dot(fmt, K, 2, b, RWE_LANES_SB, xs + 2 * (j - j0), acc);
         }
         if (j < j0 + nj) { /* a partial last superblock */
-            #pragma GCC unroll 2
+            RWE_UNROLL(2)
             for (int i = 0; i < K; i++)
                 b[i] = lanes_at(fmt, row[i], nb, j);
             if (b[0].n > 8)
@@ -722,7 +722,7 @@ static inline __attribute__((always_inline)) int64_t lanes_decode(int fmt, int K
             else
                 lanes_sb_dot(fmt, K, 1, b, b[0].n, xs + 2 * (j - j0), acc);
         }
-        #pragma GCC unroll 2
+        RWE_UNROLL(2)
         for (int i = 0; i < K; i++) {
             float v = hsum8(acc[i]);
             float *y = Y + r + i * h;
@@ -909,7 +909,7 @@ static void wkv5_head64_avx2(const float *r, const float *k, const float *v, con
     for (int i = 0; i < 64; i++) {
         __m256 ri = _mm256_set1_ps(r[i]), ki = _mm256_set1_ps(k[i]), wi = _mm256_set1_ps(w[i]);
         float *Si = S + i * 64;
-#pragma GCC unroll 8
+RWE_UNROLL(8)
         for (int j = 0; j < 8; j++) {
             __m256 vj = _mm256_loadu_ps(v + 8 * j), s = _mm256_loadu_ps(Si + 8 * j);
             o[j] = _mm256_fmadd_ps(ri, s, o[j]);

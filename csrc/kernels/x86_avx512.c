@@ -393,7 +393,7 @@ static inline __attribute__((always_inline)) void qdecode_k(const qjob *j, int K
     for (int64_t i = 0; i < h; i++) {
         const uint8_t *p[4];
         __m512 a[4];
-        #pragma GCC unroll 4
+        RWE_UNROLL(4)
         for (int k = 0; k < K; k++) {
             p[k] = j->W + (size_t)(r0 + k * h + i) * j->row_bytes + (size_t)j->g0 * gbytes;
             a[k] = _mm512_setzero_ps();
@@ -403,7 +403,7 @@ static inline __attribute__((always_inline)) void qdecode_k(const qjob *j, int K
             __m512i xlo = _mm512_load_si512(x->lo), xhi = _mm512_load_si512(x->hi);
             __m512i bias = _mm512_load_si512(x->bias);
             __m512 xd = _mm512_load_ps(x->d);
-            #pragma GCC unroll 4
+            RWE_UNROLL(4)
             for (int k = 0; k < K; k++) {
                 wgroup w = unpack_group(fmt, &ix, p[k] + (size_t)g * gbytes);
                 __m512i s = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(bias, w.lo, xlo), w.hi, xhi);
@@ -412,7 +412,7 @@ static inline __attribute__((always_inline)) void qdecode_k(const qjob *j, int K
                     a[k] = _mm512_fmadd_ps(w.m, _mm512_load_ps(x->s), a[k]);
             }
         }
-        #pragma GCC unroll 4
+        RWE_UNROLL(4)
         for (int k = 0; k < K; k++) {
             float v = _mm512_reduce_add_ps(a[k]);
             int64_t r = r0 + k * h + i;
@@ -696,7 +696,7 @@ static void lanes_pack_x(int fmt, const uint8_t *x, int64_t nb, int64_t j, lx *o
  * [k0, k0 + nk), added to s. */
 static inline __attribute__((always_inline)) __m512i lanes_sum(int fmt, lanes_sb b, const lx *x,
                                                                int k0, int nk, __m512i s) {
-    #pragma GCC unroll 8
+    RWE_UNROLL_ALL(8)
     for (int k = k0; k < k0 + nk; k++)
         s = _mm512_dpbusd_epi32(s, lanes_vec(fmt, b, k), _mm512_load_si512(x->q[k]));
     return s;
@@ -732,7 +732,7 @@ static inline __attribute__((always_inline)) void lanes_decode(int fmt, int K, c
     for (int64_t i = 0; i < h; i++) {
         const uint8_t *row[2] = {W, W};
         __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-        #pragma GCC unroll 2
+        RWE_UNROLL_ALL(2)
         for (int k = 0; k < K; k++) {
             row[k] = W + (size_t)(r0 + k * h + i) * row_bytes;
             acc[k] = _mm512_setzero_ps();
@@ -741,23 +741,23 @@ static inline __attribute__((always_inline)) void lanes_decode(int fmt, int K, c
             const lx *x = xs + (j - j0);
             __m512i s[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
             lanes_sb b[2] = {{0}, {0}}; /* only [0, K) is used; set to quiet gcc */
-            #pragma GCC unroll 2
+            RWE_UNROLL_ALL(2)
             for (int k = 0; k < K; k++) {
                 b[k] = lanes_at(fmt, row[k], nb, j);
                 s[k] = _mm512_load_si512(x->bias);
             }
-            #pragma GCC unroll 2
+            RWE_UNROLL_ALL(2)
             for (int part = 0; part < parts; part++)
-                #pragma GCC unroll 2
+                RWE_UNROLL_ALL(2)
                 for (int k = 0; k < K; k++) {
                     __asm__ volatile("" ::: "memory");
                     s[k] = lanes_sum(fmt, b[k], x, per * part, per, s[k]);
                 }
-            #pragma GCC unroll 2
+            RWE_UNROLL_ALL(2)
             for (int k = 0; k < K; k++)
                 acc[k] = lanes_scale(fmt, b[k], x, s[k], acc[k]);
         }
-        #pragma GCC unroll 2
+        RWE_UNROLL_ALL(2)
         for (int k = 0; k < K; k++) {
             float v = _mm512_reduce_add_ps(acc[k]);
             float *y = Y + r0 + k * h + i;
@@ -799,7 +799,7 @@ static inline __attribute__((always_inline)) void gemm_store_4xT(int TT, __m512 
                                                                  int64_t y_stride) {
     const __m512 z = _mm512_setzero_ps();
     __m512 y[4]; /* y[i]: 128-bit lane t holds 4 partial sums of row i, token t */
-    #pragma GCC unroll 4
+    RWE_UNROLL(4)
     for (int i = 0; i < 4; i++) {
         __m512 f0 = f[i][0], f1 = TT > 1 ? f[i][1] : z;
         __m512 f2 = TT > 2 ? f[i][2] : z, f3 = TT > 3 ? f[i][3] : z;
@@ -845,35 +845,35 @@ static inline __attribute__((always_inline)) void gemm_tail(int fmt, int TT, int
                                                             __m512 f[4][4]) {
     const int per = 4 / NV, width = tail_width(NV);
     __m512i s[2][4];
-    #pragma GCC unroll 2
+    RWE_UNROLL(2)
     for (int v = 0; v < NV; v++)
-        #pragma GCC unroll 4
+        RWE_UNROLL(4)
         for (int t = 0; t < TT; t++)
             s[v][t] = _mm512_load_si512(tl->w[v].bias);
-    #pragma GCC unroll 8
+    RWE_UNROLL(8)
     for (int k = 0; k < 8; k++) {
         __m512i xv[4];
-        #pragma GCC unroll 4
+        RWE_UNROLL(4)
         for (int t = 0; t < TT; t++)
             xv[t] = tail_bcast(width, tl->x[t]->q[k]);
-        #pragma GCC unroll 2
+        RWE_UNROLL(2)
         for (int v = 0; v < NV; v++) {
             __m512i wv = _mm512_load_si512(tl->w[v].q[k]);
-            #pragma GCC unroll 4
+            RWE_UNROLL(4)
             for (int t = 0; t < TT; t++)
                 s[v][t] = _mm512_dpbusd_epi32(s[v][t], xv[t], wv);
         }
     }
-    #pragma GCC unroll 2
+    RWE_UNROLL(2)
     for (int v = 0; v < NV; v++)
-        #pragma GCC unroll 4
+        RWE_UNROLL(4)
         for (int t = 0; t < TT; t++) {
             const __m512 xd = _mm512_castsi512_ps(tail_bcast(width, tl->x[t]->d));
             __m512 g = _mm512_mul_ps(_mm512_cvtepi32_ps(s[v][t]), _mm512_mul_ps(_mm512_load_ps(tl->w[v].d), xd));
             if (fmt == FMT_Q4_1)
                 g = _mm512_fmadd_ps(_mm512_load_ps(tl->w[v].m),
                                     _mm512_castsi512_ps(tail_bcast(width, tl->x[t]->s)), g);
-            #pragma GCC unroll 4
+            RWE_UNROLL(4)
             for (int r = 0; r < per; r++)
                 f[v * per + r][t] = _mm512_maskz_mov_ps((__mmask16)(((1u << width) - 1) << (r * width)), g);
         }
@@ -892,38 +892,38 @@ static inline __attribute__((always_inline)) void gemm_tile(int fmt, int R, int 
     else if (R == 4 && tl && tl->nv == 2)
         gemm_tail(fmt, TT, 2, tl, f);
     else
-        #pragma GCC unroll 8
+        RWE_UNROLL(8)
         for (int i = 0; i < R; i++)
-            #pragma GCC unroll 8
+            RWE_UNROLL(8)
             for (int t = 0; t < TT; t++)
                 f[i][t] = _mm512_setzero_ps();
     for (int64_t j = 0; j < nsb; j++) {
         __m512i s[4][4];
-        #pragma GCC unroll 8
+        RWE_UNROLL(8)
         for (int i = 0; i < R; i++) {
             __m512i b = _mm512_load_si512(w[i][j].bias);
-            #pragma GCC unroll 8
+            RWE_UNROLL(8)
             for (int t = 0; t < TT; t++)
                 s[i][t] = b;
         }
-        #pragma GCC unroll 8
+        RWE_UNROLL(8)
         for (int k = 0; k < 8; k++) {
             __m512i xv[4];
-            #pragma GCC unroll 8
+            RWE_UNROLL(8)
             for (int t = 0; t < TT; t++)
                 xv[t] = _mm512_load_si512(x[t][j].q[k]);
-            #pragma GCC unroll 8
+            RWE_UNROLL(8)
             for (int i = 0; i < R; i++) {
                 __m512i wv = _mm512_load_si512(w[i][j].q[k]);
-                #pragma GCC unroll 8
+                RWE_UNROLL(8)
                 for (int t = 0; t < TT; t++)
                     s[i][t] = _mm512_dpbusd_epi32(s[i][t], xv[t], wv);
             }
         }
-        #pragma GCC unroll 8
+        RWE_UNROLL(8)
         for (int i = 0; i < R; i++) {
             __m512 wd = _mm512_load_ps(w[i][j].d);
-            #pragma GCC unroll 8
+            RWE_UNROLL(8)
             for (int t = 0; t < TT; t++) {
                 __m512 d = _mm512_mul_ps(wd, _mm512_load_ps(x[t][j].d));
                 f[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i][t]), d, f[i][t]);
@@ -937,9 +937,9 @@ static inline __attribute__((always_inline)) void gemm_tile(int fmt, int R, int 
         gemm_store_4xT(TT, f, Y, y_stride);
         return;
     }
-    #pragma GCC unroll 8
+    RWE_UNROLL(8)
     for (int i = 0; i < R; i++)
-        #pragma GCC unroll 8
+        RWE_UNROLL(8)
         for (int t = 0; t < TT; t++)
             Y[t * y_stride + i] = _mm512_reduce_add_ps(f[i][t]);
 }
@@ -1273,7 +1273,7 @@ static void wkv5_head64_avx512(const float *r, const float *k, const float *v, c
     for (int i = 0; i < 64; i++) {
         __m512 ri = _mm512_set1_ps(r[i]), ki = _mm512_set1_ps(k[i]), wi = _mm512_set1_ps(w[i]);
         float *Si = S + i * 64;
-        #pragma GCC unroll 4
+        RWE_UNROLL(4)
         for (int j = 0; j < 4; j++) {
             __m512 s = _mm512_loadu_ps(Si + 16 * j);
             o[j] = _mm512_fmadd_ps(ri, s, o[j]);
@@ -1304,7 +1304,7 @@ static void wkv5_head64x2_avx512(int64_t C, const float *r, const float *k, cons
         __m512 r0 = _mm512_set1_ps(r[i]), k0 = _mm512_set1_ps(k[i]);
         __m512 r1 = _mm512_set1_ps(r[C + i]), k1 = _mm512_set1_ps(k[C + i]), wi = _mm512_set1_ps(w[i]);
         float *Si = S + i * 64;
-        #pragma GCC unroll 4
+        RWE_UNROLL(4)
         for (int j = 0; j < 4; j++) {
             __m512 s = _mm512_loadu_ps(Si + 16 * j);
             o0[j] = _mm512_fmadd_ps(r0, s, o0[j]);
