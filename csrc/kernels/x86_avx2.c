@@ -921,6 +921,41 @@ RWE_UNROLL(8)
         _mm256_storeu_ps(out + 8 * j, _mm256_fmadd_ps(a, _mm256_loadu_ps(v + 8 * j), o[j]));
 }
 
+/* wkv5_head64_avx2 for two consecutive tokens (rows ld floats apart) in one
+ * pass over the state per half (32 value channels, so that both tokens'
+ * sums fit the 16 registers): each state element is loaded and stored once
+ * for both tokens. */
+static void wkv5_head64x2_avx2(int64_t ld, const float *r, const float *k, const float *v,
+                               const float *w, const float *u, float *S, float *out) {
+    const float *r1 = r + ld, *k1 = k + ld, *v1 = v + ld;
+    const __m256 a0 = _mm256_set1_ps(bonus_avx2(64, r, k, u)), a1 = _mm256_set1_ps(bonus_avx2(64, r1, k1, u));
+    for (int half = 0; half < 2; half++) {
+        const int c0 = 32 * half;
+        __m256 o0[4], o1[4];
+        for (int j = 0; j < 4; j++)
+            o0[j] = o1[j] = _mm256_setzero_ps();
+        for (int i = 0; i < 64; i++) {
+            __m256 ri = _mm256_set1_ps(r[i]), ki = _mm256_set1_ps(k[i]), wi = _mm256_set1_ps(w[i]);
+            __m256 ri1 = _mm256_set1_ps(r1[i]), ki1 = _mm256_set1_ps(k1[i]);
+            float *Si = S + i * 64 + c0;
+            RWE_UNROLL(4)
+            for (int j = 0; j < 4; j++) {
+                __m256 s = _mm256_loadu_ps(Si + 8 * j);
+                o0[j] = _mm256_fmadd_ps(ri, s, o0[j]);
+                s = _mm256_fmadd_ps(ki, _mm256_loadu_ps(v + c0 + 8 * j), _mm256_mul_ps(wi, s));
+                o1[j] = _mm256_fmadd_ps(ri1, s, o1[j]);
+                _mm256_storeu_ps(Si + 8 * j,
+                                 _mm256_fmadd_ps(ki1, _mm256_loadu_ps(v1 + c0 + 8 * j), _mm256_mul_ps(wi, s)));
+            }
+        }
+        for (int j = 0; j < 4; j++) {
+            int c = c0 + 8 * j;
+            _mm256_storeu_ps(out + c, _mm256_fmadd_ps(a0, _mm256_loadu_ps(v + c), o0[j]));
+            _mm256_storeu_ps(out + ld + c, _mm256_fmadd_ps(a1, _mm256_loadu_ps(v1 + c), o1[j]));
+        }
+    }
+}
+
 void rwe_wkv5_avx2(int64_t T, int64_t H, int64_t N, int64_t ld, const float *r, const float *k,
                    const float *v, const float *w, const float *u, float *S, float *out) {
     if (N % 8 != 0) {
@@ -928,14 +963,20 @@ void rwe_wkv5_avx2(int64_t T, int64_t H, int64_t N, int64_t ld, const float *r, 
         return;
     }
     /* head by head, so that a head's N x N state stays in L1 across the T tokens */
-    for (int64_t h = 0; h < H; h++)
-        for (int64_t t = 0; t < T; t++) {
+    for (int64_t h = 0; h < H; h++) {
+        int64_t t = 0;
+        for (; N == 64 && t + 2 <= T; t += 2) {
+            int64_t o = t * ld + h * N;
+            wkv5_head64x2_avx2(ld, r + o, k + o, v + o, w + h * N, u + h * N, S + h * N * N, out + o);
+        }
+        for (; t < T; t++) {
             int64_t o = t * ld + h * N;
             if (N == 64)
                 wkv5_head64_avx2(r + o, k + o, v + o, w + h * N, u + h * N, S + h * N * N, out + o);
             else
                 wkv5_head_avx2(N, r + o, k + o, v + o, w + h * N, u + h * N, S + h * N * N, out + o);
         }
+    }
 }
 
 /* ------------------------------------------------------------ norms */
