@@ -13,7 +13,7 @@
  * unrolled nothing: their accumulator arrays stayed on the stack and the
  * AVX-512 and AVX2 prefill GEMMs ran at 0.30-0.46x of the gcc build's speed
  * (1024 x 1024, T = 256, 1 thread).  Without the hint clang unrolls them
- * itself (0.96-1.07x of gcc). */
+ * itself (0.97-1.08x of gcc). */
 #define RWE_PRAGMA(x) _Pragma(#x)
 #if defined(__clang__)
 #define RWE_UNROLL(n)
@@ -21,8 +21,8 @@
 #define RWE_UNROLL(n) RWE_PRAGMA(GCC unroll n)
 #endif
 /* The hint for both compilers: the AVX-512 decode loops, where clang's own
- * unrolling ran q8_0 decode at 0.91x of its hinted code (16384 x 2048, 1
- * thread), and the NEON kernels (clang unrolls them more with the hint: 528
+ * unrolling ran q8_0 decode at 0.87-0.92x of its hinted code in three runs
+ * of four (1.02x in the other; 16384 x 2048, 1 thread), and the NEON kernels (clang unrolls them more with the hint: 528
  * sdot in arm_neon.o against 213; no ARM core here to time either). */
 #define RWE_UNROLL_ALL(n) RWE_PRAGMA(GCC unroll n)
 

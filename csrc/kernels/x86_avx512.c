@@ -469,7 +469,9 @@ static inline __attribute__((always_inline)) void qjob_run(const qjob *j, int tt
  * token of the call.  The activations become the unsigned operand (x + 128,
  * i.e. x XOR 0x80) and the weights stay signed; the +128 comes back out
  * through a per-block weight bias -128 * sum(w) that seeds the integer sums.
- * Lanes past the row's last block are zero on both sides.
+ * In lanes past the row's last block the weights' quants, bias and scales
+ * are zero (the activations' quants there are 0x80 after the flip, their
+ * scales 0), so those lanes add nothing; the folded tail below relies on it.
  */
 #define RWE_GEMM_MIN_T 8 /* tokens from which a call takes the GEMM path */
 #define GEMM_SB 16       /* blocks per superblock: one per int32 lane */
