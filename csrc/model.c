@@ -32,6 +32,7 @@
 #define NAME_LEN 96           /* "blocks.<l>.<suffix>" tensor names */
 #define ROW_GRAIN 16          /* matmul rows per chunk come in multiples of this */
 #define CHUNKS_PER_THREAD 1   /* matmul row chunks per thread and matrix (mm_plan) */
+#define PACKED_CHUNKS_PER_THREAD 4 /* the same over packed rows (prefill; mm_task) */
 #define PARALLEL_MIN_WORK (1 << 16) /* multiply-adds below which waking threads costs more */
 
 /* ------------------------------------------------------------------ structs */
@@ -44,6 +45,7 @@ typedef struct {
     rwe_type act;             /* type its input rows are converted to (rwe_act_type) */
     int64_t rows, cols;
     rwe_matmul_fn matmul;
+    rwe_gemm_fn gemm;         /* the prefill path over packed rows (gemm_act), or NULL */
 } matrix;
 
 typedef struct {
@@ -73,6 +75,7 @@ typedef struct {
     float *fk;                /* (T, F) FFN key, then relu^2 */
     void *act[4];             /* (T, C) inputs in their matrix's activation type */
     void *act_f;              /* (T, F) same for the FFN value input */
+    int gemm;                 /* this chunk's inputs are packed rows where a matrix has gemm */
 } scratch;
 
 typedef enum { EMB_F32, EMB_BF16, EMB_F16 } emb_rounding;
@@ -95,6 +98,8 @@ struct rwe_model {
     void *lanes;              /* anonymous map of the repacked matrices, or NULL */
     size_t lanes_bytes;
     int lanes_pending;        /* reserved but not yet filled (repack_all, first eval) */
+    void *gemm_work;          /* per pool thread: gemm_work bytes for matmul_gemm_* */
+    size_t gemm_work_bytes;
 };
 
 /* ------------------------------------------------------------------ loading */
@@ -328,8 +333,19 @@ static rwe_status load_emb_rounding(rwe_model *m) {
     return RWE_OK;
 }
 
-/* Bytes of the activation rows of n elements in the largest activation type. */
-static size_t act_row_bytes(int64_t n) { return (size_t)((n + RWE_QK - 1) / RWE_QK) * 36 + 4 * n; }
+/* Bytes of the activation rows of n elements in the largest activation
+ * type or the kernel set's packed rows, whichever is more. */
+static size_t act_row_bytes(const rwe_model *m, int64_t n) {
+    size_t b = (size_t)((n + RWE_QK - 1) / RWE_QK) * 36 + 4 * n;
+    size_t g = m->kern->gemm_act_bytes ? m->kern->gemm_act_bytes(n) : 0;
+    return b > g ? b : g;
+}
+
+/* 64-byte aligned (packed rows are read with aligned loads), or NULL. */
+static void *alloc64(size_t n) {
+    void *p = NULL;
+    return posix_memalign(&p, 64, n) ? NULL : p;
+}
 
 static rwe_status alloc_scratch(rwe_model *m) {
     scratch *s = &m->s;
@@ -339,9 +355,9 @@ static rwe_status alloc_scratch(rwe_model *m) {
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         if (!(*bufs[i] = malloc(c))) return rwe_fail(RWE_ERR_NOMEM, "out of memory for scratch");
     s->fk = malloc((size_t)(CHUNK * m->F) * sizeof(float));
-    s->act_f = malloc(CHUNK * act_row_bytes(m->F));
+    s->act_f = alloc64(CHUNK * act_row_bytes(m, m->F));
     for (int i = 0; i < 4; i++)
-        if (!(s->act[i] = malloc(CHUNK * act_row_bytes(m->C))))
+        if (!(s->act[i] = alloc64(CHUNK * act_row_bytes(m, m->C))))
             return rwe_fail(RWE_ERR_NOMEM, "out of memory for scratch");
     if (!s->fk || !s->act_f) return rwe_fail(RWE_ERR_NOMEM, "out of memory for scratch");
     return RWE_OK;
@@ -398,13 +414,16 @@ static uint64_t weight_bytes(rwe_model *m) {
  * keeps every weight in the file mapping instead (zero copy, shared between
  * processes).
  */
-static rwe_matmul_fn lanes_for(const rwe_kernels *k, rwe_type t) {
-    switch (t) {
-    case RWE_TYPE_Q8_0: return k->matmul_lanes_q8_0;
-    case RWE_TYPE_Q4_0: return k->matmul_lanes_q4_0;
-    case RWE_TYPE_Q4_1: return k->matmul_lanes_q4_1;
-    default: return NULL;
-    }
+/* The set's entries for type t in the lanes layout: the matmul (NULL when
+ * the set or the type has none) and, into *gemm, the packed-rows one. */
+static rwe_matmul_fn lanes_for(const rwe_kernels *k, rwe_type t, rwe_gemm_fn *gemm) {
+    rwe_matmul_fn f = NULL;
+    rwe_gemm_fn g = NULL;
+    if (t == RWE_TYPE_Q8_0) f = k->matmul_lanes_q8_0, g = k->matmul_gemm_q8_0;
+    else if (t == RWE_TYPE_Q4_0) f = k->matmul_lanes_q4_0, g = k->matmul_gemm_q4_0;
+    else if (t == RWE_TYPE_Q4_1) f = k->matmul_lanes_q4_1, g = k->matmul_gemm_q4_1;
+    if (gemm) *gemm = g;
+    return f;
 }
 
 static int repack_wanted(const rwe_model *m) {
@@ -463,7 +482,7 @@ static rwe_status repack_lanes(rwe_model *m) {
     size_t total = 0;
     for (int i = 0; i < n; i++) {
         matrix *w = matrix_at(m, i);
-        if (w && lanes_for(m->kern, w->type)) total += (matrix_bytes(w) + 63) / 64 * 64;
+        if (w && lanes_for(m->kern, w->type, NULL)) total += (matrix_bytes(w) + 63) / 64 * 64;
     }
     if (!total) return RWE_OK;
     void *arena = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -476,15 +495,33 @@ static rwe_status repack_lanes(rwe_model *m) {
     size_t off = 0;
     for (int i = 0; i < n; i++) {
         matrix *w = matrix_at(m, i);
-        if (!w || !lanes_for(m->kern, w->type)) continue;
+        if (!w || !lanes_for(m->kern, w->type, NULL)) continue;
         w->src = w->data;
         w->data = (char *)arena + off;
-        w->matmul = lanes_for(m->kern, w->type);
+        w->matmul = lanes_for(m->kern, w->type, &w->gemm);
         off += (matrix_bytes(w) + 63) / 64 * 64;
     }
     m->lanes = arena;
     m->lanes_bytes = total;
     m->lanes_pending = 1;
+    return RWE_OK;
+}
+
+/* Each pool thread's workspace for the matmul_gemm_* entries, sized for
+ * the widest matrix that has one (nothing when none has). */
+static rwe_status alloc_gemm_work(rwe_model *m) {
+    size_t per = 0;
+    for (int i = 0; i < n_matrices(m); i++) {
+        matrix *w = matrix_at(m, i);
+        size_t b = w && w->gemm ? m->kern->gemm_work_bytes(w->cols) : 0;
+        per = b > per ? b : per;
+    }
+    free(m->gemm_work);
+    m->gemm_work = NULL;
+    m->gemm_work_bytes = (per + 63) / 64 * 64;
+    if (!per) return RWE_OK;
+    m->gemm_work = alloc64(m->gemm_work_bytes * (size_t)rwe_threadpool_size(m->pool));
+    if (!m->gemm_work) return rwe_fail(RWE_ERR_NOMEM, "out of memory for GEMM workspace");
     return RWE_OK;
 }
 
@@ -519,13 +556,32 @@ static rwe_status start_pool(rwe_model *m, uint32_t n_threads) {
 
 /* ---------------------------------------------------------- forward blocks */
 
-/* Row t of x (n floats) into row t of buf in activation type act (nothing for f32). */
-static void to_act_row(const rwe_model *m, rwe_type act, const float *x, int64_t t, int64_t n,
+/* Whether a chunk of T tokens takes the matmul_gemm_* path where a matrix has it. */
+static int use_gemm(const rwe_model *m, int64_t T) {
+    return m->gemm_work && m->kern->gemm_min_t && T >= m->kern->gemm_min_t;
+}
+
+/* The input rows of w in this chunk are packed for its gemm entry. */
+static int packed_input(const rwe_model *m, const matrix *w) { return m->s.gemm && w->gemm; }
+
+/* Bytes between w's input rows of n elements in buf. */
+static size_t input_stride(const rwe_model *m, const matrix *w, int64_t n) {
+    return packed_input(m, w) ? m->kern->gemm_act_bytes(n) : rwe_row_bytes(w->act, n);
+}
+
+/* Row t of x (n floats) into row t of buf as w's input: in its activation
+ * type (nothing for f32), or packed for its gemm entry. */
+static void to_act_row(const rwe_model *m, const matrix *w, const float *x, int64_t t, int64_t n,
                        void *buf) {
-    if (act == RWE_TYPE_F32) return;
-    rwe_quantize_row_fn q = act == RWE_TYPE_Q8_1 ? m->kern->quantize_row_q8_1
-                                                 : m->kern->quantize_row_q8_0;
-    q(x + t * n, (char *)buf + (size_t)t * rwe_row_bytes(act, n), n);
+    if (w->act == RWE_TYPE_F32) return;
+    void *row = (char *)buf + (size_t)t * input_stride(m, w, n);
+    if (packed_input(m, w)) {
+        m->kern->gemm_act(w->act, x + t * n, row, n);
+        return;
+    }
+    rwe_quantize_row_fn q = w->act == RWE_TYPE_Q8_1 ? m->kern->quantize_row_q8_1
+                                                    : m->kern->quantize_row_q8_0;
+    q(x + t * n, row, n);
 }
 
 /* Run fn on the pool, or on this thread alone when the region is too small to share. */
@@ -541,6 +597,7 @@ typedef struct {
     size_t x_stride;
     float *y;
     int64_t y_stride;
+    int packed;               /* x is packed rows for w->gemm */
 } mm_job;
 
 /* The rows of a batch's matrices are handed out in chunks from one atomic
@@ -549,7 +606,14 @@ typedef struct {
  * chunk per thread and matrix: smaller chunks cost more than they saved,
  * 12x768 2 threads on a quiet machine (ms/token, q4_0 / q8_0): static split
  * 3.09 / 3.75, 1 chunk per thread 3.15 / 3.87, 4 per thread 3.61 / 4.66,
- * guided (remaining / 2 threads) 3.61 / 4.75; under load all were alike. */
+ * guided (remaining / 2 threads) 3.61 / 4.75; under load all were alike.
+ * Prefill over packed rows (gemm_act) takes 4 chunks per thread: a chunk
+ * there repacks only its own weights, so smaller ones cost little, and the
+ * last chunk a busy machine leaves one thread waiting on shrinks (12x768
+ * q8_0, 512 tokens, 2 threads, in one process against 1 chunk per thread:
+ * 4 per thread 1.034x, 2 per thread 1.037x, a second 1-chunk model 1.007x).
+ * Before the rows were packed once, every chunk packed its call's
+ * activations again, and 2 / 4 per thread ran at 0.976x / 0.917x. */
 typedef struct {
     _Alignas(64) atomic_long next; /* next chunk to claim; alone on its cache line */
     char pad[64 - sizeof(atomic_long)];
@@ -559,11 +623,13 @@ typedef struct {
     int n;
     int64_t T;
     int64_t work;             /* multiply-adds in the batch */
+    char *gemm_work;          /* per thread gemm_work_bytes, for packed jobs */
+    size_t gemm_work_bytes;
 } mm_batch;
 
 static void mm_task(void *ctx, int ith, int nth) {
     mm_batch *b = ctx;
-    (void)ith, (void)nth;
+    (void)nth;
     int i = 0;
     for (;;) {
         long c = atomic_fetch_add_explicit(&b->next, 1, memory_order_relaxed);
@@ -572,17 +638,22 @@ static void mm_task(void *ctx, int ith, int nth) {
         const mm_job *j = &b->job[i];
         int64_t r0 = (c - b->first[i]) * b->chunk_rows[i];
         int64_t r1 = r0 + b->chunk_rows[i] < j->w->rows ? r0 + b->chunk_rows[i] : j->w->rows;
-        j->w->matmul(j->w->cols, j->w->data, j->x, j->x_stride, j->y, j->y_stride, b->T, r0, r1);
+        if (j->packed)
+            j->w->gemm(j->w->cols, j->w->data, j->x, j->x_stride, j->y, j->y_stride, b->T, r0, r1,
+                       b->gemm_work + (size_t)ith * b->gemm_work_bytes);
+        else
+            j->w->matmul(j->w->cols, j->w->data, j->x, j->x_stride, j->y, j->y_stride, b->T, r0,
+                         r1);
     }
 }
 
 /* Chunk the batch's jobs for nth threads: about CHUNKS_PER_THREAD chunks per
  * thread per matrix, at least ROW_GRAIN rows each. */
-static void mm_plan(mm_batch *b, int nth) {
+static void mm_plan(mm_batch *b, int nth, int cpt) {
     int64_t total = 0;
     for (int i = 0; i < b->n; i++) {
         int64_t rows = b->job[i].w->rows;
-        int64_t per = (rows + (int64_t)nth * CHUNKS_PER_THREAD - 1) / ((int64_t)nth * CHUNKS_PER_THREAD);
+        int64_t per = (rows + (int64_t)nth * cpt - 1) / ((int64_t)nth * cpt);
         per = (per + ROW_GRAIN - 1) / ROW_GRAIN * ROW_GRAIN;
         b->chunk_rows[i] = per;
         b->first[i] = total;
@@ -596,17 +667,22 @@ static void mm_plan(mm_batch *b, int nth) {
 static void run_mm(rwe_model *m, mm_batch *b) {
     repack_all(m);
     int nth = b->work < PARALLEL_MIN_WORK ? 1 : rwe_threadpool_size(m->pool);
-    mm_plan(b, nth);
+    int cpt = b->n && b->job[0].packed ? PACKED_CHUNKS_PER_THREAD : CHUNKS_PER_THREAD;
+    b->gemm_work = m->gemm_work;
+    b->gemm_work_bytes = m->gemm_work_bytes;
+    mm_plan(b, nth, cpt);
     run(m, mm_task, b, b->work);
 }
 
 /* Add y = W x for one (matrix, input, output) triple to a batch; x is the
  * input already in the matrix's activation type (act_input). */
-static void mm_add(mm_batch *b, const matrix *w, const void *x, float *y, int64_t y_stride) {
+static void mm_add(const rwe_model *m, mm_batch *b, const matrix *w, const void *x, float *y,
+                   int64_t y_stride) {
     mm_job *j = &b->job[b->n++];
     j->w = w;
     j->x = x;
-    j->x_stride = rwe_row_bytes(w->act, w->cols);
+    j->packed = packed_input(m, w);
+    j->x_stride = input_stride(m, w, w->cols);
     j->y = y;
     j->y_stride = y_stride;
     b->work += w->rows * w->cols * b->T;
@@ -704,7 +780,7 @@ static void mix_act_row(rwe_model *m, const matrix *w, const float *mix, const f
     int64_t C = m->C;
     const float *xx = m->s.xx;
     m->kern->token_mix(xx + t * C, t ? xx + (t - 1) * C : shift, mix, out + t * C, C);
-    to_act_row(m, w->act, out, t, C, act);
+    to_act_row(m, w, out, t, C, act);
 }
 
 /* time mix, before the projections: xx = LN1(x). */
@@ -734,7 +810,7 @@ static void tm_gate(rwe_model *m, const layer *L, int64_t t0, int64_t t1, const 
     for (int64_t t = t0; t < t1; t++) {
         m->kern->group_norm(s->y + t * C, L->lnx_w, L->lnx_b, m->H, m->N, m->gn_eps);
         if (L->att_mix_g) m->kern->silu_gate(s->y + t * C, s->g + t * C, C);
-        to_act_row(m, L->att_o.act, s->y, t, C, s->act[0]);
+        to_act_row(m, &L->att_o, s->y, t, C, s->act[0]);
     }
 }
 
@@ -762,7 +838,7 @@ static void cm_relu(rwe_model *m, const layer *L, int64_t t0, int64_t t1, const 
     (void)shift;
     for (int64_t t = t0; t < t1; t++) {
         m->kern->relu_square(m->s.fk + t * m->F, m->F);
-        to_act_row(m, L->ffn_v.act, m->s.fk, t, m->F, m->s.act_f);
+        to_act_row(m, &L->ffn_v, m->s.fk, t, m->F, m->s.act_f);
     }
 }
 
@@ -784,10 +860,10 @@ static void time_mix(rwe_model *m, const layer *L, int64_t T, float *shift, floa
     memcpy(shift, s->xx + (T - 1) * C, (size_t)C * sizeof(float));
 
     mm_batch b = {.T = T};                       /* r, k, v, g in one region */
-    mm_add(&b, &L->att_r, act_input(&L->att_r, s->xr, s->act[0]), s->r, C);
-    mm_add(&b, &L->att_k, act_input(&L->att_k, s->xk, s->act[1]), s->k, C);
-    mm_add(&b, &L->att_v, act_input(&L->att_v, s->xv, s->act[2]), s->v, C);
-    if (L->att_mix_g) mm_add(&b, &L->att_g, act_input(&L->att_g, s->xg, s->act[3]), s->g, C);
+    mm_add(m, &b, &L->att_r, act_input(&L->att_r, s->xr, s->act[0]), s->r, C);
+    mm_add(m, &b, &L->att_k, act_input(&L->att_k, s->xk, s->act[1]), s->k, C);
+    mm_add(m, &b, &L->att_v, act_input(&L->att_v, s->xv, s->act[2]), s->v, C);
+    if (L->att_mix_g) mm_add(m, &b, &L->att_g, act_input(&L->att_g, s->xg, s->act[3]), s->g, C);
     run_mm(m, &b);
 
     wkv_job w = {m, L, T, S};
@@ -795,7 +871,7 @@ static void time_mix(rwe_model *m, const layer *L, int64_t T, float *shift, floa
 
     run_rows(m, L, T, shift, tm_gate, 24 * C);
     mm_batch o = {.T = T};
-    mm_add(&o, &L->att_o, act_input(&L->att_o, s->y, s->act[0]), s->out, C);
+    mm_add(m, &o, &L->att_o, act_input(&L->att_o, s->y, s->act[0]), s->out, C);
     run_mm(m, &o);
 }
 
@@ -809,13 +885,13 @@ static void channel_mix(rwe_model *m, const layer *L, int64_t T, float *shift) {
     memcpy(shift, s->xx + (T - 1) * C, (size_t)C * sizeof(float));
 
     mm_batch b = {.T = T};                       /* key and receptance in one region */
-    mm_add(&b, &L->ffn_k, act_input(&L->ffn_k, s->xk, s->act[0]), s->fk, F);
-    mm_add(&b, &L->ffn_r, act_input(&L->ffn_r, s->xr, s->act[1]), s->r, C);
+    mm_add(m, &b, &L->ffn_k, act_input(&L->ffn_k, s->xk, s->act[0]), s->fk, F);
+    mm_add(m, &b, &L->ffn_r, act_input(&L->ffn_r, s->xr, s->act[1]), s->r, C);
     run_mm(m, &b);
 
     run_rows(m, L, T, shift, cm_relu, 8 * F);
     mm_batch v = {.T = T};
-    mm_add(&v, &L->ffn_v, act_input(&L->ffn_v, s->fk, s->act_f), s->out, C);
+    mm_add(m, &v, &L->ffn_v, act_input(&L->ffn_v, s->fk, s->act_f), s->out, C);
     run_mm(m, &v);
     run_rows(m, L, T, shift, cm_out, 16 * C);
 }
@@ -823,13 +899,14 @@ static void channel_mix(rwe_model *m, const layer *L, int64_t T, float *shift) {
 /* logits (T, V) = head . LN(x; ln_out) for T rows of x. */
 static void head(rwe_model *m, const float *x, int64_t T, float *logits) {
     scratch *s = &m->s;
+    s->gemm = use_gemm(m, T);
     for (int64_t t = 0; t < T; t++) {
         m->kern->layer_norm(x + t * m->C, m->lnout_w, m->lnout_b, s->xx + t * m->C, m->C,
                             m->ln_eps);
-        to_act_row(m, m->head.act, s->xx, t, m->C, s->act[0]);
+        to_act_row(m, &m->head, s->xx, t, m->C, s->act[0]);
     }
     mm_batch b = {.T = T};
-    mm_add(&b, &m->head, act_input(&m->head, s->xx, s->act[0]), logits, m->V);
+    mm_add(m, &b, &m->head, act_input(&m->head, s->xx, s->act[0]), logits, m->V);
     run_mm(m, &b);
 }
 
@@ -837,6 +914,7 @@ static void head(rwe_model *m, const float *x, int64_t T, float *logits) {
 static void forward_chunk(rwe_model *m, const int32_t *tokens, int64_t T, float *state,
                           float *logits, int all) {
     int64_t C = m->C, layer_len = 2 * C + m->H * m->N * m->N;
+    m->s.gemm = use_gemm(m, T);
     embed(m, tokens, T, m->s.x);
     for (uint32_t l = 0; l < m->info.n_layer; l++) {
         float *ls = state + l * layer_len;      /* att_x (C), ffn_x (C), wkv (H, N, N) */
@@ -865,6 +943,7 @@ rwe_status rwe_model_load(const char *path, uint32_t n_threads, rwe_isa isa, rwe
     if (!st) st = alloc_scratch(m);
     if (!st) st = start_pool(m, n_threads);
     if (!st) st = repack_lanes(m);
+    if (!st) st = alloc_gemm_work(m);
     if (st) {
         rwe_model_free(m);
         return st;
@@ -886,6 +965,7 @@ void rwe_model_free(rwe_model *m) {
     free(m->layers);
     free(m->params);
     if (m->lanes) munmap(m->lanes, m->lanes_bytes);
+    free(m->gemm_work);
     rwe_gguf_close(&m->file);
     pthread_mutex_destroy(&m->lock);
     free(m);
@@ -901,6 +981,7 @@ rwe_status rwe_model_set_threads(rwe_model *m, uint32_t n_threads) {
     if (!m) return rwe_fail(RWE_ERR_ARG, "rwe_model_set_threads: model is NULL");
     pthread_mutex_lock(&m->lock);
     rwe_status st = start_pool(m, n_threads);
+    if (!st) st = alloc_gemm_work(m);
     pthread_mutex_unlock(&m->lock);
     return st;
 }

@@ -30,6 +30,11 @@ typedef void (*rwe_matmul_fn)(int64_t cols, const void *W, const void *X, size_t
                               float *Y, int64_t y_stride, int64_t T, int64_t r0, int64_t r1);
 /* Convert one f32 activation row of n elements into the activation type. */
 typedef void (*rwe_quantize_row_fn)(const float *x, void *y, int64_t n);
+/* A matmul whose X rows are already packed for it (gemm_act, below); work is
+ * the caller's own gemm_work_bytes(cols) bytes, 64-byte aligned. */
+typedef void (*rwe_gemm_fn)(int64_t cols, const void *W, const void *X, size_t x_stride,
+                            float *Y, int64_t y_stride, int64_t T, int64_t r0, int64_t r1,
+                            void *work);
 
 typedef struct rwe_kernels {
     rwe_isa isa;
@@ -50,6 +55,21 @@ typedef struct rwe_kernels {
     rwe_matmul_fn matmul_lanes_q8_0;
     rwe_matmul_fn matmul_lanes_q4_0;
     rwe_matmul_fn matmul_lanes_q4_1;
+    /* Prefill: the same products (W in the lanes layout) with the
+     * activations quantized and packed once, row by row, for every thread,
+     * where matmul_lanes_* packs them itself in each call (so in each
+     * thread's share of the rows).  gemm_act turns a row of n floats into
+     * act (q8_0, or q8_1 for q4_1) blocks packed in gemm_act_bytes(n) bytes,
+     * a multiple of 64; X rows are 64-byte aligned (x_stride a multiple of
+     * 64).  NULL (and gemm_min_t 0) in sets without them; worth it from
+     * gemm_min_t tokens. */
+    size_t (*gemm_act_bytes)(int64_t n);
+    size_t (*gemm_work_bytes)(int64_t cols);
+    void (*gemm_act)(rwe_type act, const float *x, void *y, int64_t n);
+    rwe_gemm_fn matmul_gemm_q8_0;
+    rwe_gemm_fn matmul_gemm_q4_0;
+    rwe_gemm_fn matmul_gemm_q4_1;
+    int gemm_min_t;
 
     /* WKV5 over T tokens of one layer (T == 1 is the RNN step).
      * r, k, v, out: T rows ld >= H*N floats apart (head h of token t at

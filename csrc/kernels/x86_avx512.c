@@ -1022,24 +1022,24 @@ static void fold_tail_w(int nv, const gw *const r[4], gw *o) {
     }
 }
 
-/* The GEMM path of qmatmul (weights in GGML blocks) and of lanes_matmul
- * (weights in the lanes layout); returns 0 (nothing done) without workspace memory. */
-static inline __attribute__((always_inline)) int qgemm(int fmt, int lanes, int64_t cols, const void *W,
-                                                       const void *X, size_t x_stride, float *Y,
-                                                       int64_t y_stride, int64_t T, int64_t r0,
-                                                       int64_t r1) {
+/* GEMM workspace: GEMM_RB x nsb packed weight superblocks, then room for
+ * GEMM_RB / 4 tiles' folded tails of up to 2 vectors. */
+static inline size_t gemm_w_bytes(int64_t nsb) {
+    return (size_t)(GEMM_RB * nsb + GEMM_RB / 4 * 2) * sizeof(gw);
+}
+
+/* Y = W X over rows [r0, r1) for T tokens whose packed activations are xs,
+ * token t xsb bytes after t - 1 (a multiple of 64); weights in the lanes
+ * layout when `lanes`, else GGML blocks; ws is gemm_w_bytes(nsb). */
+static inline __attribute__((always_inline)) void gemm_rows(int fmt, int lanes, int64_t cols,
+                                                            const void *W, const gx *xs,
+                                                            size_t xsb, float *Y, int64_t y_stride,
+                                                            int64_t T, int64_t r0, int64_t r1,
+                                                            gw *ws) {
     const int64_t nb = cols / RWE_QK, nsb = (nb + GEMM_SB - 1) / GEMM_SB;
     const size_t row_bytes = (size_t)nb * (group_bytes(fmt) / 4);
     const int nv = lanes ? tail_vectors(nb) : 0;
-    /* workspace: T x nsb gx, GEMM_RB x nsb gw, GEMM_RB / 4 x nv folded gw */
-    gx *xs = rwe_gemm_workspace((size_t)(T * nsb) * sizeof(gx) +
-                                (size_t)(GEMM_RB * nsb + GEMM_RB / 4 * 2) * sizeof(gw));
-    if (!xs)
-        return 0;
-    gw *ws = (gw *)(xs + T * nsb), *wf = ws + GEMM_RB * nsb;
-    for (int64_t t = 0; t < T; t++)
-        for (int64_t j = 0; j < nsb; j++)
-            gemm_pack_x(fmt, lanes, (const uint8_t *)X + (size_t)t * x_stride, nb, j, xs + t * nsb + j);
+    gw *wf = ws + GEMM_RB * nsb;
     for (int64_t rb = r0; rb < r1; rb += GEMM_RB) {
         int64_t nr = r1 - rb < GEMM_RB ? r1 - rb : GEMM_RB;
         for (int64_t i = 0; i < nr; i++)
@@ -1059,7 +1059,7 @@ static inline __attribute__((always_inline)) int qgemm(int fmt, int lanes, int64
             int tt = T - t0 < GEMM_T ? (int)(T - t0) : GEMM_T;
             const gx *xt[GEMM_T];
             for (int t = 0; t < tt; t++)
-                xt[t] = xs + (t0 + t) * nsb;
+                xt[t] = (const gx *)((const char *)xs + (size_t)(t0 + t) * xsb);
             for (int64_t i = 0; i < nr; i += GEMM_R) {
                 const gw *wp[GEMM_R];
                 int rr = nr - i < GEMM_R ? (int)(nr - i) : GEMM_R;
@@ -1091,6 +1091,24 @@ static inline __attribute__((always_inline)) int qgemm(int fmt, int lanes, int64
             }
         }
     }
+}
+
+/* The GEMM path of qmatmul (weights in GGML blocks) and of lanes_matmul
+ * (weights in the lanes layout): packs X itself; returns 0 (nothing done)
+ * without workspace memory. */
+static inline __attribute__((always_inline)) int qgemm(int fmt, int lanes, int64_t cols, const void *W,
+                                                       const void *X, size_t x_stride, float *Y,
+                                                       int64_t y_stride, int64_t T, int64_t r0,
+                                                       int64_t r1) {
+    const int64_t nb = cols / RWE_QK, nsb = (nb + GEMM_SB - 1) / GEMM_SB;
+    gx *xs = rwe_gemm_workspace((size_t)(T * nsb) * sizeof(gx) + gemm_w_bytes(nsb));
+    if (!xs)
+        return 0;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t j = 0; j < nsb; j++)
+            gemm_pack_x(fmt, lanes, (const uint8_t *)X + (size_t)t * x_stride, nb, j, xs + t * nsb + j);
+    gemm_rows(fmt, lanes, cols, W, xs, (size_t)nsb * sizeof(gx), Y, y_stride, T, r0, r1,
+              (gw *)(xs + T * nsb));
     return 1;
 }
 
@@ -1135,6 +1153,42 @@ static inline __attribute__((always_inline)) void lanes_matmul(int fmt, int64_t 
     for (int64_t t = 0; t < T; t++)
         lanes_matvec(fmt, cols, W, (const uint8_t *)X + (size_t)t * x_stride, Y + t * y_stride, r0, r1);
 }
+
+/* Activation rows packed once for every thread (rwe_kernels.gemm_act):
+ * each row is its superblocks' gx, lanes order. */
+static size_t gemm_act_bytes_avx512(int64_t n) {
+    return (size_t)((n / RWE_QK + GEMM_SB - 1) / GEMM_SB) * sizeof(gx);
+}
+
+static size_t gemm_work_bytes_avx512(int64_t cols) {
+    return gemm_w_bytes((cols / RWE_QK + GEMM_SB - 1) / GEMM_SB);
+}
+
+/* One superblock (512 columns) at a time through the row quantizer into a
+ * stack buffer, then packed: the same bytes as quantizing the whole row and
+ * packing it in the matmul, as blocks are quantized independently. */
+static void gemm_act_avx512(rwe_type act, const float *x, void *y, int64_t n) {
+    const int q81 = act == RWE_TYPE_Q8_1, fmt = q81 ? FMT_Q4_1 : FMT_Q8_0;
+    rwe_block_q8_1 buf[GEMM_SB]; /* the larger of the two block types */
+    const int64_t nb = n / RWE_QK, nsb = (nb + GEMM_SB - 1) / GEMM_SB;
+    for (int64_t j = 0; j < nsb; j++) {
+        int64_t m = nb - j * GEMM_SB < GEMM_SB ? nb - j * GEMM_SB : GEMM_SB;
+        if (q81)
+            quantize_row_q8_1_avx512(x + j * GEMM_SB * RWE_QK, buf, m * RWE_QK);
+        else
+            quantize_row_q8_0_avx512(x + j * GEMM_SB * RWE_QK, buf, m * RWE_QK);
+        gemm_pack_x(fmt, 1, (const uint8_t *)buf, m, 0, (gx *)y + j);
+    }
+}
+
+#define RWE_GEMM_ENTRY(name, F)                                                                 \
+    static void name(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,    \
+                     int64_t y_stride, int64_t T, int64_t r0, int64_t r1, void *work) {        \
+        gemm_rows(FMT_##F, 1, cols, W, X, x_stride, Y, y_stride, T, r0, r1, work);             \
+    }
+RWE_GEMM_ENTRY(matmul_gemm_q8_0_avx512, Q8_0)
+RWE_GEMM_ENTRY(matmul_gemm_q4_0_avx512, Q4_0)
+RWE_GEMM_ENTRY(matmul_gemm_q4_1_avx512, Q4_1)
 
 RWE_QMATMUL_ENTRY(matmul_q8_0_avx512, qmatmul, Q8_0)
 RWE_QMATMUL_ENTRY(matmul_q4_0_avx512, qmatmul, Q4_0)
@@ -1359,6 +1413,13 @@ const rwe_kernels rwe_kernels_avx512 = {
     .matmul_lanes_q8_0 = matmul_lanes_q8_0_avx512,
     .matmul_lanes_q4_0 = matmul_lanes_q4_0_avx512,
     .matmul_lanes_q4_1 = matmul_lanes_q4_1_avx512,
+    .gemm_act_bytes = gemm_act_bytes_avx512,
+    .gemm_work_bytes = gemm_work_bytes_avx512,
+    .gemm_act = gemm_act_avx512,
+    .matmul_gemm_q8_0 = matmul_gemm_q8_0_avx512,
+    .matmul_gemm_q4_0 = matmul_gemm_q4_0_avx512,
+    .matmul_gemm_q4_1 = matmul_gemm_q4_1_avx512,
+    .gemm_min_t = RWE_GEMM_MIN_T,
     RWE_AVX2_VECTOR_OPS,
     .wkv5 = wkv5_avx512,
 };

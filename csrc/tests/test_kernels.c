@@ -619,6 +619,95 @@ static void test_long_ranges(const rwe_kernels *k) {
             }
 }
 
+static rwe_gemm_fn gemm_of(const rwe_kernels *k, int f) {
+    rwe_gemm_fn fns[] = {NULL, NULL, NULL, k->matmul_gemm_q8_0, k->matmul_gemm_q4_0,
+                         k->matmul_gemm_q4_1};
+    return fns[f];
+}
+
+static void *xmalloc64(size_t n) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, n ? n : 64)) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+
+/* One case of test_gemm_act: worst err/tol of matmul_gemm_* against
+ * matmul_lanes_* on the same floats (0 or INFINITY when bit-exact is asked). */
+static double gemm_act_case(const rwe_kernels *k, int f, int64_t cols, int64_t rows, int64_t r0,
+                            int64_t r1, int64_t T, int kind) {
+    const rwe_type act = rwe_act_type(wfmt_types[f]);
+    const size_t qb = rwe_row_bytes(act, cols), pb = k->gemm_act_bytes(cols) + 64;
+    const int64_t ys = rows + 3;
+    operand w = make_operand(wfmt_types[f], rows, cols, IN_RANDOM, 0, 0);
+    char *wl = xmalloc(w.row_bytes * (size_t)rows), *xp = xmalloc64(pb * (size_t)T);
+    operand x = {xmalloc(qb * (size_t)T), xmalloc((size_t)(T * cols) * 4),
+                 xmalloc((size_t)(T * (cols / RWE_QK + 1)) * 4), qb};
+    float *xf = xmalloc((size_t)(T * cols) * 4);
+    float *y = xmalloc((size_t)(T * ys) * 4), *yl = xmalloc((size_t)(T * ys) * 4);
+    void *work = xmalloc64(k->gemm_work_bytes(cols));
+    rwe_lanes_pack(wfmt_types[f], cols, w.data, wl, 0, rows);
+    fill_act_f32(xf, T * cols, kind);
+    for (int64_t t = 0; t < T; t++) {
+        (act == RWE_TYPE_Q8_1 ? k->quantize_row_q8_1 : k->quantize_row_q8_0)(xf + t * cols,
+                                                                           x.data + t * qb, cols);
+        k->gemm_act(act, xf + t * cols, xp + (size_t)t * pb, cols);
+    }
+    dequant_rows(act, x.data, x.val, x.ms, T, cols, qb);
+    for (int64_t i = 0; i < T * ys; i++)
+        y[i] = yl[i] = SENTINEL;
+    lanes_of(k, f)(cols, wl, x.data, qb, yl, ys, T, r0, r1);
+    gemm_of(k, f)(cols, wl, xp, pb, y, ys, T, r0, r1, work);
+    double worst = 0;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t r = 0; r < rows; r++) {
+            float got = y[t * ys + r], want = yl[t * ys + r];
+            double dot, abs_sum, e;
+            if (r < r0 || r >= r1 || T >= k->gemm_min_t) {
+                e = memcmp(&got, &want, 4) ? INFINITY : 0;
+            } else {
+                exact_dot(f, &w, &x, cols, r, t, &dot, &abs_sum);
+                e = isnan(got) ? INFINITY : fabs(got - want) / (RTOL_QUANT * abs_sum + ATOL);
+            }
+            worst = e > worst ? e : worst;
+        }
+    free(wl), free(xp), free(xf), free(y), free(yl), free(work);
+    free_operand(&w), free_operand(&x);
+    return worst;
+}
+
+/* The prefill GEMM over rows packed once (gemm_act, matmul_gemm_*): from
+ * the same floats, the set's quantizer and matmul_lanes_* must give the
+ * same outputs bit for bit from gemm_min_t tokens on (both are the GEMM
+ * then), within RTOL_QUANT below it; rows outside [r0, r1) stay untouched.
+ * The packed rows are 64 bytes further apart than they need be. */
+static void test_gemm_act(const rwe_kernels *k) {
+    static const int64_t shapes[][4] = {/* rows, r0, r1, T */
+                                        {9, 2, 7, 17}, {129, 0, 129, 9}, {40, 3, 37, 8},
+                                        {9, 2, 7, 3}, {9, 2, 7, 1}};
+    static const int kinds[] = {IN_RANDOM, IN_TIES, IN_NONFINITE};
+    if (!k->gemm_act)
+        return;
+    for (int f = W_Q8_0; f < W_COUNT; f++)
+        for (int c = 0; c < N_COLS; c++)
+            for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+                double worst = 0;
+                for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+                    double e = gemm_act_case(k, f, test_cols[c], shapes[s][0], shapes[s][1],
+                                             shapes[s][2], shapes[s][3], kinds[i]);
+                    worst = e > worst ? e : worst;
+                }
+                char what[112];
+                snprintf(what, sizeof what, "matmul_gemm_%s cols=%d T=%lld rows=[%lld,%lld) of %lld%s",
+                         wfmt_names[f], test_cols[c], (long long)shapes[s][3],
+                         (long long)shapes[s][1], (long long)shapes[s][2], (long long)shapes[s][0],
+                         shapes[s][3] >= k->gemm_min_t ? " (bit-exact)" : "");
+                report(worst <= 1.0, k->name, what, worst);
+            }
+}
+
 /* The lanes layout is a permutation: packing then unpacking gives the
  * bytes back, for whole and partial groups and superblocks, and packing
  * moves bytes (a copy would pass the round trip too). */
@@ -920,6 +1009,7 @@ int main(int argc, char **argv) {
             test_long_ranges(k);
             g_lanes = 0;
         }
+        test_gemm_act(k);
         test_wkv5(k);
         test_norms(k);
         test_elementwise(k);
