@@ -63,22 +63,25 @@ enum { FMT_Q8_0, FMT_Q4_0, FMT_Q4_1 };
 
 /* ------------------------------------------------- activation quantizers */
 
-/* One block (2 x 16 lanes): writes qs, returns d, sets *sum = sum(qs).
- * roundf is trunc(v) + sign(v) where |v - trunc(v)| >= 0.5, bit-exact.
- * Non-finite input as the ref (quant_ref.c): the scale skips it, products
- * are clamped to +-127 and a NaN product gives 0. */
-static inline float quantize_block16(const float *x, int8_t *qs, int *sum) {
+/* A block of 32 is 2 x 16 lanes.  roundf is trunc(v) + sign(v) where
+ * |v - trunc(v)| >= 0.5, bit-exact.  Non-finite input as the ref
+ * (quant_ref.c): the scale skips it, products are clamped to +-127 and a
+ * NaN product gives 0. */
+
+/* 16 lanes whose maximum is the block's largest finite |x| (0 for none). */
+static inline __m512 block_absmax(const float *x) {
     const __m512 inf = _mm512_set1_ps(__builtin_inff());
-    __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
-    __m512 a0 = _mm512_abs_ps(v0), a1 = _mm512_abs_ps(v1);
+    __m512 a0 = _mm512_abs_ps(_mm512_loadu_ps(x)), a1 = _mm512_abs_ps(_mm512_loadu_ps(x + 16));
     a0 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a0, inf, _CMP_LT_OQ), a0);
     a1 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a1, inf, _CMP_LT_OQ), a1);
-    float amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
-    float d = amax / 127.0f;
-    __m512 id = _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+    return _mm512_max_ps(a0, a1);
+}
+
+/* The block's 32 quants at scale inverse id into qs; returns their sum per lane. */
+static inline __m512i block_quants(const float *x, __m512 id, int8_t *qs) {
     __m512i s = _mm512_setzero_si512();
     for (int h = 0; h < 2; h++) {
-        __m512 v = _mm512_mul_ps(h ? v1 : v0, id);
+        __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x + 16 * h), id);
         v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), v); /* NaN -> 0 */
         v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-127.0f)), _mm512_set1_ps(127.0f));
         __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
@@ -90,7 +93,13 @@ static inline float quantize_block16(const float *x, int8_t *qs, int *sum) {
         s = _mm512_add_epi32(s, q);
         _mm_storeu_si128((__m128i *)(qs + 16 * h), _mm512_cvtsepi32_epi8(q));
     }
-    *sum = _mm512_reduce_add_epi32(s);
+    return s;
+}
+
+/* One block: writes qs, returns d, sets *sum = sum(qs). */
+static inline float quantize_block16(const float *x, int8_t *qs, int *sum) {
+    float d = _mm512_reduce_max_ps(block_absmax(x)) / 127.0f;
+    *sum = _mm512_reduce_add_epi32(block_quants(x, _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f), qs));
     return d;
 }
 
@@ -1164,20 +1173,100 @@ static size_t gemm_work_bytes_avx512(int64_t cols) {
     return gemm_w_bytes((cols / RWE_QK + GEMM_SB - 1) / GEMM_SB);
 }
 
-/* One superblock (512 columns) at a time through the row quantizer into a
- * stack buffer, then packed: the same bytes as quantizing the whole row and
- * packing it in the matmul, as blocks are quantized independently. */
+/* Lane l = the maximum of a[l]'s 16 lanes (l < 16), in about 45 shuffles
+ * and maxima where 16 separate reductions take 128: pairs of vectors halve
+ * their lanes three times (as gemm_store_4xT adds), which leaves block
+ * 4e + k in lane 4k + e; the last permute puts block l in lane l.  Maxima
+ * are exact in any order. */
+static inline __m512 max_across16(const __m512 a[16]) {
+    __m512 p[8], q[4];
+    for (int i = 0; i < 8; i++)
+        p[i] = _mm512_max_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44),
+                             _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xee));
+    for (int i = 0; i < 4; i++)
+        q[i] = _mm512_max_ps(_mm512_shuffle_f32x4(p[2 * i], p[2 * i + 1], 0x88),
+                             _mm512_shuffle_f32x4(p[2 * i], p[2 * i + 1], 0xdd));
+    __m512 r0 = _mm512_max_ps(_mm512_unpacklo_ps(q[0], q[1]), _mm512_unpackhi_ps(q[0], q[1]));
+    __m512 r1 = _mm512_max_ps(_mm512_unpacklo_ps(q[2], q[3]), _mm512_unpackhi_ps(q[2], q[3]));
+    __m512d x = _mm512_castps_pd(r0), y = _mm512_castps_pd(r1);
+    __m512 m = _mm512_max_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+    return _mm512_permutexvar_ps(_mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0),
+                                 m);
+}
+
+/* f32 -> fp16 -> f32 per lane, round to nearest even (as rwe_f32_to_f16). */
+static inline __m512 via_half(__m512 v) {
+    return _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+/* out[k] lane l = dword k of q[l] (16 blocks of 32 quants): vector i holds
+ * blocks 2i, 2i + 1 at first (vector bits b3 b2 b1, lane bits b0 k2 k1 k0),
+ * and each round of permutes over pairs of vectors swaps one vector bit
+ * with one lane bit; the last round also puts the lanes in block order.
+ * 24 permutes, where 8 gathers from the same stack copy took a quarter of
+ * gemm_act's time. */
+static inline void transpose_quants(const int8_t q[16][RWE_QK], __m512i out[8]) {
+    static const int32_t ix[3][2][16] = {
+        {{0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30},
+         {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}},
+        {{0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29},
+         {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}},
+        {{0, 8, 1, 9, 2, 10, 3, 11, 16, 24, 17, 25, 18, 26, 19, 27},
+         {4, 12, 5, 13, 6, 14, 7, 15, 20, 28, 21, 29, 22, 30, 23, 31}}};
+    for (int i = 0; i < 8; i++)
+        out[i] = _mm512_load_si512(q[2 * i]);
+    for (int r = 0; r < 3; r++) {
+        const __m512i lo = _mm512_loadu_si512(ix[r][0]), hi = _mm512_loadu_si512(ix[r][1]);
+        for (int a = 0; a < 8; a++) {
+            if (a & (1 << r))
+                continue;
+            __m512i x = out[a], y = out[a | (1 << r)];
+            out[a] = _mm512_permutex2var_epi32(x, lo, y);
+            out[a | (1 << r)] = _mm512_permutex2var_epi32(x, hi, y);
+        }
+    }
+}
+
+/* Superblock j of a row: its nb <= 16 blocks quantized (q8_0, or q8_1 when
+ * q81) straight into o, the bytes that quantizing the row and packing it
+ * with gemm_pack_x (lanes order) give: the 16 blocks' scales are one vector
+ * here (one division for all), and the quants go through a stack copy. */
+static inline __attribute__((always_inline)) void gemm_act_sb(int q81, const float *x, int nb,
+                                                               gx *o) {
+    __m512 a[16];
+    for (int b = 0; b < 16; b++)
+        a[b] = b < nb ? block_absmax(x + b * RWE_QK) : _mm512_setzero_ps();
+    const __m512 d = _mm512_div_ps(max_across16(a), _mm512_set1_ps(127.0f));
+    const __mmask16 nz = _mm512_cmp_ps_mask(d, _mm512_setzero_ps(), _CMP_NEQ_OQ);
+    float id[16];
+    _mm512_storeu_ps(id, _mm512_maskz_div_ps(nz, _mm512_set1_ps(1.0f), d));
+    int8_t qs[16][RWE_QK] __attribute__((aligned(64)));
+    int32_t sum[16];
+    for (int b = 0; b < nb; b++) {
+        __m512i s = block_quants(x + b * RWE_QK, _mm512_set1_ps(id[b]), qs[b]);
+        sum[b] = q81 ? _mm512_reduce_add_epi32(s) : 0;
+    }
+    for (int b = nb; b < 16; b++)
+        memset(qs[b], 0, RWE_QK), sum[b] = 0;
+    __m512i q[8];
+    transpose_quants((const int8_t(*)[RWE_QK])qs, q);
+    for (int k = 0; k < 8; k++)
+        _mm512_store_si512(o->q[k], _mm512_xor_si512(q[k], _mm512_set1_epi8((char)0x80)));
+    _mm512_store_ps(o->d, via_half(d));
+    _mm512_store_ps(o->s, q81 ? via_half(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_loadu_si512(sum)), d))
+                              : _mm512_setzero_ps());
+}
+
+/* One row into its superblocks' gx (rwe_kernels.gemm_act). */
 static void gemm_act_avx512(rwe_type act, const float *x, void *y, int64_t n) {
-    const int q81 = act == RWE_TYPE_Q8_1, fmt = q81 ? FMT_Q4_1 : FMT_Q8_0;
-    rwe_block_q8_1 buf[GEMM_SB]; /* the larger of the two block types */
     const int64_t nb = n / RWE_QK, nsb = (nb + GEMM_SB - 1) / GEMM_SB;
     for (int64_t j = 0; j < nsb; j++) {
         int64_t m = nb - j * GEMM_SB < GEMM_SB ? nb - j * GEMM_SB : GEMM_SB;
-        if (q81)
-            quantize_row_q8_1_avx512(x + j * GEMM_SB * RWE_QK, buf, m * RWE_QK);
+        if (act == RWE_TYPE_Q8_1)
+            gemm_act_sb(1, x + j * GEMM_SB * RWE_QK, (int)m, (gx *)y + j);
         else
-            quantize_row_q8_0_avx512(x + j * GEMM_SB * RWE_QK, buf, m * RWE_QK);
-        gemm_pack_x(fmt, 1, (const uint8_t *)buf, m, 0, (gx *)y + j);
+            gemm_act_sb(0, x + j * GEMM_SB * RWE_QK, (int)m, (gx *)y + j);
     }
 }
 
