@@ -838,7 +838,7 @@ static inline __attribute__((always_inline)) void gemm_store_4xT(int TT, __m512 
 typedef struct {
     int nv;          /* 0: no folded tail */
     const gw *w;     /* nv vectors */
-    const gx *x[4];  /* per token: its last superblock */
+    const gx *const *x; /* per token: its last superblock */
 } gtail;
 
 static inline int tail_width(int nv) { return nv == 1 ? 4 : 8; }
@@ -1066,21 +1066,18 @@ static inline __attribute__((always_inline)) void gemm_rows(int fmt, int lanes, 
         }
         for (int64_t t0 = 0; t0 < T; t0 += GEMM_T) {
             int tt = T - t0 < GEMM_T ? (int)(T - t0) : GEMM_T;
-            const gx *xt[GEMM_T];
-            for (int t = 0; t < tt; t++)
+            const gx *xt[GEMM_T], *tails[GEMM_T];
+            for (int t = 0; t < tt; t++) {
                 xt[t] = (const gx *)((const char *)xs + (size_t)(t0 + t) * xsb);
+                tails[t] = xt[t] + nsb - 1;
+            }
             for (int64_t i = 0; i < nr; i += GEMM_R) {
                 const gw *wp[GEMM_R];
                 int rr = nr - i < GEMM_R ? (int)(nr - i) : GEMM_R;
                 for (int k = 0; k < rr; k++)
                     wp[k] = ws + (i + k) * nsb;
                 float *y = Y + t0 * y_stride + rb + i;
-                gtail tl = {.nv = rr == 4 ? nv : 0};
-                if (tl.nv) {
-                    tl.w = wf + i / 4 * nv;
-                    for (int t = 0; t < tt; t++)
-                        tl.x[t] = xt[t] + nsb - 1;
-                }
+                const gtail tl = {.nv = rr == 4 ? nv : 0, .w = wf + i / 4 * nv, .x = tails};
                 if (rr == 4 && tt == GEMM_T && !nv)
                     gemm_tile_whole(fmt, nsb, wp, xt, y, y_stride);
                 else if (rr == 4 && tt == GEMM_T)
