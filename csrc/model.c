@@ -647,8 +647,8 @@ static void mm_task(void *ctx, int ith, int nth) {
     }
 }
 
-/* Chunk the batch's jobs for nth threads: about CHUNKS_PER_THREAD chunks per
- * thread per matrix, at least ROW_GRAIN rows each. */
+/* Chunk the batch's jobs for nth threads: about cpt chunks per thread per
+ * matrix, at least ROW_GRAIN rows each. */
 static void mm_plan(mm_batch *b, int nth, int cpt) {
     int64_t total = 0;
     for (int i = 0; i < b->n; i++) {
@@ -667,6 +667,8 @@ static void mm_plan(mm_batch *b, int nth, int cpt) {
 static void run_mm(rwe_model *m, mm_batch *b) {
     repack_all(m);
     int nth = b->work < PARALLEL_MIN_WORK ? 1 : rwe_threadpool_size(m->pool);
+    /* the first job decides (a batch's matrices share a type in files we
+     * write; either chunking is correct for any job) */
     int cpt = b->n && b->job[0].packed ? PACKED_CHUNKS_PER_THREAD : CHUNKS_PER_THREAD;
     b->gemm_work = m->gemm_work;
     b->gemm_work_bytes = m->gemm_work_bytes;
@@ -675,7 +677,8 @@ static void run_mm(rwe_model *m, mm_batch *b) {
 }
 
 /* Add y = W x for one (matrix, input, output) triple to a batch; x is the
- * input already in the matrix's activation type (act_input). */
+ * input already in the matrix's activation type or packed for its gemm
+ * entry (to_act_row, act_input). */
 static void mm_add(const rwe_model *m, mm_batch *b, const matrix *w, const void *x, float *y,
                    int64_t y_stride) {
     mm_job *j = &b->job[b->n++];

@@ -61,8 +61,11 @@ typedef struct rwe_kernels {
      * thread's share of the rows).  gemm_act turns a row of n floats into
      * act (q8_0, or q8_1 for q4_1) blocks packed in gemm_act_bytes(n) bytes,
      * a multiple of 64; X rows are 64-byte aligned (x_stride a multiple of
-     * 64).  NULL (and gemm_min_t 0) in sets without them; worth it from
-     * gemm_min_t tokens. */
+     * 64).  Worth it from gemm_min_t tokens.  Only the AVX-512 set has
+     * them (its matmul_lanes_* pack activations with gathers); the AVX2
+     * set packs with shuffles, and the same entries there measured
+     * 0.99-1.00x (12x768 q4_0 / q8_0, 512 tokens, 2 threads), so it and
+     * the others leave them NULL (and gemm_min_t 0). */
     size_t (*gemm_act_bytes)(int64_t n);
     size_t (*gemm_work_bytes)(int64_t cols);
     void (*gemm_act)(rwe_type act, const float *x, void *y, int64_t n);

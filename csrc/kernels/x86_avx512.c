@@ -1172,8 +1172,8 @@ static size_t gemm_work_bytes_avx512(int64_t cols) {
 
 /* Lane l = the maximum of a[l]'s 16 lanes (l < 16), in about 45 shuffles
  * and maxima where 16 separate reductions take 128: pairs of vectors halve
- * their lanes three times (as gemm_store_4xT adds), which leaves block
- * 4e + k in lane 4k + e; the last permute puts block l in lane l.  Maxima
+ * their lanes three times (as gemm_store_4xT adds), which leaves a[4e + k]'s
+ * maximum in lane 4k + e; the last permute puts a[l]'s in lane l.  Maxima
  * are exact in any order. */
 static inline __m512 max_across16(const __m512 a[16]) {
     __m512 p[8], q[4];
@@ -1225,8 +1225,8 @@ static inline void transpose_quants(const int8_t q[16][RWE_QK], __m512i out[8]) 
     }
 }
 
-/* Superblock j of a row: its nb <= 16 blocks quantized (q8_0, or q8_1 when
- * q81) straight into o, the bytes that quantizing the row and packing it
+/* One superblock of a row, its nb <= 16 blocks of floats at x, quantized
+ * (q8_0, or q8_1 when q81) straight into o, the bytes that quantizing the row and packing it
  * with gemm_pack_x (lanes order) give: the 16 blocks' scales are one vector
  * here (one division for all), and the quants go through a stack copy. */
 static inline __attribute__((always_inline)) void gemm_act_sb(int q81, const float *x, int nb,
