@@ -183,6 +183,24 @@ def test_threads_do_not_change_results(files: dict[str, Path]) -> None:
         assert e.n_threads == 3
 
 
+@pytest.mark.parametrize("isa", SIMD_ISAS)
+@pytest.mark.parametrize("fmt", ["q8_0", "q4_1"])
+def test_quantized_threads_do_not_change_results(
+    fmt: str, isa: str, files: dict[str, Path]
+) -> None:
+    """Bit for bit across thread counts, also after set_threads on a live
+    model: chunks of 64 take the prefill GEMM (on AVX-512 over rows packed
+    once, with a workspace per pool thread that set_threads must regrow)."""
+    with CEngine.open(files[fmt], threads=3, isa=isa) as e:
+        want = _run_chunks(e, TOKENS, 64)
+    with CEngine.open(files[fmt], threads=1, isa=isa) as e:
+        np.testing.assert_array_equal(_run_chunks(e, TOKENS, 64)[0], want[0])
+        e.set_threads(3)
+        got = _run_chunks(e, TOKENS, 64)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
 def test_concurrent_python_threads_share_a_model(files: dict[str, Path]) -> None:
     """Evals from several threads are serialised by the model's mutex: same answers."""
     with CEngine.open(files["tiny_v2"], threads=2) as e:
