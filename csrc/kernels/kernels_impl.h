@@ -22,8 +22,9 @@
 #endif
 /* The hint for both compilers: the AVX-512 decode loops, where clang's own
  * unrolling ran q8_0 decode at 0.87-0.92x of its hinted code in three runs
- * of four (1.02x in the other; 16384 x 2048, 1 thread), and the NEON kernels (clang unrolls them more with the hint: 528
- * sdot in arm_neon.o against 213; no ARM core here to time either). */
+ * of four (1.02x in the other; 16384 x 2048, 1 thread), and the NEON
+ * kernels (clang unrolls them more with the hint: 528 sdot in arm_neon.o
+ * against 213; no ARM core here to time either). */
 #define RWE_UNROLL_ALL(n) RWE_PRAGMA(GCC unroll n)
 
 /* Software prefetch distance (bytes) of the quantized matmuls' linear

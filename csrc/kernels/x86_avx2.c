@@ -909,7 +909,7 @@ static void wkv5_head64_avx2(const float *r, const float *k, const float *v, con
     for (int i = 0; i < 64; i++) {
         __m256 ri = _mm256_set1_ps(r[i]), ki = _mm256_set1_ps(k[i]), wi = _mm256_set1_ps(w[i]);
         float *Si = S + i * 64;
-RWE_UNROLL(8)
+        RWE_UNROLL(8)
         for (int j = 0; j < 8; j++) {
             __m256 vj = _mm256_loadu_ps(v + 8 * j), s = _mm256_loadu_ps(Si + 8 * j);
             o[j] = _mm256_fmadd_ps(ri, s, o[j]);
@@ -928,7 +928,8 @@ RWE_UNROLL(8)
 static void wkv5_head64x2_avx2(int64_t ld, const float *r, const float *k, const float *v,
                                const float *w, const float *u, float *S, float *out) {
     const float *r1 = r + ld, *k1 = k + ld, *v1 = v + ld;
-    const __m256 a0 = _mm256_set1_ps(bonus_avx2(64, r, k, u)), a1 = _mm256_set1_ps(bonus_avx2(64, r1, k1, u));
+    const __m256 a0 = _mm256_set1_ps(bonus_avx2(64, r, k, u));
+    const __m256 a1 = _mm256_set1_ps(bonus_avx2(64, r1, k1, u));
     for (int half = 0; half < 2; half++) {
         const int c0 = 32 * half;
         __m256 o0[4], o1[4];

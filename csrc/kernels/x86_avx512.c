@@ -473,9 +473,10 @@ static inline __attribute__((always_inline)) void qjob_run(const qjob *j, int tt
  * lane l of vector k holds elements 4k..4k+3 of block l, so eight vpdpbusd
  * finish 16 blocks and the scales cost 3 float ops per 8 vpdpbusd.
  * Both sides are repacked into it, the activations once per call (masked
- * gathers) and the weights once per block of GEMM_RB rows (a shuffle
- * transpose; gathers only for a partial last superblock), reused by every
- * token of the call.  The activations become the unsigned operand (x + 128,
+ * gathers; for the engine's lanes-layout matrices, once per chunk for all
+ * threads instead, by gemm_act below) and the weights once per block of
+ * GEMM_RB rows (a shuffle transpose; gathers only for a partial last
+ * superblock), reused by every token of the call.  The activations become the unsigned operand (x + 128,
  * i.e. x XOR 0x80) and the weights stay signed; the +128 comes back out
  * through a per-block weight bias -128 * sum(w) that seeds the integer sums.
  * In lanes past the row's last block the weights' quants, bias and scales
@@ -487,6 +488,9 @@ static inline __attribute__((always_inline)) void qjob_run(const qjob *j, int tt
 #define GEMM_RB 16        /* weight rows repacked at a time */
 #define GEMM_R 4         /* rows per register tile (gemm_store_4xT assumes 4) */
 #define GEMM_T 4         /* tokens per register tile (4 x 3, 4 x 2, 2 x 8 were slower) */
+
+/* Superblocks in a row of cols columns (the last may be partial). */
+static inline int64_t sb_count(int64_t cols) { return (cols / RWE_QK + GEMM_SB - 1) / GEMM_SB; }
 
 typedef struct {
     uint8_t q[8][64]; /* x + 128 */
@@ -782,7 +786,7 @@ static inline __attribute__((always_inline)) void lanes_decode(int fmt, int K, c
 static inline __attribute__((always_inline)) void lanes_matvec(int fmt, int64_t cols,
                                                                const void *W, const void *X,
                                                                float *Y, int64_t r0, int64_t r1) {
-    const int64_t nb = cols / RWE_QK, nsb = (nb + GEMM_SB - 1) / GEMM_SB;
+    const int64_t nb = cols / RWE_QK, nsb = sb_count(cols);
     const size_t row_bytes = (size_t)nb * (group_bytes(fmt) / 4);
     lx xs[LANES_CHUNK];
     const int two = (size_t)(r1 - r0) * row_bytes >= 2 * (size_t)RWE_MIN_STREAM;
@@ -798,31 +802,44 @@ static inline __attribute__((always_inline)) void lanes_matvec(int fmt, int64_t 
 }
 
 
-/* Y[t * y_stride + i] = the 16-lane sum of f[i][t] for a 4 x TT tile, in
- * about 40 shuffles and adds where 16 separate reductions take 128 (with
- * 1024 columns a tile has only 2 superblocks, and the sums cost as much).
- * The network leaves token t's 4 rows in 128-bit lane t, and Y's rows are
- * adjacent, so each token is one 16-byte store.  Going through a stack
- * array and 16 scalar stores instead stalled on store forwarding: that
- * version ran at 121 GMAC/s against 155 for this one (1024 x 1024, T=256,
- * 1 thread, in cache). */
+/* Lane 4t + i = the 16-lane sum of f[i][t] (its maximum when take_max), in
+ * about 40 shuffles and adds where 16 separate reductions take 128: each
+ * row's 4 vectors halve their lanes twice into y[i] (128-bit lane t holds 4
+ * partial sums of f[i][t]), and two rounds of unpacks finish the 4 rows. */
+static inline __attribute__((always_inline)) __m512 reduce_4x4(const __m512 f[4][4], int take_max) {
+#define RWE_OP(a, b) (take_max ? _mm512_max_ps(a, b) : _mm512_add_ps(a, b))
+    __m512 y[4];
+    RWE_UNROLL(4)
+    for (int i = 0; i < 4; i++) {
+        const __m512 *r = f[i];
+        __m512 ab = RWE_OP(_mm512_shuffle_f32x4(r[0], r[1], 0x44), _mm512_shuffle_f32x4(r[0], r[1], 0xee));
+        __m512 cd = RWE_OP(_mm512_shuffle_f32x4(r[2], r[3], 0x44), _mm512_shuffle_f32x4(r[2], r[3], 0xee));
+        y[i] = RWE_OP(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xdd));
+    }
+    __m512 p01 = RWE_OP(_mm512_unpacklo_ps(y[0], y[1]), _mm512_unpackhi_ps(y[0], y[1]));
+    __m512 p23 = RWE_OP(_mm512_unpacklo_ps(y[2], y[3]), _mm512_unpackhi_ps(y[2], y[3]));
+    __m512d a = _mm512_castps_pd(p01), b = _mm512_castps_pd(p23);
+    return RWE_OP(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+#undef RWE_OP
+}
+
+/* Y[t * y_stride + i] = the 16-lane sum of f[i][t] for a 4 x TT tile
+ * (with 1024 columns a tile has only 2 superblocks, and 16 separate
+ * reductions cost as much as the sums).  reduce_4x4 leaves token t's 4
+ * rows in 128-bit lane t, and Y's rows are adjacent, so each token is one
+ * 16-byte store.  Going through a stack array and 16 scalar stores instead
+ * stalled on store forwarding: that version ran at 121 GMAC/s against 155
+ * for this one (1024 x 1024, T=256, 1 thread, in cache). */
 static inline __attribute__((always_inline)) void gemm_store_4xT(int TT, __m512 f[4][4], float *Y,
                                                                  int64_t y_stride) {
     const __m512 z = _mm512_setzero_ps();
-    __m512 y[4]; /* y[i]: 128-bit lane t holds 4 partial sums of row i, token t */
+    __m512 g[4][4];
     RWE_UNROLL(4)
-    for (int i = 0; i < 4; i++) {
-        __m512 f0 = f[i][0], f1 = TT > 1 ? f[i][1] : z;
-        __m512 f2 = TT > 2 ? f[i][2] : z, f3 = TT > 3 ? f[i][3] : z;
-        __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(f0, f1, 0x44), _mm512_shuffle_f32x4(f0, f1, 0xee));
-        __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(f2, f3, 0x44), _mm512_shuffle_f32x4(f2, f3, 0xee));
-        y[i] = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xdd));
-    }
-    __m512 p01 = _mm512_add_ps(_mm512_unpacklo_ps(y[0], y[1]), _mm512_unpackhi_ps(y[0], y[1]));
-    __m512 p23 = _mm512_add_ps(_mm512_unpacklo_ps(y[2], y[3]), _mm512_unpackhi_ps(y[2], y[3]));
-    __m512d a = _mm512_castps_pd(p01), b = _mm512_castps_pd(p23);
-    __m512 q = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)),
-                             _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+    for (int i = 0; i < 4; i++)
+        RWE_UNROLL(4)
+        for (int t = 0; t < 4; t++)
+            g[i][t] = t < TT ? f[i][t] : z;
+    __m512 q = reduce_4x4((const __m512(*)[4])g, 0);
     _mm_storeu_ps(Y, _mm512_castps512_ps128(q)); /* lane t = rows 0..3 of token t */
     if (TT > 1) _mm_storeu_ps(Y + y_stride, _mm512_extractf32x4_ps(q, 1));
     if (TT > 2) _mm_storeu_ps(Y + 2 * y_stride, _mm512_extractf32x4_ps(q, 2));
@@ -1045,7 +1062,7 @@ static inline __attribute__((always_inline)) void gemm_rows(int fmt, int lanes, 
                                                             size_t xsb, float *Y, int64_t y_stride,
                                                             int64_t T, int64_t r0, int64_t r1,
                                                             gw *ws) {
-    const int64_t nb = cols / RWE_QK, nsb = (nb + GEMM_SB - 1) / GEMM_SB;
+    const int64_t nb = cols / RWE_QK, nsb = sb_count(cols);
     const size_t row_bytes = (size_t)nb * (group_bytes(fmt) / 4);
     const int nv = lanes ? tail_vectors(nb) : 0;
     gw *wf = ws + GEMM_RB * nsb;
@@ -1106,7 +1123,7 @@ static inline __attribute__((always_inline)) int qgemm(int fmt, int lanes, int64
                                                        const void *X, size_t x_stride, float *Y,
                                                        int64_t y_stride, int64_t T, int64_t r0,
                                                        int64_t r1) {
-    const int64_t nb = cols / RWE_QK, nsb = (nb + GEMM_SB - 1) / GEMM_SB;
+    const int64_t nb = cols / RWE_QK, nsb = sb_count(cols);
     gx *xs = rwe_gemm_workspace((size_t)(T * nsb) * sizeof(gx) + gemm_w_bytes(nsb));
     if (!xs)
         return 0;
@@ -1163,33 +1180,19 @@ static inline __attribute__((always_inline)) void lanes_matmul(int fmt, int64_t 
 /* Activation rows packed once for every thread (rwe_kernels.gemm_act):
  * each row is its superblocks' gx, lanes order. */
 static size_t gemm_act_bytes_avx512(int64_t n) {
-    return (size_t)((n / RWE_QK + GEMM_SB - 1) / GEMM_SB) * sizeof(gx);
+    return (size_t)sb_count(n) * sizeof(gx);
 }
 
 static size_t gemm_work_bytes_avx512(int64_t cols) {
-    return gemm_w_bytes((cols / RWE_QK + GEMM_SB - 1) / GEMM_SB);
+    return gemm_w_bytes(sb_count(cols));
 }
 
-/* Lane l = the maximum of a[l]'s 16 lanes (l < 16), in about 45 shuffles
- * and maxima where 16 separate reductions take 128: pairs of vectors halve
- * their lanes three times (as gemm_store_4xT adds), which leaves a[4e + k]'s
- * maximum in lane 4k + e; the last permute puts a[l]'s in lane l.  Maxima
- * are exact in any order. */
+/* Lane l = the maximum of a[l]'s 16 lanes (l < 16): reduce_4x4 with a as
+ * its 4 x 4 leaves a[4e + k]'s maximum in lane 4k + e, and one permute puts
+ * a[l]'s in lane l.  Maxima are exact in any order. */
 static inline __m512 max_across16(const __m512 a[16]) {
-    __m512 p[8], q[4];
-    for (int i = 0; i < 8; i++)
-        p[i] = _mm512_max_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44),
-                             _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xee));
-    for (int i = 0; i < 4; i++)
-        q[i] = _mm512_max_ps(_mm512_shuffle_f32x4(p[2 * i], p[2 * i + 1], 0x88),
-                             _mm512_shuffle_f32x4(p[2 * i], p[2 * i + 1], 0xdd));
-    __m512 r0 = _mm512_max_ps(_mm512_unpacklo_ps(q[0], q[1]), _mm512_unpackhi_ps(q[0], q[1]));
-    __m512 r1 = _mm512_max_ps(_mm512_unpacklo_ps(q[2], q[3]), _mm512_unpackhi_ps(q[2], q[3]));
-    __m512d x = _mm512_castps_pd(r0), y = _mm512_castps_pd(r1);
-    __m512 m = _mm512_max_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
-                             _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
     return _mm512_permutexvar_ps(_mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0),
-                                 m);
+                                 reduce_4x4((const __m512(*)[4])a, 1));
 }
 
 /* f32 -> fp16 -> f32 per lane, round to nearest even (as rwe_f32_to_f16). */
@@ -1257,7 +1260,7 @@ static inline __attribute__((always_inline)) void gemm_act_sb(int q81, const flo
 
 /* One row into its superblocks' gx (rwe_kernels.gemm_act). */
 static void gemm_act_avx512(rwe_type act, const float *x, void *y, int64_t n) {
-    const int64_t nb = n / RWE_QK, nsb = (nb + GEMM_SB - 1) / GEMM_SB;
+    const int64_t nb = n / RWE_QK, nsb = sb_count(n);
     for (int64_t j = 0; j < nsb; j++) {
         int64_t m = nb - j * GEMM_SB < GEMM_SB ? nb - j * GEMM_SB : GEMM_SB;
         if (act == RWE_TYPE_Q8_1)
