@@ -9,6 +9,8 @@
  *       csrc/kernels/[a-z]*.c csrc/quant/quant_ref.c csrc/cpu_features.c -lm -pthread
  *   /tmp/bench [ROWS COLS [MB]] [ISA ...]   (default 7168 2048 400, all ISAs;
  *                                          a small MB keeps the weights in cache)
+ *   RWE_BENCH_LANES=1 times the lanes-layout entries (what the engine runs
+ *   on x86) instead of the GGML-layout ones.
  *   RWE_BENCH_THREADS=N splits the rows of every matrix (and the plain read)
  *   over N threads, as the engine's pool does (no barrier between matrices).
  */
@@ -70,7 +72,17 @@ static void fill_weights(rwe_type type, uint8_t *w, int64_t rows, int64_t cols) 
     free(x);
 }
 
+/* RWE_BENCH_LANES=1: the quantized matrices in the lanes layout, through
+ * the matmul_lanes_* entries the engine uses where the kernel set has them. */
+static int lanes_mode(const rwe_kernels *k, rwe_type t) {
+    const char *e = getenv("RWE_BENCH_LANES");
+    return e && atoi(e) && rwe_lanes_supported(t) && k->matmul_lanes_q8_0;
+}
+
 static rwe_matmul_fn pick(const rwe_kernels *k, rwe_type t) {
+    if (lanes_mode(k, t))
+        return t == RWE_TYPE_Q8_0 ? k->matmul_lanes_q8_0 : t == RWE_TYPE_Q4_0 ? k->matmul_lanes_q4_0
+                                                                            : k->matmul_lanes_q4_1;
     return t == RWE_TYPE_Q8_0 ? k->matmul_q8_0 : t == RWE_TYPE_Q4_0 ? k->matmul_q4_0
          : t == RWE_TYPE_Q4_1 ? k->matmul_q4_1 : k->matmul_f16;
 }
@@ -156,6 +168,12 @@ static void bench_format(const rwe_kernels *k, rwe_type type, const char *name, 
     int copies = (int)(TOTAL_BYTES / mat) + 1;
     uint8_t *w = malloc(mat * (size_t)copies);
     fill_weights(type, w, rows, cols);
+    if (lanes_mode(k, type)) {
+        uint8_t *row_major = malloc(mat);
+        memcpy(row_major, w, mat);
+        rwe_lanes_pack(type, cols, row_major, w, 0, rows);
+        free(row_major);
+    }
     for (int c = 1; c < copies; c++)
         memcpy(w + (size_t)c * mat, w, mat);
     const char *te = getenv("RWE_BENCH_T");
@@ -176,8 +194,8 @@ static void bench_format(const rwe_kernels *k, rwe_type type, const char *name, 
     double t1 = time_pass(fn, w, mat, copies, rows, cols, x, xs, y, 1, 5);
     int pcopies = copies < 4 ? copies : 4; /* prefill is compute-bound: fewer copies */
     double t16 = time_pass(fn, w, mat, pcopies, rows, cols, x, xs, y, T, 2);
-    printf("%-8s %-5s %lldx%lld  decode %6.2f GB/s (%5.2f ms/matrix)   prefill T=%lld %6.1f GMAC/s\n",
-           k->name, name, (long long)rows, (long long)cols, bytes / t1 * 1e-9, t1 / copies * 1e3,
+    printf("%-8s %-5s%s %lldx%lld  decode %6.2f GB/s (%5.2f ms/matrix)   prefill T=%lld %6.1f GMAC/s\n",
+           k->name, name, lanes_mode(k, type) ? " lanes" : "", (long long)rows, (long long)cols, bytes / t1 * 1e-9, t1 / copies * 1e3,
            (long long)T, (double)rows * (double)cols * pcopies * T / t16 * 1e-9);
     free(w), free(xf), free(y), free(x);
 }
