@@ -751,8 +751,9 @@ static inline __attribute__((always_inline)) __m512 lanes_scale(int fmt, lanes_s
  * stay on the stack, and a chunk is whole groups of the layout. */
 #define LANES_CHUNK 16
 
-/* Decode of rows [r0, r1) over superblocks [j0, j0 + nj): K = 2 rows at a
- * time, one from each half of the range (two long linear streams), else 1.
+/* Decode of rows [r0, r1) over superblocks [j0, j0 + nj): K = 4 or 2 rows
+ * at a time, one from each quarter or half of the range (long linear
+ * streams), else 1.
  * Each row's superblock is read before the next row's (the empty asm keeps
  * gcc from hoisting every load of the K rows to the top of the loop: in a
  * 24 x 2048 layer stack from DRAM that ran at 0.77-0.94x of this order),
@@ -765,34 +766,35 @@ static inline __attribute__((always_inline)) void lanes_decode(int fmt, int K, c
     const int64_t h = (r1 - r0) / K;
     const int parts = fmt == FMT_Q8_0 ? 2 : 1, per = 8 / parts;
     for (int64_t i = 0; i < h; i++) {
-        const uint8_t *row[2] = {W, W};
-        __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-        RWE_UNROLL_ALL(2)
+        const uint8_t *row[4] = {W, W, W, W};
+        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        RWE_UNROLL_ALL(4)
         for (int k = 0; k < K; k++) {
             row[k] = W + (size_t)(r0 + k * h + i) * row_bytes;
             acc[k] = _mm512_setzero_ps();
         }
         for (int64_t j = j0; j < j0 + nj; j++) {
             const lx *x = xs + (j - j0);
-            __m512i s[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
-            lanes_sb b[2] = {{0}, {0}}; /* only [0, K) is used; set to quiet gcc */
-            RWE_UNROLL_ALL(2)
+            __m512i s[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                            _mm512_setzero_si512()};
+            lanes_sb b[4] = {{0}, {0}, {0}, {0}}; /* only [0, K) is used; set to quiet gcc */
+            RWE_UNROLL_ALL(4)
             for (int k = 0; k < K; k++) {
                 b[k] = lanes_at(fmt, row[k], nb, j);
                 s[k] = _mm512_load_si512(x->bias);
             }
             RWE_UNROLL_ALL(2)
             for (int part = 0; part < parts; part++)
-                RWE_UNROLL_ALL(2)
+                RWE_UNROLL_ALL(4)
                 for (int k = 0; k < K; k++) {
                     __asm__ volatile("" ::: "memory");
                     s[k] = lanes_sum(fmt, b[k], x, per * part, per, s[k]);
                 }
-            RWE_UNROLL_ALL(2)
+            RWE_UNROLL_ALL(4)
             for (int k = 0; k < K; k++)
                 acc[k] = lanes_scale(fmt, b[k], x, s[k], acc[k]);
         }
-        RWE_UNROLL_ALL(2)
+        RWE_UNROLL_ALL(4)
         for (int k = 0; k < K; k++) {
             float v = _mm512_reduce_add_ps(acc[k]);
             float *y = Y + r0 + k * h + i;
@@ -809,12 +811,21 @@ static inline __attribute__((always_inline)) void lanes_matvec(int fmt, int64_t 
     const int64_t nb = cols / RWE_QK, nsb = sb_count(cols);
     const size_t row_bytes = (size_t)nb * (group_bytes(fmt) / 4);
     lx xs[LANES_CHUNK];
-    const int two = (size_t)(r1 - r0) * row_bytes >= 2 * (size_t)RWE_MIN_STREAM;
+    /* q8_0 reads twice the bytes per dot product of q4, so one thread needs
+     * more streams in flight to draw the bandwidth (Zen 5, 2 threads, ms per
+     * token at 24 x 2048, 2 -> 4 streams: q8_0 29.8 -> 26.5, and 1 thread
+     * 57.0 -> 48.8; q4_0 13.4 -> 13.9, 1 thread 24.4 -> 26.9, so q4 keeps 2). */
+    const size_t bytes = (size_t)(r1 - r0) * row_bytes;
+    const int K = fmt == FMT_Q8_0 && bytes >= 4 * (size_t)RWE_MIN_STREAM ? 4
+                : bytes >= 2 * (size_t)RWE_MIN_STREAM                    ? 2
+                                                                          : 1;
     for (int64_t j0 = 0; j0 < nsb; j0 += LANES_CHUNK) {
         int64_t nj = nsb - j0 < LANES_CHUNK ? nsb - j0 : LANES_CHUNK;
         for (int64_t j = 0; j < nj; j++)
             lanes_pack_x(fmt, X, nb, j0 + j, xs + j);
-        if (two)
+        if (K == 4)
+            lanes_decode(fmt, 4, W, row_bytes, nb, xs, j0, nj, Y, r0, r1);
+        else if (K == 2)
             lanes_decode(fmt, 2, W, row_bytes, nb, xs, j0, nj, Y, r0, r1);
         else
             lanes_decode(fmt, 1, W, row_bytes, nb, xs, j0, nj, Y, r0, r1);

@@ -565,8 +565,9 @@ static void test_matmuls(const rwe_kernels *k) {
 
 /* Long row ranges, checked row by row as run_matmul_case does: decode
  * (T = 1), where the SIMD kernels may read a call's rows as several streams
- * (x86_avx512.c: qdecode_k and fdecode4 take K rows from K parts of the
- * range once it spans enough bytes), and T = 9, where the AVX-512 GEMM
+ * (x86_avx512.c: qdecode_k, lanes_decode and fdecode4 take K rows from K
+ * parts of the range once it spans enough bytes; 1025 and 299 rows leave
+ * remainders after 4 and 2), and T = 9, where the AVX-512 GEMM
  * repacks 16 rows at a time (blocks of rows with remainders, and 800
  * columns: a partial last superblock of 9 blocks). */
 static void test_long_ranges(const rwe_kernels *k) {
