@@ -553,7 +553,12 @@ def quoted_section() -> list[str]:
         "From the benchmark issue: rwkv.cpp and PyTorch (`rwkv` pip, fp32) on this machine "
         "kind, 2 threads, **measured by the issue's author**, whose machine read "
         f"~{QUOTED_BANDWIDTH['2']} GB/s with 2 threads and {QUOTED_BANDWIDTH['1']} with 1 "
-        "(noisy). Compare ratios rather than raw milliseconds where bandwidth differs.",
+        "(noisy). Compare ratios rather than raw milliseconds where bandwidth differs. "
+        "The issue does not name the author's CPU, and hosts of this kind differ under one "
+        'model name: our runs have had an "AMD EPYC" that was a Zen 4 (family 25, about '
+        "32 GB/s with 2 threads) and one that was a Zen 5 (family 26, 45-76 GB/s, and "
+        "512-bit vector work at full width), so a ratio against a quoted figure mixes the "
+        "hardware with the software; the CPU of our run is named under *Machine*.",
         "",
         *_table(
             [

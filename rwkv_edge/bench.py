@@ -363,15 +363,48 @@ def peak_rss_bytes() -> int:
     return int(peak if platform.system() == "Darwin" else peak * 1024)
 
 
-def cpu_name() -> str:
+def _cpuinfo_first(path: str) -> dict[str, str]:
+    """Each field's first value in a cpuinfo file (the first processor's; ARM
+    kernels put "Hardware" in a section of its own after the processors)."""
+    fields: dict[str, str] = {}
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith(("model name", "Model", "Hardware")):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return fields
+
+
+def _amd_core(family: int, flags: set[str]) -> str | None:
+    """The AMD microarchitecture of a CPU family: hosts that report the same
+    model name ("AMD EPYC") differ in it, and with it in what the kernels
+    can do (Zen 5 runs 512-bit vectors at full width, Zen 4 in two halves)."""
+    if family == 26:
+        return "Zen 5"
+    if family == 25:
+        return "Zen 4" if "avx512f" in flags else "Zen 3"
+    if family == 23:
+        return "Zen / Zen 2"
+    return None
+
+
+def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name, with the family and model numbers (and the core
+    design where they name one) on x86."""
+    info = _cpuinfo_first(cpuinfo)
+    name = info.get("model name") or info.get("Model") or info.get("Hardware")
+    if not name:
+        return platform.processor() or platform.machine()
+    family, model = info.get("cpu family"), info.get("model")
+    if not (family and model and family.isdigit() and model.isdigit()):
+        return name
+    core = None
+    if info.get("vendor_id") == "AuthenticAMD":
+        core = _amd_core(int(family), set(info.get("flags", "").split()))
+    detail = f"family {family}, model {model}"
+    return f"{name} ({core}: {detail})" if core else f"{name} ({detail})"
 
 
 def system_info() -> dict[str, Any]:

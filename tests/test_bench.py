@@ -188,6 +188,40 @@ def test_bandwidth_table_cross_checks_upper_quartiles() -> None:
         assert e["cross_check_ok"] == (abs(e["c_over_numba"] - 1) <= bench.CROSS_CHECK_TOLERANCE)
 
 
+_AMD = (
+    "vendor_id\t: AuthenticAMD\ncpu family\t: {fam}\nmodel\t\t: 2\n"
+    "model name\t: AMD EPYC\nflags\t\t: fpu {flags}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        (
+            _AMD.format(fam=26, flags="avx512f") + "\n" + _AMD.format(fam=25, flags=""),
+            "AMD EPYC (Zen 5: family 26, model 2)",
+        ),
+        (_AMD.format(fam=25, flags="avx2 avx512f"), "AMD EPYC (Zen 4: family 25, model 2)"),
+        (_AMD.format(fam=25, flags="avx2"), "AMD EPYC (Zen 3: family 25, model 2)"),
+        (
+            "vendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 143\n"
+            "model name\t: Intel(R) Xeon(R) Platinum 8480+\n",
+            "Intel(R) Xeon(R) Platinum 8480+ (family 6, model 143)",
+        ),
+        (
+            "processor\t: 0\nBogoMIPS\t: 50.00\nCPU part\t: 0xd0c\n\nHardware\t: Some SoC\n",
+            "Some SoC",
+        ),
+    ],
+)
+def test_cpu_name_names_the_core(tmp_path: Path, text: str, want: str) -> None:
+    """Two hosts both called "AMD EPYC" were a Zen 4 and a Zen 5; the figures
+    of the performance page differ between them, so the name must tell."""
+    path = tmp_path / "cpuinfo"
+    path.write_text(text)
+    assert bench.cpu_name(str(path)) == want
+
+
 def test_kv_cache_and_spread() -> None:
     cfg = ModelConfig("5.2", 24, 2048, 32, 64, 7168, 65536)
     assert bench.kv_cache_bytes(cfg, 32768) == 2 * 24 * 2048 * 32768 * 2  # 6.4 GB of fp16
