@@ -751,50 +751,65 @@ static inline __attribute__((always_inline)) __m512 lanes_scale(int fmt, lanes_s
  * stay on the stack, and a chunk is whole groups of the layout. */
 #define LANES_CHUNK 16
 
-/* Decode of rows [r0, r1) over superblocks [j0, j0 + nj): K = 4 or 2 rows
- * at a time, one from each quarter or half of the range (long linear
- * streams), else 1.
- * Each row's superblock is read before the next row's (the empty asm keeps
- * gcc from hoisting every load of the K rows to the top of the loop: in a
- * 24 x 2048 layer stack from DRAM that ran at 0.77-0.94x of this order),
- * and q8_0 goes through its superblock in two halves per row (0.93 -> 1.03x
- * of the plain GGML-layout kernel). */
+/* Superblock j of K rows against its activations x, added to acc[k].  full:
+ * a whole superblock (RWE_LANES_SB blocks), whose loads then compile to
+ * plain vectors without a test of the lane count (lanes_load).  Each row's
+ * part is read before the next row's (q8_0 in two halves of 4 vectors, q4
+ * whole): the empty asm keeps gcc from hoisting every load of the K rows to
+ * the top of the step (in a 24 x 2048 layer stack from DRAM that ran at
+ * 0.77-0.94x of this order, Zen 4).  Whole superblocks apart from the
+ * partial last one, rather than a test of n in every load, decode 24 x 2048
+ * q8_0 / q4_0 at 2 threads in 21.7 / 13.2 ms a token against 26.5 / 14.1
+ * (Zen 5, medians of 4 rounds; 1 thread q8_0 39.1 against 47.3), and made
+ * reading 4 rows at a time (for q8_0) no better than 2 (25.3 ms). */
+static inline __attribute__((always_inline)) void lanes_step(int fmt, int K, int full,
+                                                             const uint8_t *const *row, int64_t nb,
+                                                             const lx *x, int64_t j, __m512 *acc) {
+    const int parts = fmt == FMT_Q8_0 ? 2 : 1, per = 8 / parts;
+    __m512i s[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()}; /* [0, K) used; */
+    lanes_sb b[2] = {{0}, {0}};                                        /* set to quiet gcc */
+    RWE_UNROLL_ALL(2)
+    for (int k = 0; k < K; k++) {
+        b[k] = lanes_at(fmt, row[k], nb, j);
+        if (full)
+            b[k].n = RWE_LANES_SB;
+        s[k] = _mm512_load_si512(x->bias);
+    }
+    RWE_UNROLL_ALL(8)
+    for (int part = 0; part < parts; part++)
+        RWE_UNROLL_ALL(2)
+        for (int k = 0; k < K; k++) {
+            __asm__ volatile("" ::: "memory");
+            s[k] = lanes_sum(fmt, b[k], x, per * part, per, s[k]);
+        }
+    RWE_UNROLL_ALL(2)
+    for (int k = 0; k < K; k++)
+        acc[k] = lanes_scale(fmt, b[k], x, s[k], acc[k]);
+}
+
+/* Decode of rows [r0, r1) over superblocks [j0, j0 + nj): K rows at a time,
+ * one from each K-th of the range (K long linear streams), whole
+ * superblocks first, then a row's partial last one if the chunk has it. */
 static inline __attribute__((always_inline)) void lanes_decode(int fmt, int K, const uint8_t *W,
                                                                size_t row_bytes, int64_t nb,
                                                                const lx *xs, int64_t j0, int64_t nj,
                                                                float *Y, int64_t r0, int64_t r1) {
     const int64_t h = (r1 - r0) / K;
-    const int parts = fmt == FMT_Q8_0 ? 2 : 1, per = 8 / parts;
+    const int64_t whole = nb / RWE_LANES_SB < j0 + nj ? nb / RWE_LANES_SB : j0 + nj;
     for (int64_t i = 0; i < h; i++) {
-        const uint8_t *row[4] = {W, W, W, W};
-        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-        RWE_UNROLL_ALL(4)
+        const uint8_t *row[2] = {W, W};
+        __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+        RWE_UNROLL_ALL(2)
         for (int k = 0; k < K; k++) {
             row[k] = W + (size_t)(r0 + k * h + i) * row_bytes;
             acc[k] = _mm512_setzero_ps();
         }
-        for (int64_t j = j0; j < j0 + nj; j++) {
-            const lx *x = xs + (j - j0);
-            __m512i s[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
-                            _mm512_setzero_si512()};
-            lanes_sb b[4] = {{0}, {0}, {0}, {0}}; /* only [0, K) is used; set to quiet gcc */
-            RWE_UNROLL_ALL(4)
-            for (int k = 0; k < K; k++) {
-                b[k] = lanes_at(fmt, row[k], nb, j);
-                s[k] = _mm512_load_si512(x->bias);
-            }
-            RWE_UNROLL_ALL(2)
-            for (int part = 0; part < parts; part++)
-                RWE_UNROLL_ALL(4)
-                for (int k = 0; k < K; k++) {
-                    __asm__ volatile("" ::: "memory");
-                    s[k] = lanes_sum(fmt, b[k], x, per * part, per, s[k]);
-                }
-            RWE_UNROLL_ALL(4)
-            for (int k = 0; k < K; k++)
-                acc[k] = lanes_scale(fmt, b[k], x, s[k], acc[k]);
-        }
-        RWE_UNROLL_ALL(4)
+        int64_t j = j0;
+        for (; j < whole; j++)
+            lanes_step(fmt, K, 1, row, nb, xs + (j - j0), j, acc);
+        for (; j < j0 + nj; j++)
+            lanes_step(fmt, K, 0, row, nb, xs + (j - j0), j, acc);
+        RWE_UNROLL_ALL(2)
         for (int k = 0; k < K; k++) {
             float v = _mm512_reduce_add_ps(acc[k]);
             float *y = Y + r0 + k * h + i;
@@ -811,21 +826,12 @@ static inline __attribute__((always_inline)) void lanes_matvec(int fmt, int64_t 
     const int64_t nb = cols / RWE_QK, nsb = sb_count(cols);
     const size_t row_bytes = (size_t)nb * (group_bytes(fmt) / 4);
     lx xs[LANES_CHUNK];
-    /* q8_0 reads twice the bytes per dot product of q4, so one thread needs
-     * more streams in flight to draw the bandwidth (Zen 5, 2 threads, ms per
-     * token at 24 x 2048, 2 -> 4 streams: q8_0 29.8 -> 26.5, and 1 thread
-     * 57.0 -> 48.8; q4_0 13.4 -> 13.9, 1 thread 24.4 -> 26.9, so q4 keeps 2). */
-    const size_t bytes = (size_t)(r1 - r0) * row_bytes;
-    const int K = fmt == FMT_Q8_0 && bytes >= 4 * (size_t)RWE_MIN_STREAM ? 4
-                : bytes >= 2 * (size_t)RWE_MIN_STREAM                    ? 2
-                                                                          : 1;
+    const int two = (size_t)(r1 - r0) * row_bytes >= 2 * (size_t)RWE_MIN_STREAM;
     for (int64_t j0 = 0; j0 < nsb; j0 += LANES_CHUNK) {
         int64_t nj = nsb - j0 < LANES_CHUNK ? nsb - j0 : LANES_CHUNK;
         for (int64_t j = 0; j < nj; j++)
             lanes_pack_x(fmt, X, nb, j0 + j, xs + j);
-        if (K == 4)
-            lanes_decode(fmt, 4, W, row_bytes, nb, xs, j0, nj, Y, r0, r1);
-        else if (K == 2)
+        if (two)
             lanes_decode(fmt, 2, W, row_bytes, nb, xs, j0, nj, Y, r0, r1);
         else
             lanes_decode(fmt, 1, W, row_bytes, nb, xs, j0, nj, Y, r0, r1);

@@ -567,7 +567,7 @@ static void test_matmuls(const rwe_kernels *k) {
  * (T = 1), where the SIMD kernels may read a call's rows as several streams
  * (x86_avx512.c: qdecode_k, lanes_decode and fdecode4 take K rows from K
  * parts of the range once it spans enough bytes; 1025 and 299 rows leave
- * remainders after 4 and 2), and T = 9, where the AVX-512 GEMM
+ * remainders after 2 and 4), and T = 9, where the AVX-512 GEMM
  * repacks 16 rows at a time (blocks of rows with remainders, and 800
  * columns: a partial last superblock of 9 blocks). */
 static void test_long_ranges(const rwe_kernels *k) {
