@@ -1395,35 +1395,6 @@ static inline __attribute__((always_inline)) int64_t fdecode4(int fmt, int64_t n
     return r0 + 4 * h;
 }
 
-/* Rows [r0, r1) of every token tile (RWE_TILE_T tokens sharing each weight load). */
-static inline __attribute__((always_inline)) void fmatmul_rows(int fmt, int64_t cols, const void *W,
-                                                               size_t row_bytes, const void *X,
-                                                               size_t x_stride, float *Y,
-                                                               int64_t y_stride, int64_t T,
-                                                               int64_t r0, int64_t r1) {
-    for (int64_t t0 = 0; t0 < T; t0 += RWE_TILE_T) {
-        int tt = T - t0 < RWE_TILE_T ? (int)(T - t0) : RWE_TILE_T;
-        const float *x[RWE_TILE_T];
-        for (int t = 0; t < tt; t++)
-            x[t] = (const float *)((const char *)X + (size_t)(t0 + t) * x_stride);
-        for (int64_t r = r0; r < r1; r++) {
-            float out[RWE_TILE_T];
-            const void *wrow = (const char *)W + (size_t)r * row_bytes;
-            switch (tt) {
-            case 1: fdot_tile(fmt, 1, cols, wrow, x, out); break;
-            case 2: fdot_tile(fmt, 2, cols, wrow, x, out); break;
-            case 3: fdot_tile(fmt, 3, cols, wrow, x, out); break;
-            default: fdot_tile(fmt, 4, cols, wrow, x, out); break;
-            }
-            for (int t = 0; t < tt; t++)
-                Y[(t0 + t) * y_stride + r] = out[t];
-        }
-    }
-}
-
-/* Weight bytes per row block of a float matmul over several tokens. */
-#define FLOAT_BLOCK_BYTES (256 << 10)
-
 static inline __attribute__((always_inline)) void fmatmul(int fmt, int64_t cols, const void *W,
                                                           const void *X, size_t x_stride, float *Y,
                                                           int64_t y_stride, int64_t T, int64_t r0,
@@ -1431,14 +1402,26 @@ static inline __attribute__((always_inline)) void fmatmul(int fmt, int64_t cols,
     size_t row_bytes = (size_t)cols * (fmt == FMT_F32 ? 4 : 2);
     if (T == 1 && (size_t)(r1 - r0) * row_bytes >= 4 * (size_t)RWE_MIN_STREAM)
         r0 = fdecode4(fmt, cols, W, row_bytes, (const float *)X, Y, r0, r1);
-    /* Rows in blocks of about FLOAT_BLOCK_BYTES, every token tile over a
-     * block before the next: the block stays in L2 for the T / 4 tiles
-     * instead of coming from DRAM once per tile. */
-    int64_t rows_per_block = (int64_t)(FLOAT_BLOCK_BYTES / row_bytes);
-    rows_per_block = rows_per_block < 1 ? 1 : rows_per_block;
-    for (int64_t rb = r0; rb < r1; rb += rows_per_block) {
-        const int64_t re = rb + rows_per_block < r1 ? rb + rows_per_block : r1;
-        fmatmul_rows(fmt, cols, W, row_bytes, X, x_stride, Y, y_stride, T, rb, re);
+    for (int64_t rb = r0, re; rb < r1; rb = re) {
+        re = rwe_float_block_end(rb, r1, row_bytes);
+        for (int64_t t0 = 0; t0 < T; t0 += RWE_TILE_T) {
+            int tt = T - t0 < RWE_TILE_T ? (int)(T - t0) : RWE_TILE_T;
+            const float *x[RWE_TILE_T];
+            for (int t = 0; t < tt; t++)
+                x[t] = (const float *)((const char *)X + (size_t)(t0 + t) * x_stride);
+            for (int64_t r = rb; r < re; r++) {
+                float out[RWE_TILE_T];
+                const void *wrow = (const char *)W + (size_t)r * row_bytes;
+                switch (tt) {
+                case 1: fdot_tile(fmt, 1, cols, wrow, x, out); break;
+                case 2: fdot_tile(fmt, 2, cols, wrow, x, out); break;
+                case 3: fdot_tile(fmt, 3, cols, wrow, x, out); break;
+                default: fdot_tile(fmt, 4, cols, wrow, x, out); break;
+                }
+                for (int t = 0; t < tt; t++)
+                    Y[(t0 + t) * y_stride + r] = out[t];
+            }
+        }
     }
 }
 
