@@ -46,6 +46,34 @@ static inline int64_t rwe_float_block_end(int64_t r, int64_t r1, size_t row_byte
     n = n < 1 ? 1 : n;
     return r + n < r1 ? r + n : r1;
 }
+
+/* The body of a SIMD file's float matmul over rows [r0, r1) of T tokens:
+ * row blocks, then token tiles of RWE_TILE_T, each row of the block against
+ * the tile through the file's own fdot_tile(fmt, TT, n, w, x, out) (TT a
+ * constant in every call, so each tile size compiles on its own).  Expects
+ * cols, W, X, x_stride, Y, y_stride, T, r0, r1 and row_bytes in scope. */
+#define RWE_FLOAT_TILES(fmt)                                                                    \
+    for (int64_t rb = r0, re; rb < r1; rb = re) {                                             \
+        re = rwe_float_block_end(rb, r1, row_bytes);                                          \
+        for (int64_t t0 = 0; t0 < T; t0 += RWE_TILE_T) {                                      \
+            int tt = T - t0 < RWE_TILE_T ? (int)(T - t0) : RWE_TILE_T;                         \
+            const float *x[RWE_TILE_T];                                                        \
+            for (int t = 0; t < tt; t++)                                                       \
+                x[t] = (const float *)((const char *)X + (size_t)(t0 + t) * x_stride);         \
+            for (int64_t r = rb; r < re; r++) {                                                \
+                float out[RWE_TILE_T];                                                         \
+                const void *wrow = (const char *)W + (size_t)r * row_bytes;                    \
+                switch (tt) {                                                                  \
+                case 1: fdot_tile(fmt, 1, cols, wrow, x, out); break;                          \
+                case 2: fdot_tile(fmt, 2, cols, wrow, x, out); break;                          \
+                case 3: fdot_tile(fmt, 3, cols, wrow, x, out); break;                          \
+                default: fdot_tile(fmt, 4, cols, wrow, x, out); break;                         \
+                }                                                                              \
+                for (int t = 0; t < tt; t++)                                                   \
+                    Y[(t0 + t) * y_stride + r] = out[t];                                       \
+            }                                                                                  \
+        }                                                                                      \
+    }
 #endif
 
 extern const rwe_kernels rwe_kernels_ref;

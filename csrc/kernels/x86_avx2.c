@@ -828,27 +828,7 @@ static inline __attribute__((always_inline)) void fmatmul(int fmt, int64_t cols,
                                                           int64_t y_stride, int64_t T, int64_t r0,
                                                           int64_t r1) {
     size_t row_bytes = (size_t)cols * (fmt == FMT_F32 ? 4 : 2);
-    for (int64_t rb = r0, re; rb < r1; rb = re) {
-        re = rwe_float_block_end(rb, r1, row_bytes);
-        for (int64_t t0 = 0; t0 < T; t0 += RWE_TILE_T) {
-            int tt = T - t0 < RWE_TILE_T ? (int)(T - t0) : RWE_TILE_T;
-            const float *x[RWE_TILE_T];
-            for (int t = 0; t < tt; t++)
-                x[t] = (const float *)((const char *)X + (size_t)(t0 + t) * x_stride);
-            for (int64_t r = rb; r < re; r++) {
-                float out[RWE_TILE_T];
-                const void *wrow = (const char *)W + (size_t)r * row_bytes;
-                switch (tt) {
-                case 1: fdot_tile(fmt, 1, cols, wrow, x, out); break;
-                case 2: fdot_tile(fmt, 2, cols, wrow, x, out); break;
-                case 3: fdot_tile(fmt, 3, cols, wrow, x, out); break;
-                default: fdot_tile(fmt, 4, cols, wrow, x, out); break;
-                }
-                for (int t = 0; t < tt; t++)
-                    Y[(t0 + t) * y_stride + r] = out[t];
-            }
-        }
-    }
+    RWE_FLOAT_TILES(fmt);
 }
 
 static void matmul_f32_avx2(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
