@@ -766,8 +766,9 @@ static inline __attribute__((always_inline)) void lanes_step(int fmt, int K, int
                                                              const uint8_t *const *row, int64_t nb,
                                                              const lx *x, int64_t j, __m512 *acc) {
     const int parts = fmt == FMT_Q8_0 ? 2 : 1, per = 8 / parts;
-    __m512i s[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()}; /* [0, K) used; */
-    lanes_sb b[2] = {{0}, {0}};                                        /* set to quiet gcc */
+    /* only [0, K) is used; both set to quiet gcc */
+    __m512i s[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+    lanes_sb b[2] = {{0}, {0}};
     RWE_UNROLL_ALL(2)
     for (int k = 0; k < K; k++) {
         b[k] = lanes_at(fmt, row[k], nb, j);
