@@ -680,9 +680,11 @@ static inline __attribute__((always_inline)) void lanes_sb_dot(int fmt, int K, i
     }
 }
 
-/* Layout superblocks per decode chunk: the packed activations of 8192
- * columns (32 gx, 11 KiB) stay on the stack; a chunk is whole groups. */
-#define LANES_CHUNK 16
+/* Layout superblocks per decode chunk: the packed activations of 16384
+ * columns (64 gx, 22 KiB) stay on the stack; a chunk is whole groups.  Rows
+ * of up to that many columns are read in one pass (x86_avx512.c says what
+ * a second pass per row cost Eagle's ffn value rows). */
+#define LANES_CHUNK 32
 
 /* Two rows are read at a time, one from each half of a call's range, once
  * each half is at least this many bytes (the AVX-512 decode's rule). */

@@ -249,7 +249,9 @@ static void test_ref_quantizers(void) {
 
 /* ------------------------------------------------ activation quantizers */
 
-static const int test_cols[] = {32, 64, 96, 224 /* 7 blocks */, 768, 2048, 7168, 8288 /* > one AVX-512 chunk */};
+/* 224: 7 blocks; 8288: 259 blocks, 3 past the last whole superblock; 16416:
+ * 513 blocks, more than one lanes decode chunk (LANES_CHUNK superblocks). */
+static const int test_cols[] = {32, 64, 96, 224, 768, 2048, 7168, 8288, 16416};
 #define N_COLS ((int)(sizeof test_cols / sizeof test_cols[0]))
 static const int test_T[] = {1, 2, 3, 4, 5, 8, 17};
 #define N_T ((int)(sizeof test_T / sizeof test_T[0]))
