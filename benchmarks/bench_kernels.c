@@ -195,8 +195,8 @@ static void bench_format(const rwe_kernels *k, rwe_type type, const char *name, 
     int pcopies = copies < 4 ? copies : 4; /* prefill is compute-bound: fewer copies */
     double t16 = time_pass(fn, w, mat, pcopies, rows, cols, x, xs, y, T, 2);
     printf("%-8s %-5s%s %lldx%lld  decode %6.2f GB/s (%5.2f ms/matrix)   prefill T=%lld %6.1f GMAC/s\n",
-           k->name, name, lanes_mode(k, type) ? " lanes" : "", (long long)rows, (long long)cols, bytes / t1 * 1e-9, t1 / copies * 1e3,
-           (long long)T, (double)rows * (double)cols * pcopies * T / t16 * 1e-9);
+           k->name, name, lanes_mode(k, type) ? " lanes" : "", (long long)rows, (long long)cols,
+           bytes / t1 * 1e-9, t1 / copies * 1e3, (long long)T, (double)rows * (double)cols * pcopies * T / t16 * 1e-9);
     free(w), free(xf), free(y), free(x);
 }
 

@@ -555,9 +555,10 @@ def quoted_section() -> list[str]:
         f"~{QUOTED_BANDWIDTH['2']} GB/s with 2 threads and {QUOTED_BANDWIDTH['1']} with 1 "
         "(noisy). Compare ratios rather than raw milliseconds where bandwidth differs. "
         "The issue does not name the author's CPU, and hosts of this kind differ under one "
-        'model name: our runs have had an "AMD EPYC" that was a Zen 4 (family 25, about '
-        "32 GB/s with 2 threads) and one that was a Zen 5 (family 26, 45-76 GB/s, and "
-        "512-bit vector work at full width), so a ratio against a quoted figure mixes the "
+        'model name: our runs have had an "AMD EPYC" that was a Zen 4 (family 25; 2-thread '
+        "bandwidth median 32.3 GB/s in its last matrix run) and one that was a Zen 5 "
+        "(family 26; 51.3 GB/s median in its first, and 512-bit vector work at full "
+        "width), so a ratio against a quoted figure mixes the "
         "hardware with the software; the CPU of our run is named under *Machine*.",
         "",
         *_table(

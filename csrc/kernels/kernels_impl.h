@@ -33,6 +33,7 @@
  * without, 9.7-11.8 GB/s with 4096 (plain read 11.6-13.0 GB/s). */
 #ifndef RWE_PF_AHEAD
 #define RWE_PF_AHEAD 4096
+#endif
 
 /* Float matmuls over several tokens take a call's rows in blocks of about
  * this many weight bytes, every token tile over a block before the next, so
@@ -74,7 +75,6 @@ static inline int64_t rwe_float_block_end(int64_t r, int64_t r1, size_t row_byte
             }                                                                                  \
         }                                                                                      \
     }
-#endif
 
 extern const rwe_kernels rwe_kernels_ref;
 

@@ -679,6 +679,7 @@ static inline __m512 lanes_half(lanes_sb b, const uint8_t *p) {
     switch (b.n) {
     case 16: return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
     case 8: return _mm512_cvtph_ps(_mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)p)));
+    case 4: return _mm512_cvtph_ps(_mm256_zextsi128_si256(_mm_loadl_epi64((const __m128i *)p)));
     default: return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lanes_mask(b.n), p));
     }
 }
