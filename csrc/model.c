@@ -8,8 +8,14 @@
  *
  * Tokens always go through the batched path: a chunk of T tokens runs layer
  * by layer, each matmul over the whole chunk, so one token (rwe_eval) is the
- * T == 1 case of the same code. Matmul rows are split over the model's
- * thread pool; everything else is cheap and runs on the calling thread.
+ * T == 1 case of the same code. Every stage is split over the call's thread
+ * pool where it is big enough to pay for waking it (run): matmul rows, the
+ * per-token steps by token (run_rows), the WKV by head.
+ *
+ * The model is read-only once loaded (but for the one-time repack). What a
+ * call writes lives in an exec context (activations, thread pool, GEMM
+ * workspaces) that the model lends to one call at a time, so calls on
+ * independent states run concurrently, each on its own threads.
  */
 #include <math.h>
 #include <pthread.h>
@@ -78,6 +84,16 @@ typedef struct {
     int gemm;                 /* this chunk's inputs are packed rows where a matrix has gemm */
 } scratch;
 
+/* Everything one call writes besides the caller's state and logits (llama2.c's
+ * RunState): lent by the model to one call at a time (acquire_exec). */
+typedef struct exec {
+    const rwe_model *m;
+    scratch s;
+    rwe_threadpool *pool;     /* pool_size(pool) threads, the calling one included */
+    char *gemm_work;          /* per pool thread: m->gemm_work_bytes for matmul_gemm_* */
+    struct exec *next;        /* in the model's idle list */
+} exec;
+
 typedef enum { EMB_F32, EMB_BF16, EMB_F16 } emb_rounding;
 
 struct rwe_model {
@@ -92,14 +108,13 @@ struct rwe_model {
     const float *ln0_w, *ln0_b, *lnout_w, *lnout_b;   /* (C) */
     layer *layers;            /* (n_layer) */
     float *params;            /* arena behind every small f32 vector */
-    scratch s;
-    rwe_threadpool *pool;
-    pthread_mutex_t lock;     /* serialises evals: one forward pass at a time per model */
+    pthread_mutex_t lock;     /* guards idle, n_threads and the repack */
+    exec *idle;               /* contexts of finished calls, each with n_threads threads */
+    atomic_uint n_threads;    /* threads of each call's pool (rwe_model_set_threads) */
     void *lanes;              /* anonymous map of the repacked matrices, or NULL */
     size_t lanes_bytes;
-    int lanes_pending;        /* reserved but not yet filled (repack_all, first eval) */
-    void *gemm_work;          /* per pool thread: gemm_work bytes for matmul_gemm_* */
-    size_t gemm_work_bytes;
+    atomic_int lanes_pending; /* reserved but not yet filled (repack_all, first eval) */
+    size_t gemm_work_bytes;   /* per pool thread, for matmul_gemm_* (0: no matrix has one) */
 };
 
 /* ------------------------------------------------------------------ loading */
@@ -347,8 +362,7 @@ static void *alloc64(size_t n) {
     return posix_memalign(&p, 64, n) ? NULL : p;
 }
 
-static rwe_status alloc_scratch(rwe_model *m) {
-    scratch *s = &m->s;
+static rwe_status alloc_scratch(const rwe_model *m, scratch *s) {
     size_t c = (size_t)(CHUNK * m->C) * sizeof(float);
     float **bufs[] = {&s->x, &s->xx, &s->xk, &s->xv, &s->xr, &s->xg, &s->r, &s->k, &s->v,
                       &s->g, &s->y, &s->out};
@@ -401,18 +415,15 @@ static uint64_t weight_bytes(rwe_model *m) {
 /*
  * Kernel sets with matmul_lanes_* entries (AVX2, AVX-512) read quantized
  * matrices in the lanes layout (quant/quant.h): one 32-bit lane per block,
- * so a decode step takes about half the instructions of the GGML order (in
- * L2, 1 thread, AVX-512: q4_0 31 -> 52-57 GB/s, q8_0 45 -> 91; AVX2: q4_0
- * 15 -> 33, q8_0 33 -> 50) and the prefill GEMM packs weights by a nibble
- * split instead of a transpose.  Load reserves one anonymous map for those
- * matrices (nothing is touched yet); the first eval copies them all into it
- * (repack_all, under the eval lock), rows split over the pool, which is when
- * the zero-copy path would page them in anyway, so the load stays a map
- * (24x2048 q4_0: ~5 ms against 180-280 ms with the copy in the load).  Each
+ * so a decode step needs no shuffles and the prefill GEMM packs weights by a
+ * nibble split instead of a transpose.  Load reserves one anonymous map for
+ * those matrices (nothing is touched yet); the first eval copies them all
+ * into it (repack_all), rows split over the pool, which is when the
+ * zero-copy path would page them in anyway, so the load stays a map.  Each
  * thread drops the file pages it read from the process as it goes (the page
  * cache keeps them), so resident memory stays one copy.  RWKV_EDGE_REPACK=0
  * keeps every weight in the file mapping instead (zero copy, shared between
- * processes).
+ * processes).  Measurements: docs/ENGINE_NOTES.md.
  */
 /* The set's entries for type t in the lanes layout: the matmul (NULL when
  * the set or the type has none) and, into *gemm, the packed-rows one. */
@@ -458,20 +469,25 @@ static void repack_task(void *ctx, int ith, int nth) {
     }
 }
 
-/* Copies every reserved matrix into its lanes layout, on the first eval
- * (which holds the model's lock): one parallel region for all of them, as
- * one region per matrix (193 at 24 layers) cost a scheduler quantum each
- * on a busy machine (first token 0.4-2.7 s against ~0.3 s). */
-static void repack_all(rwe_model *m) {
-    if (!m->lanes_pending) return;
-    rwe_threadpool_run(m->pool, repack_task, m);
-    for (int i = 0; i < n_matrices(m); i++) {
-        matrix *w = matrix_at(m, i);
-        if (!w || !w->src) continue;
-        drop_pages(w->src, matrix_bytes(w));
-        w->src = NULL;
+/* Copies every reserved matrix into its lanes layout, once, on the first
+ * eval, with that call's pool: one parallel region for all of them (one
+ * region per matrix cost a scheduler quantum each on a busy machine).
+ * Calls wait on the lock until it is done; after it the matrices are
+ * read-only. */
+static void repack_all(rwe_model *m, rwe_threadpool *pool) {
+    if (!atomic_load_explicit(&m->lanes_pending, memory_order_acquire)) return;
+    pthread_mutex_lock(&m->lock);
+    if (atomic_load_explicit(&m->lanes_pending, memory_order_relaxed)) {
+        rwe_threadpool_run(pool, repack_task, m);
+        for (int i = 0; i < n_matrices(m); i++) {
+            matrix *w = matrix_at(m, i);
+            if (!w || !w->src) continue;
+            drop_pages(w->src, matrix_bytes(w));
+            w->src = NULL;
+        }
+        atomic_store_explicit(&m->lanes_pending, 0, memory_order_release);
     }
-    m->lanes_pending = 0;
+    pthread_mutex_unlock(&m->lock);
 }
 
 /* Reserves the lanes copy of every matrix the kernel set reads that way and
@@ -503,26 +519,20 @@ static rwe_status repack_lanes(rwe_model *m) {
     }
     m->lanes = arena;
     m->lanes_bytes = total;
-    m->lanes_pending = 1;
+    atomic_store(&m->lanes_pending, 1);
     return RWE_OK;
 }
 
-/* Each pool thread's workspace for the matmul_gemm_* entries, sized for
- * the widest matrix that has one (nothing when none has). */
-static rwe_status alloc_gemm_work(rwe_model *m) {
+/* The workspace each pool thread needs for the matmul_gemm_* entries:
+ * enough for the widest matrix that has one (0 when none has). */
+static size_t gemm_work_bytes(rwe_model *m) {
     size_t per = 0;
     for (int i = 0; i < n_matrices(m); i++) {
         matrix *w = matrix_at(m, i);
         size_t b = w && w->gemm ? m->kern->gemm_work_bytes(w->cols) : 0;
         per = b > per ? b : per;
     }
-    free(m->gemm_work);
-    m->gemm_work = NULL;
-    m->gemm_work_bytes = (per + 63) / 64 * 64;
-    if (!per) return RWE_OK;
-    m->gemm_work = alloc64(m->gemm_work_bytes * (size_t)rwe_threadpool_size(m->pool));
-    if (!m->gemm_work) return rwe_fail(RWE_ERR_NOMEM, "out of memory for GEMM workspace");
-    return RWE_OK;
+    return (per + 63) / 64 * 64;
 }
 
 static rwe_status pick_kernels(rwe_isa isa, const rwe_kernels **out) {
@@ -542,15 +552,89 @@ static uint32_t default_threads(void) {
     return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : (uint32_t)n;
 }
 
-static rwe_status start_pool(rwe_model *m, uint32_t n_threads) {
+/* n_threads as asked (0: one per online CPU), or an error for too many. */
+static rwe_status thread_count(uint32_t n_threads, uint32_t *out) {
     if (n_threads == 0) n_threads = default_threads();
     if (n_threads > MAX_THREADS)
         return rwe_fail(RWE_ERR_ARG, "n_threads %u is more than %d", n_threads, MAX_THREADS);
-    rwe_threadpool *p = rwe_threadpool_create((int)n_threads);
-    if (!p) return rwe_fail(RWE_ERR_NOMEM, "cannot start %u threads", n_threads);
-    rwe_threadpool_free(m->pool);
-    m->pool = p;
-    m->info.n_threads = n_threads;
+    *out = n_threads;
+    return RWE_OK;
+}
+
+/* ----------------------------------------------------------- exec contexts */
+
+static void exec_free(exec *e) {
+    if (!e) return;
+    rwe_threadpool_free(e->pool);
+    free_scratch(&e->s);
+    free(e->gemm_work);
+    free(e);
+}
+
+/* A context for one call: scratch for CHUNK tokens, a pool of n_threads and
+ * a GEMM workspace per pool thread. */
+static rwe_status exec_new(const rwe_model *m, uint32_t n_threads, exec **out) {
+    exec *e = calloc(1, sizeof *e);
+    if (!e) return rwe_fail(RWE_ERR_NOMEM, "out of memory for a call's context");
+    e->m = m;
+    rwe_status st = alloc_scratch(m, &e->s);
+    if (!st && !(e->pool = rwe_threadpool_create((int)n_threads)))
+        st = rwe_fail(RWE_ERR_NOMEM, "cannot start %u threads", n_threads);
+    if (!st && m->gemm_work_bytes &&
+        !(e->gemm_work = alloc64(m->gemm_work_bytes * (size_t)n_threads)))
+        st = rwe_fail(RWE_ERR_NOMEM, "out of memory for GEMM workspace");
+    if (st) exec_free(e);
+    else *out = e;
+    return st;
+}
+
+/* An idle context, or a new one when every context is in use. */
+static rwe_status acquire_exec(rwe_model *m, exec **out) {
+    pthread_mutex_lock(&m->lock);
+    exec *e = m->idle;
+    if (e) m->idle = e->next;
+    uint32_t n_threads = atomic_load(&m->n_threads);
+    pthread_mutex_unlock(&m->lock);
+    if (e) {
+        *out = e;
+        return RWE_OK;
+    }
+    return exec_new(m, n_threads, out);
+}
+
+/* Back to the idle list, unless the thread count changed while it ran. */
+static void release_exec(rwe_model *m, exec *e) {
+    pthread_mutex_lock(&m->lock);
+    if (rwe_threadpool_size(e->pool) == (int)atomic_load(&m->n_threads)) {
+        e->next = m->idle;
+        m->idle = e;
+        e = NULL;
+    }
+    pthread_mutex_unlock(&m->lock);
+    exec_free(e);
+}
+
+/* Frees every idle context (the caller holds m->lock or owns m alone). */
+static void free_idle(rwe_model *m) {
+    while (m->idle) {
+        exec *e = m->idle;
+        m->idle = e->next;
+        exec_free(e);
+    }
+}
+
+/* Sets the thread count and makes its first context now, so that a
+ * failure (too many threads, no memory) is reported here and not by an eval. */
+static rwe_status start_threads(rwe_model *m, uint32_t n_threads) {
+    exec *e = NULL;
+    rwe_status st = thread_count(n_threads, &n_threads);
+    if (!st) st = exec_new(m, n_threads, &e);
+    if (st) return st;
+    pthread_mutex_lock(&m->lock);
+    atomic_store(&m->n_threads, n_threads);
+    free_idle(m);
+    m->idle = e;
+    pthread_mutex_unlock(&m->lock);
     return RWE_OK;
 }
 
@@ -558,24 +642,25 @@ static rwe_status start_pool(rwe_model *m, uint32_t n_threads) {
 
 /* Whether a chunk of T tokens takes the matmul_gemm_* path where a matrix has it. */
 static int use_gemm(const rwe_model *m, int64_t T) {
-    return m->gemm_work && m->kern->gemm_min_t && T >= m->kern->gemm_min_t;
+    return m->gemm_work_bytes && m->kern->gemm_min_t && T >= m->kern->gemm_min_t;
 }
 
 /* The input rows of w in this chunk are packed for its gemm entry. */
-static int packed_input(const rwe_model *m, const matrix *w) { return m->s.gemm && w->gemm; }
+static int packed_input(const exec *e, const matrix *w) { return e->s.gemm && w->gemm; }
 
 /* Bytes between w's input rows of n elements in buf. */
-static size_t input_stride(const rwe_model *m, const matrix *w, int64_t n) {
-    return packed_input(m, w) ? m->kern->gemm_act_bytes(n) : rwe_row_bytes(w->act, n);
+static size_t input_stride(const exec *e, const matrix *w, int64_t n) {
+    return packed_input(e, w) ? e->m->kern->gemm_act_bytes(n) : rwe_row_bytes(w->act, n);
 }
 
 /* Row t of x (n floats) into row t of buf as w's input: in its activation
  * type (nothing for f32), or packed for its gemm entry. */
-static void to_act_row(const rwe_model *m, const matrix *w, const float *x, int64_t t, int64_t n,
+static void to_act_row(const exec *e, const matrix *w, const float *x, int64_t t, int64_t n,
                        void *buf) {
+    const rwe_model *m = e->m;
     if (w->act == RWE_TYPE_F32) return;
-    void *row = (char *)buf + (size_t)t * input_stride(m, w, n);
-    if (packed_input(m, w)) {
+    void *row = (char *)buf + (size_t)t * input_stride(e, w, n);
+    if (packed_input(e, w)) {
         m->kern->gemm_act(w->act, x + t * n, row, n);
         return;
     }
@@ -585,9 +670,9 @@ static void to_act_row(const rwe_model *m, const matrix *w, const float *x, int6
 }
 
 /* Run fn on the pool, or on this thread alone when the region is too small to share. */
-static void run(rwe_model *m, rwe_task_fn fn, void *ctx, int64_t work) {
+static void run(exec *e, rwe_task_fn fn, void *ctx, int64_t work) {
     if (work < PARALLEL_MIN_WORK) fn(ctx, 0, 1);
-    else rwe_threadpool_run(m->pool, fn, ctx);
+    else rwe_threadpool_run(e->pool, fn, ctx);
 }
 
 /* Up to four independent matmuls Y = W X over one chunk, run as one parallel region. */
@@ -602,18 +687,11 @@ typedef struct {
 
 /* The rows of a batch's matrices are handed out in chunks from one atomic
  * counter rather than split statically, so a thread that starts late (asleep,
- * or descheduled on a shared machine) leaves its share to the others.  One
- * chunk per thread and matrix: smaller chunks cost more than they saved,
- * 12x768 2 threads on a quiet machine (ms/token, q4_0 / q8_0): static split
- * 3.09 / 3.75, 1 chunk per thread 3.15 / 3.87, 4 per thread 3.61 / 4.66,
- * guided (remaining / 2 threads) 3.61 / 4.75; under load all were alike.
- * Prefill over packed rows (gemm_act) takes 4 chunks per thread: a chunk
- * there repacks only its own weights, so smaller ones cost little, and the
- * last chunk a busy machine leaves one thread waiting on shrinks (12x768
- * q8_0, 512 tokens, 2 threads, in one process against 1 chunk per thread:
- * 4 per thread 1.034x, 2 per thread 1.037x, a second 1-chunk model 1.007x).
- * Before the rows were packed once, every chunk packed its call's
- * activations again, and 2 / 4 per thread ran at 0.976x / 0.917x. */
+ * or descheduled on a shared machine) leaves its share to the others.  Decode
+ * takes one chunk per thread and matrix (smaller chunks cost more than they
+ * saved); prefill over packed rows (gemm_act) takes 4 per thread, since a
+ * chunk there repacks only its own weights and a smaller last chunk leaves
+ * less for one thread to finish alone.  Measurements: docs/ENGINE_NOTES.md. */
 typedef struct {
     _Alignas(64) atomic_long next; /* next chunk to claim; alone on its cache line */
     char pad[64 - sizeof(atomic_long)];
@@ -664,28 +742,27 @@ static void mm_plan(mm_batch *b, int nth, int cpt) {
 }
 
 /* Run a batch of matmuls on the pool (or on this thread when it is small). */
-static void run_mm(rwe_model *m, mm_batch *b) {
-    repack_all(m);
-    int nth = b->work < PARALLEL_MIN_WORK ? 1 : rwe_threadpool_size(m->pool);
+static void run_mm(exec *e, mm_batch *b) {
+    int nth = b->work < PARALLEL_MIN_WORK ? 1 : rwe_threadpool_size(e->pool);
     /* the first job decides (a batch's matrices share a type in files we
      * write; either chunking is correct for any job) */
     int cpt = b->n && b->job[0].packed ? PACKED_CHUNKS_PER_THREAD : CHUNKS_PER_THREAD;
-    b->gemm_work = m->gemm_work;
-    b->gemm_work_bytes = m->gemm_work_bytes;
+    b->gemm_work = e->gemm_work;
+    b->gemm_work_bytes = e->m->gemm_work_bytes;
     mm_plan(b, nth, cpt);
-    run(m, mm_task, b, b->work);
+    run(e, mm_task, b, b->work);
 }
 
 /* Add y = W x for one (matrix, input, output) triple to a batch; x is the
  * input already in the matrix's activation type or packed for its gemm
  * entry (to_act_row, act_input). */
-static void mm_add(const rwe_model *m, mm_batch *b, const matrix *w, const void *x, float *y,
+static void mm_add(const exec *e, mm_batch *b, const matrix *w, const void *x, float *y,
                    int64_t y_stride) {
     mm_job *j = &b->job[b->n++];
     j->w = w;
     j->x = x;
-    j->packed = packed_input(m, w);
-    j->x_stride = input_stride(m, w, w->cols);
+    j->packed = packed_input(e, w);
+    j->x_stride = input_stride(e, w, w->cols);
     j->y = y;
     j->y_stride = y_stride;
     b->work += w->rows * w->cols * b->T;
@@ -722,7 +799,7 @@ static void embed(const rwe_model *m, const int32_t *tokens, int64_t T, float *x
 
 /* WKV over the chunk, heads split across threads (the recurrence runs along t). */
 typedef struct {
-    const rwe_model *m;
+    const exec *e;
     const layer *L;
     int64_t T;
     float *S;
@@ -730,8 +807,8 @@ typedef struct {
 
 static void wkv_task(void *ctx, int ith, int nth) {
     const wkv_job *j = ctx;
-    const rwe_model *m = j->m;
-    const scratch *s = &m->s;
+    const rwe_model *m = j->e->m;
+    const scratch *s = &j->e->s;
     int64_t h0, h1, C = m->C, N = m->N;
     rwe_split_range(m->H, 1, ith, nth, &h0, &h1);
     if (h0 == h1) return;
@@ -749,14 +826,13 @@ static void add_rows(float *restrict x, const float *restrict y, int64_t n) {
 }
 
 /* The per-token steps between the matmuls run as regions of their own,
- * rows (tokens) split across the pool: on one thread they were about 12% of
- * a 24x1024 prefill's time, with the other thread idle.  A stage is
- * fn(m, L, t0, t1, shift) over rows [t0, t1) of the chunk. */
-typedef void (*rows_fn)(rwe_model *m, const layer *L, int64_t t0, int64_t t1,
-                        const float *shift);
+ * rows (tokens) split across the pool, so that no thread idles through them
+ * in a prefill.  A stage is fn(e, L, t0, t1, shift) over rows [t0, t1) of
+ * the chunk. */
+typedef void (*rows_fn)(exec *e, const layer *L, int64_t t0, int64_t t1, const float *shift);
 
 typedef struct {
-    rwe_model *m;
+    exec *e;
     const layer *L;
     int64_t T;
     const float *shift;
@@ -767,59 +843,62 @@ static void rows_task(void *ctx, int ith, int nth) {
     const rows_job *j = ctx;
     int64_t t0, t1;
     rwe_split_range(j->T, 1, ith, nth, &t0, &t1);
-    if (t0 < t1) j->fn(j->m, j->L, t0, t1, j->shift);
+    if (t0 < t1) j->fn(j->e, j->L, t0, t1, j->shift);
 }
 
 /* Run a stage over the chunk's T rows; one row (decode) stays on this thread. */
-static void run_rows(rwe_model *m, const layer *L, int64_t T, const float *shift, rows_fn fn,
+static void run_rows(exec *e, const layer *L, int64_t T, const float *shift, rows_fn fn,
                      int64_t row_work) {
-    rows_job j = {m, L, T, shift, fn};
-    run(m, rows_task, &j, T > 1 ? T * row_work : 0);
+    rows_job j = {e, L, T, shift, fn};
+    run(e, rows_task, &j, T > 1 ? T * row_work : 0);
 }
 
 /* Token shift of row t with one mix, then the result in w's activation type. */
-static void mix_act_row(rwe_model *m, const matrix *w, const float *mix, const float *shift,
+static void mix_act_row(exec *e, const matrix *w, const float *mix, const float *shift,
                         float *out, void *act, int64_t t) {
-    int64_t C = m->C;
-    const float *xx = m->s.xx;
-    m->kern->token_mix(xx + t * C, t ? xx + (t - 1) * C : shift, mix, out + t * C, C);
-    to_act_row(m, w, out, t, C, act);
+    int64_t C = e->m->C;
+    const float *xx = e->s.xx;
+    e->m->kern->token_mix(xx + t * C, t ? xx + (t - 1) * C : shift, mix, out + t * C, C);
+    to_act_row(e, w, out, t, C, act);
 }
 
 /* time mix, before the projections: xx = LN1(x). */
-static void tm_norm(rwe_model *m, const layer *L, int64_t t0, int64_t t1, const float *shift) {
+static void tm_norm(exec *e, const layer *L, int64_t t0, int64_t t1, const float *shift) {
+    const rwe_model *m = e->m;
     (void)shift;
     for (int64_t t = t0; t < t1; t++)
-        m->kern->layer_norm(m->s.x + t * m->C, L->ln1_w, L->ln1_b, m->s.xx + t * m->C, m->C,
+        m->kern->layer_norm(e->s.x + t * m->C, L->ln1_w, L->ln1_b, e->s.xx + t * m->C, m->C,
                             m->ln_eps);
 }
 
 /* time mix: the r, k, v (and g) inputs, converted for their matrices. */
-static void tm_mix(rwe_model *m, const layer *L, int64_t t0, int64_t t1, const float *shift) {
-    scratch *s = &m->s;
+static void tm_mix(exec *e, const layer *L, int64_t t0, int64_t t1, const float *shift) {
+    scratch *s = &e->s;
     for (int64_t t = t0; t < t1; t++) {
-        mix_act_row(m, &L->att_r, L->att_mix_r, shift, s->xr, s->act[0], t);
-        mix_act_row(m, &L->att_k, L->att_mix_k, shift, s->xk, s->act[1], t);
-        mix_act_row(m, &L->att_v, L->att_mix_v, shift, s->xv, s->act[2], t);
-        if (L->att_mix_g) mix_act_row(m, &L->att_g, L->att_mix_g, shift, s->xg, s->act[3], t);
+        mix_act_row(e, &L->att_r, L->att_mix_r, shift, s->xr, s->act[0], t);
+        mix_act_row(e, &L->att_k, L->att_mix_k, shift, s->xk, s->act[1], t);
+        mix_act_row(e, &L->att_v, L->att_mix_v, shift, s->xv, s->act[2], t);
+        if (L->att_mix_g) mix_act_row(e, &L->att_g, L->att_mix_g, shift, s->xg, s->act[3], t);
     }
 }
 
 /* time mix, after the WKV: ln_x, the gate silu(g), the output matrix's input. */
-static void tm_gate(rwe_model *m, const layer *L, int64_t t0, int64_t t1, const float *shift) {
-    scratch *s = &m->s;
+static void tm_gate(exec *e, const layer *L, int64_t t0, int64_t t1, const float *shift) {
+    const rwe_model *m = e->m;
+    scratch *s = &e->s;
     int64_t C = m->C;
     (void)shift;
     for (int64_t t = t0; t < t1; t++) {
         m->kern->group_norm(s->y + t * C, L->lnx_w, L->lnx_b, m->H, m->N, m->gn_eps);
         if (L->att_mix_g) m->kern->silu_gate(s->y + t * C, s->g + t * C, C);
-        to_act_row(m, &L->att_o, s->y, t, C, s->act[0]);
+        to_act_row(e, &L->att_o, s->y, t, C, s->act[0]);
     }
 }
 
 /* channel mix, first: x += the attention's output, xx = LN2(x). */
-static void cm_norm(rwe_model *m, const layer *L, int64_t t0, int64_t t1, const float *shift) {
-    scratch *s = &m->s;
+static void cm_norm(exec *e, const layer *L, int64_t t0, int64_t t1, const float *shift) {
+    const rwe_model *m = e->m;
+    scratch *s = &e->s;
     int64_t C = m->C;
     (void)shift;
     for (int64_t t = t0; t < t1; t++) {
@@ -829,103 +908,110 @@ static void cm_norm(rwe_model *m, const layer *L, int64_t t0, int64_t t1, const 
 }
 
 /* channel mix: the k and r inputs. */
-static void cm_mix(rwe_model *m, const layer *L, int64_t t0, int64_t t1, const float *shift) {
+static void cm_mix(exec *e, const layer *L, int64_t t0, int64_t t1, const float *shift) {
+    scratch *s = &e->s;
     for (int64_t t = t0; t < t1; t++) {
-        mix_act_row(m, &L->ffn_k, L->ffn_mix_k, shift, m->s.xk, m->s.act[0], t);
-        mix_act_row(m, &L->ffn_r, L->ffn_mix_r, shift, m->s.xr, m->s.act[1], t);
+        mix_act_row(e, &L->ffn_k, L->ffn_mix_k, shift, s->xk, s->act[0], t);
+        mix_act_row(e, &L->ffn_r, L->ffn_mix_r, shift, s->xr, s->act[1], t);
     }
 }
 
 /* channel mix: relu(k)^2, the value matrix's input. */
-static void cm_relu(rwe_model *m, const layer *L, int64_t t0, int64_t t1, const float *shift) {
+static void cm_relu(exec *e, const layer *L, int64_t t0, int64_t t1, const float *shift) {
+    const rwe_model *m = e->m;
     (void)shift;
     for (int64_t t = t0; t < t1; t++) {
-        m->kern->relu_square(m->s.fk + t * m->F, m->F);
-        to_act_row(m, &L->ffn_v, m->s.fk, t, m->F, m->s.act_f);
+        m->kern->relu_square(e->s.fk + t * m->F, m->F);
+        to_act_row(e, &L->ffn_v, e->s.fk, t, m->F, e->s.act_f);
     }
 }
 
 /* channel mix, last: x += sigmoid(r) * value. */
-static void cm_out(rwe_model *m, const layer *L, int64_t t0, int64_t t1, const float *shift) {
-    int64_t C = m->C;
+static void cm_out(exec *e, const layer *L, int64_t t0, int64_t t1, const float *shift) {
+    int64_t C = e->m->C;
+    scratch *s = &e->s;
     (void)L, (void)shift;
     for (int64_t t = t0; t < t1; t++)
-        m->kern->sigmoid_gate(m->s.x + t * C, m->s.r + t * C, m->s.out + t * C, C);
+        e->m->kern->sigmoid_gate(s->x + t * C, s->r + t * C, s->out + t * C, C);
 }
 
 /* Attention (time mix) of one layer over T tokens: out = W_o (GroupNorm(wkv) * silu(g)),
  * added to x by channel_mix (cm_norm). */
-static void time_mix(rwe_model *m, const layer *L, int64_t T, float *shift, float *S) {
-    scratch *s = &m->s;
+static void time_mix(exec *e, const layer *L, int64_t T, float *shift, float *S) {
+    const rwe_model *m = e->m;
+    scratch *s = &e->s;
     int64_t C = m->C;
-    run_rows(m, L, T, shift, tm_norm, 8 * C);
-    run_rows(m, L, T, shift, tm_mix, 24 * C);
+    run_rows(e, L, T, shift, tm_norm, 8 * C);
+    run_rows(e, L, T, shift, tm_mix, 24 * C);
     memcpy(shift, s->xx + (T - 1) * C, (size_t)C * sizeof(float));
 
     mm_batch b = {.T = T};                       /* r, k, v, g in one region */
-    mm_add(m, &b, &L->att_r, act_input(&L->att_r, s->xr, s->act[0]), s->r, C);
-    mm_add(m, &b, &L->att_k, act_input(&L->att_k, s->xk, s->act[1]), s->k, C);
-    mm_add(m, &b, &L->att_v, act_input(&L->att_v, s->xv, s->act[2]), s->v, C);
-    if (L->att_mix_g) mm_add(m, &b, &L->att_g, act_input(&L->att_g, s->xg, s->act[3]), s->g, C);
-    run_mm(m, &b);
+    mm_add(e, &b, &L->att_r, act_input(&L->att_r, s->xr, s->act[0]), s->r, C);
+    mm_add(e, &b, &L->att_k, act_input(&L->att_k, s->xk, s->act[1]), s->k, C);
+    mm_add(e, &b, &L->att_v, act_input(&L->att_v, s->xv, s->act[2]), s->v, C);
+    if (L->att_mix_g) mm_add(e, &b, &L->att_g, act_input(&L->att_g, s->xg, s->act[3]), s->g, C);
+    run_mm(e, &b);
 
-    wkv_job w = {m, L, T, S};
-    run(m, wkv_task, &w, T * m->H * m->N * m->N * 2);
+    wkv_job w = {e, L, T, S};
+    run(e, wkv_task, &w, T * m->H * m->N * m->N * 2);
 
-    run_rows(m, L, T, shift, tm_gate, 24 * C);
+    run_rows(e, L, T, shift, tm_gate, 24 * C);
     mm_batch o = {.T = T};
-    mm_add(m, &o, &L->att_o, act_input(&L->att_o, s->y, s->act[0]), s->out, C);
-    run_mm(m, &o);
+    mm_add(e, &o, &L->att_o, act_input(&L->att_o, s->y, s->act[0]), s->out, C);
+    run_mm(e, &o);
 }
 
 /* FFN (channel mix) of one layer over T tokens, after x += the attention's out;
  * x += sigmoid(W_r xr) * W_v relu(W_k xk)^2. */
-static void channel_mix(rwe_model *m, const layer *L, int64_t T, float *shift) {
-    scratch *s = &m->s;
+static void channel_mix(exec *e, const layer *L, int64_t T, float *shift) {
+    const rwe_model *m = e->m;
+    scratch *s = &e->s;
     int64_t C = m->C, F = m->F;
-    run_rows(m, L, T, shift, cm_norm, 8 * C);
-    run_rows(m, L, T, shift, cm_mix, 12 * C);
+    run_rows(e, L, T, shift, cm_norm, 8 * C);
+    run_rows(e, L, T, shift, cm_mix, 12 * C);
     memcpy(shift, s->xx + (T - 1) * C, (size_t)C * sizeof(float));
 
     mm_batch b = {.T = T};                       /* key and receptance in one region */
-    mm_add(m, &b, &L->ffn_k, act_input(&L->ffn_k, s->xk, s->act[0]), s->fk, F);
-    mm_add(m, &b, &L->ffn_r, act_input(&L->ffn_r, s->xr, s->act[1]), s->r, C);
-    run_mm(m, &b);
+    mm_add(e, &b, &L->ffn_k, act_input(&L->ffn_k, s->xk, s->act[0]), s->fk, F);
+    mm_add(e, &b, &L->ffn_r, act_input(&L->ffn_r, s->xr, s->act[1]), s->r, C);
+    run_mm(e, &b);
 
-    run_rows(m, L, T, shift, cm_relu, 8 * F);
+    run_rows(e, L, T, shift, cm_relu, 8 * F);
     mm_batch v = {.T = T};
-    mm_add(m, &v, &L->ffn_v, act_input(&L->ffn_v, s->fk, s->act_f), s->out, C);
-    run_mm(m, &v);
-    run_rows(m, L, T, shift, cm_out, 16 * C);
+    mm_add(e, &v, &L->ffn_v, act_input(&L->ffn_v, s->fk, s->act_f), s->out, C);
+    run_mm(e, &v);
+    run_rows(e, L, T, shift, cm_out, 16 * C);
 }
 
 /* logits (T, V) = head . LN(x; ln_out) for T rows of x. */
-static void head(rwe_model *m, const float *x, int64_t T, float *logits) {
-    scratch *s = &m->s;
+static void head(exec *e, const float *x, int64_t T, float *logits) {
+    const rwe_model *m = e->m;
+    scratch *s = &e->s;
     s->gemm = use_gemm(m, T);
     for (int64_t t = 0; t < T; t++) {
         m->kern->layer_norm(x + t * m->C, m->lnout_w, m->lnout_b, s->xx + t * m->C, m->C,
                             m->ln_eps);
-        to_act_row(m, &m->head, s->xx, t, m->C, s->act[0]);
+        to_act_row(e, &m->head, s->xx, t, m->C, s->act[0]);
     }
     mm_batch b = {.T = T};
-    mm_add(m, &b, &m->head, act_input(&m->head, s->xx, s->act[0]), logits, m->V);
-    run_mm(m, &b);
+    mm_add(e, &b, &m->head, act_input(&m->head, s->xx, s->act[0]), logits, m->V);
+    run_mm(e, &b);
 }
 
 /* One chunk of T <= CHUNK tokens. logits: NULL, the last row's (all == 0) or every row's. */
-static void forward_chunk(rwe_model *m, const int32_t *tokens, int64_t T, float *state,
+static void forward_chunk(exec *e, const int32_t *tokens, int64_t T, float *state,
                           float *logits, int all) {
+    const rwe_model *m = e->m;
     int64_t C = m->C, layer_len = 2 * C + m->H * m->N * m->N;
-    m->s.gemm = use_gemm(m, T);
-    embed(m, tokens, T, m->s.x);
+    e->s.gemm = use_gemm(m, T);
+    embed(m, tokens, T, e->s.x);
     for (uint32_t l = 0; l < m->info.n_layer; l++) {
         float *ls = state + l * layer_len;      /* att_x (C), ffn_x (C), wkv (H, N, N) */
-        time_mix(m, &m->layers[l], T, ls, ls + 2 * C);
-        channel_mix(m, &m->layers[l], T, ls + C);
+        time_mix(e, &m->layers[l], T, ls, ls + 2 * C);
+        channel_mix(e, &m->layers[l], T, ls + C);
     }
-    if (logits && all) head(m, m->s.x, T, logits);
-    else if (logits) head(m, m->s.x + (T - 1) * C, 1, logits);
+    if (logits && all) head(e, e->s.x, T, logits);
+    else if (logits) head(e, e->s.x + (T - 1) * C, 1, logits);
 }
 
 /* ------------------------------------------------------------- public API */
@@ -943,10 +1029,9 @@ rwe_status rwe_model_load(const char *path, uint32_t n_threads, rwe_isa isa, rwe
     if (!st) st = load_hparams(m);
     if (!st) st = load_emb_rounding(m);
     if (!st) st = load_weights(m);
-    if (!st) st = alloc_scratch(m);
-    if (!st) st = start_pool(m, n_threads);
     if (!st) st = repack_lanes(m);
-    if (!st) st = alloc_gemm_work(m);
+    if (!st) m->gemm_work_bytes = gemm_work_bytes(m);
+    if (!st) st = start_threads(m, n_threads);
     if (st) {
         rwe_model_free(m);
         return st;
@@ -961,14 +1046,12 @@ rwe_status rwe_model_load(const char *path, uint32_t n_threads, rwe_isa isa, rwe
 
 void rwe_model_free(rwe_model *m) {
     if (!m) return;
-    rwe_threadpool_free(m->pool);
-    free_scratch(&m->s);
+    free_idle(m);
     for (uint32_t l = 0; m->layers && l < m->info.n_layer; l++)
         free((void *)m->layers[l].time_state);
     free(m->layers);
     free(m->params);
     if (m->lanes) munmap(m->lanes, m->lanes_bytes);
-    free(m->gemm_work);
     rwe_gguf_close(&m->file);
     pthread_mutex_destroy(&m->lock);
     free(m);
@@ -977,16 +1060,13 @@ void rwe_model_free(rwe_model *m) {
 rwe_status rwe_model_get_info(const rwe_model *m, rwe_model_info *out) {
     if (!m || !out) return rwe_fail(RWE_ERR_ARG, "rwe_model_get_info: NULL argument");
     *out = m->info;
+    out->n_threads = atomic_load(&m->n_threads);
     return RWE_OK;
 }
 
 rwe_status rwe_model_set_threads(rwe_model *m, uint32_t n_threads) {
     if (!m) return rwe_fail(RWE_ERR_ARG, "rwe_model_set_threads: model is NULL");
-    pthread_mutex_lock(&m->lock);
-    rwe_status st = start_pool(m, n_threads);
-    if (!st) st = alloc_gemm_work(m);
-    pthread_mutex_unlock(&m->lock);
-    return st;
+    return start_threads(m, n_threads);
 }
 
 static rwe_status check_state(const rwe_model *m, const float *state, size_t state_len) {
@@ -1038,14 +1118,15 @@ rwe_status rwe_eval_sequence(rwe_model *m, const int32_t *tokens, size_t n_token
     rwe_clear_error();
     rwe_status st = check_eval_args(m, tokens, n_tokens, state, state_len, logits, logits_len,
                                     all_logits);
-    if (st) return st;
-    pthread_mutex_lock(&m->lock);
+    exec *e = NULL;
+    if (st || (st = acquire_exec(m, &e))) return st;
+    repack_all(m, e->pool);
     for (size_t t0 = 0; t0 < n_tokens; t0 += CHUNK) {
         int64_t T = n_tokens - t0 < CHUNK ? (int64_t)(n_tokens - t0) : CHUNK;
         int last = t0 + (size_t)T == n_tokens;
         float *lg = !logits ? NULL : all_logits ? logits + t0 * (size_t)m->V : last ? logits : NULL;
-        forward_chunk(m, tokens + t0, T, state, lg, all_logits);
+        forward_chunk(e, tokens + t0, T, state, lg, all_logits);
     }
-    pthread_mutex_unlock(&m->lock);
+    release_exec(m, e);
     return RWE_OK;
 }

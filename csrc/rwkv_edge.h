@@ -21,9 +21,12 @@
  *   A zero state is the reference's initial state (unless the model carries
  *   time_state, see rwe_state_init).
  *
- * Thread safety: a model may be shared by several threads; calls that evaluate
- * on the same model are serialised internally (each call uses the model's
- * thread pool). States are never shared between concurrent calls.
+ * Thread safety: a model may be shared by several threads, and their evals run
+ * concurrently: the model is read-only after loading, and each call in flight
+ * borrows its own context (activations, a pool of n_threads threads, GEMM
+ * workspaces), made on first need and kept for later calls. So k concurrent
+ * callers use k * n_threads threads and k contexts' memory. A state must not
+ * be used by two calls at once. rwe_model_free must not overlap any call.
  */
 #ifndef RWKV_EDGE_H
 #define RWKV_EDGE_H
@@ -103,6 +106,7 @@ rwe_status rwe_model_load(const char *path, uint32_t n_threads, rwe_isa isa,
                           rwe_model **out_model);
 void rwe_model_free(rwe_model *model);
 rwe_status rwe_model_get_info(const rwe_model *model, rwe_model_info *out_info);
+/* Threads of each call from now on (calls already running keep theirs). */
 rwe_status rwe_model_set_threads(rwe_model *model, uint32_t n_threads);
 
 /* Write the initial state (zeros, or the model's time_state) into state. */

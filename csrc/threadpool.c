@@ -9,10 +9,8 @@
 
 /* How long a worker spins before it sleeps: long enough to bridge the serial
  * work (layer norms, WKV: microseconds) between two regions of a token, short
- * enough not to burn a core between tokens.  It was 200000 pause iterations
- * (milliseconds on Zen 4), so an idle pool spun through the whole of another
- * model's token: two 2-thread models decoding in turn in one process took
- * 6.6 ms a token each on 12x768 q4_0 against 3.3 ms alone. */
+ * enough not to burn a core between tokens, where another pool (another
+ * model, or another call's context) may want it (docs/ENGINE_NOTES.md). */
 #define SPIN_NS 100000
 
 struct rwe_threadpool {

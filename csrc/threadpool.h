@@ -7,7 +7,7 @@
  * sleep on a condition variable, so an idle model costs no CPU.
  *
  * Plain pthreads + C11 atomics: Linux, macOS and Android.
- * Not reentrant: the caller serialises runs (the model holds a mutex).
+ * Not reentrant: one region at a time, so each eval context owns a pool.
  */
 #ifndef RWE_THREADPOOL_H
 #define RWE_THREADPOOL_H
