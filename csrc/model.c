@@ -89,6 +89,12 @@ typedef struct {
 typedef struct exec {
     const rwe_model *m;
     scratch s;
+    /* the call's states: one for a sequence (every row of a chunk is the
+     * next token of it), or one per row for a batch (row t of a chunk is
+     * states[t]'s next token); layer is the one running */
+    float *const *states;
+    int batch;
+    uint32_t layer;
     rwe_threadpool *pool;     /* pool_size(pool) threads, the calling one included */
     char *gemm_work;          /* per pool thread: m->gemm_work_bytes for matmul_gemm_* */
     struct exec *next;        /* in the model's idle list */
@@ -797,12 +803,35 @@ static void embed(const rwe_model *m, const int32_t *tokens, int64_t T, float *x
     }
 }
 
+/* The running layer's part of row t's state: att_x (C), ffn_x (C), wkv (H, N, N). */
+static float *layer_state(const exec *e, int64_t t) {
+    const rwe_model *m = e->m;
+    size_t layer_len = (size_t)(2 * m->C + m->H * m->N * m->N);
+    return e->states[e->batch ? t : 0] + e->layer * layer_len;
+}
+
+/* Row t's token-shift input: the chunk's previous row, or the state's saved
+ * vector (att_x at off 0, ffn_x at off C) for a sequence's first row and
+ * for every row of a batch. */
+static const float *shift_input(const exec *e, int64_t t, int64_t off) {
+    if (t && !e->batch) return e->s.xx + (t - 1) * e->m->C;
+    return layer_state(e, t) + off;
+}
+
+/* The state keeps the last LayerNorm output (xx) of each sequence for the
+ * next token's shift, at off as in shift_input. */
+static void save_shift(exec *e, int64_t T, int64_t off) {
+    size_t bytes = (size_t)e->m->C * sizeof(float);
+    if (!e->batch) memcpy(layer_state(e, 0) + off, e->s.xx + (T - 1) * e->m->C, bytes);
+    for (int64_t t = 0; t < T && e->batch; t++)
+        memcpy(layer_state(e, t) + off, e->s.xx + t * e->m->C, bytes);
+}
+
 /* WKV over the chunk, heads split across threads (the recurrence runs along t). */
 typedef struct {
     const exec *e;
     const layer *L;
     int64_t T;
-    float *S;
 } wkv_job;
 
 static void wkv_task(void *ctx, int ith, int nth) {
@@ -812,10 +841,15 @@ static void wkv_task(void *ctx, int ith, int nth) {
     int64_t h0, h1, C = m->C, N = m->N;
     rwe_split_range(m->H, 1, ith, nth, &h0, &h1);
     if (h0 == h1) return;
-    /* heads [h0, h1) over the chunk, rows C apart */
-    int64_t o = h0 * N;
-    m->kern->wkv5(j->T, h1 - h0, N, C, s->r + o, s->k + o, s->v + o, j->L->decay + o,
-                  j->L->bonus + o, j->S + h0 * N * N, s->y + o);
+    /* heads [h0, h1): a sequence's chunk in one call (rows C apart), a
+     * batch's rows one by one, each on its own state */
+    int64_t o = h0 * N, T = j->e->batch ? 1 : j->T;
+    for (int64_t t = 0; t < j->T; t += T) {
+        int64_t r = t * C + o;
+        float *S = layer_state(j->e, t) + 2 * C + h0 * N * N;
+        m->kern->wkv5(T, h1 - h0, N, C, s->r + r, s->k + r, s->v + r, j->L->decay + o,
+                      j->L->bonus + o, S, s->y + r);
+    }
 }
 
 /* restrict pointers of its own so that it vectorises (through the scratch
@@ -827,15 +861,13 @@ static void add_rows(float *restrict x, const float *restrict y, int64_t n) {
 
 /* The per-token steps between the matmuls run as regions of their own,
  * rows (tokens) split across the pool, so that no thread idles through them
- * in a prefill.  A stage is fn(e, L, t0, t1, shift) over rows [t0, t1) of
- * the chunk. */
-typedef void (*rows_fn)(exec *e, const layer *L, int64_t t0, int64_t t1, const float *shift);
+ * in a prefill.  A stage is fn(e, L, t0, t1) over rows [t0, t1) of the chunk. */
+typedef void (*rows_fn)(exec *e, const layer *L, int64_t t0, int64_t t1);
 
 typedef struct {
     exec *e;
     const layer *L;
     int64_t T;
-    const float *shift;
     rows_fn fn;
 } rows_job;
 
@@ -843,51 +875,47 @@ static void rows_task(void *ctx, int ith, int nth) {
     const rows_job *j = ctx;
     int64_t t0, t1;
     rwe_split_range(j->T, 1, ith, nth, &t0, &t1);
-    if (t0 < t1) j->fn(j->e, j->L, t0, t1, j->shift);
+    if (t0 < t1) j->fn(j->e, j->L, t0, t1);
 }
 
 /* Run a stage over the chunk's T rows; one row (decode) stays on this thread. */
-static void run_rows(exec *e, const layer *L, int64_t T, const float *shift, rows_fn fn,
-                     int64_t row_work) {
-    rows_job j = {e, L, T, shift, fn};
+static void run_rows(exec *e, const layer *L, int64_t T, rows_fn fn, int64_t row_work) {
+    rows_job j = {e, L, T, fn};
     run(e, rows_task, &j, T > 1 ? T * row_work : 0);
 }
 
 /* Token shift of row t with one mix, then the result in w's activation type. */
-static void mix_act_row(exec *e, const matrix *w, const float *mix, const float *shift,
-                        float *out, void *act, int64_t t) {
+static void mix_act_row(exec *e, const matrix *w, const float *mix, int64_t off, float *out,
+                        void *act, int64_t t) {
     int64_t C = e->m->C;
-    const float *xx = e->s.xx;
-    e->m->kern->token_mix(xx + t * C, t ? xx + (t - 1) * C : shift, mix, out + t * C, C);
+    e->m->kern->token_mix(e->s.xx + t * C, shift_input(e, t, off), mix, out + t * C, C);
     to_act_row(e, w, out, t, C, act);
 }
 
 /* time mix, before the projections: xx = LN1(x). */
-static void tm_norm(exec *e, const layer *L, int64_t t0, int64_t t1, const float *shift) {
+static void tm_norm(exec *e, const layer *L, int64_t t0, int64_t t1) {
     const rwe_model *m = e->m;
-    (void)shift;
     for (int64_t t = t0; t < t1; t++)
         m->kern->layer_norm(e->s.x + t * m->C, L->ln1_w, L->ln1_b, e->s.xx + t * m->C, m->C,
                             m->ln_eps);
 }
 
 /* time mix: the r, k, v (and g) inputs, converted for their matrices. */
-static void tm_mix(exec *e, const layer *L, int64_t t0, int64_t t1, const float *shift) {
+static void tm_mix(exec *e, const layer *L, int64_t t0, int64_t t1) {
     scratch *s = &e->s;
     for (int64_t t = t0; t < t1; t++) {
-        mix_act_row(e, &L->att_r, L->att_mix_r, shift, s->xr, s->act[0], t);
-        mix_act_row(e, &L->att_k, L->att_mix_k, shift, s->xk, s->act[1], t);
-        mix_act_row(e, &L->att_v, L->att_mix_v, shift, s->xv, s->act[2], t);
-        if (L->att_mix_g) mix_act_row(e, &L->att_g, L->att_mix_g, shift, s->xg, s->act[3], t);
+        mix_act_row(e, &L->att_r, L->att_mix_r, 0, s->xr, s->act[0], t);
+        mix_act_row(e, &L->att_k, L->att_mix_k, 0, s->xk, s->act[1], t);
+        mix_act_row(e, &L->att_v, L->att_mix_v, 0, s->xv, s->act[2], t);
+        if (L->att_mix_g) mix_act_row(e, &L->att_g, L->att_mix_g, 0, s->xg, s->act[3], t);
     }
 }
 
 /* time mix, after the WKV: ln_x, the gate silu(g), the output matrix's input. */
-static void tm_gate(exec *e, const layer *L, int64_t t0, int64_t t1, const float *shift) {
+static void tm_gate(exec *e, const layer *L, int64_t t0, int64_t t1) {
     const rwe_model *m = e->m;
     scratch *s = &e->s;
     int64_t C = m->C;
-    (void)shift;
     for (int64_t t = t0; t < t1; t++) {
         m->kern->group_norm(s->y + t * C, L->lnx_w, L->lnx_b, m->H, m->N, m->gn_eps);
         if (L->att_mix_g) m->kern->silu_gate(s->y + t * C, s->g + t * C, C);
@@ -896,11 +924,10 @@ static void tm_gate(exec *e, const layer *L, int64_t t0, int64_t t1, const float
 }
 
 /* channel mix, first: x += the attention's output, xx = LN2(x). */
-static void cm_norm(exec *e, const layer *L, int64_t t0, int64_t t1, const float *shift) {
+static void cm_norm(exec *e, const layer *L, int64_t t0, int64_t t1) {
     const rwe_model *m = e->m;
     scratch *s = &e->s;
     int64_t C = m->C;
-    (void)shift;
     for (int64_t t = t0; t < t1; t++) {
         add_rows(s->x + t * C, s->out + t * C, C);
         m->kern->layer_norm(s->x + t * C, L->ln2_w, L->ln2_b, s->xx + t * C, C, m->ln_eps);
@@ -908,18 +935,17 @@ static void cm_norm(exec *e, const layer *L, int64_t t0, int64_t t1, const float
 }
 
 /* channel mix: the k and r inputs. */
-static void cm_mix(exec *e, const layer *L, int64_t t0, int64_t t1, const float *shift) {
+static void cm_mix(exec *e, const layer *L, int64_t t0, int64_t t1) {
     scratch *s = &e->s;
     for (int64_t t = t0; t < t1; t++) {
-        mix_act_row(e, &L->ffn_k, L->ffn_mix_k, shift, s->xk, s->act[0], t);
-        mix_act_row(e, &L->ffn_r, L->ffn_mix_r, shift, s->xr, s->act[1], t);
+        mix_act_row(e, &L->ffn_k, L->ffn_mix_k, e->m->C, s->xk, s->act[0], t);
+        mix_act_row(e, &L->ffn_r, L->ffn_mix_r, e->m->C, s->xr, s->act[1], t);
     }
 }
 
 /* channel mix: relu(k)^2, the value matrix's input. */
-static void cm_relu(exec *e, const layer *L, int64_t t0, int64_t t1, const float *shift) {
+static void cm_relu(exec *e, const layer *L, int64_t t0, int64_t t1) {
     const rwe_model *m = e->m;
-    (void)shift;
     for (int64_t t = t0; t < t1; t++) {
         m->kern->relu_square(e->s.fk + t * m->F, m->F);
         to_act_row(e, &L->ffn_v, e->s.fk, t, m->F, e->s.act_f);
@@ -927,23 +953,23 @@ static void cm_relu(exec *e, const layer *L, int64_t t0, int64_t t1, const float
 }
 
 /* channel mix, last: x += sigmoid(r) * value. */
-static void cm_out(exec *e, const layer *L, int64_t t0, int64_t t1, const float *shift) {
+static void cm_out(exec *e, const layer *L, int64_t t0, int64_t t1) {
     int64_t C = e->m->C;
     scratch *s = &e->s;
-    (void)L, (void)shift;
+    (void)L;
     for (int64_t t = t0; t < t1; t++)
         e->m->kern->sigmoid_gate(s->x + t * C, s->r + t * C, s->out + t * C, C);
 }
 
 /* Attention (time mix) of one layer over T tokens: out = W_o (GroupNorm(wkv) * silu(g)),
  * added to x by channel_mix (cm_norm). */
-static void time_mix(exec *e, const layer *L, int64_t T, float *shift, float *S) {
+static void time_mix(exec *e, const layer *L, int64_t T) {
     const rwe_model *m = e->m;
     scratch *s = &e->s;
     int64_t C = m->C;
-    run_rows(e, L, T, shift, tm_norm, 8 * C);
-    run_rows(e, L, T, shift, tm_mix, 24 * C);
-    memcpy(shift, s->xx + (T - 1) * C, (size_t)C * sizeof(float));
+    run_rows(e, L, T, tm_norm, 8 * C);
+    run_rows(e, L, T, tm_mix, 24 * C);
+    save_shift(e, T, 0);
 
     mm_batch b = {.T = T};                       /* r, k, v, g in one region */
     mm_add(e, &b, &L->att_r, act_input(&L->att_r, s->xr, s->act[0]), s->r, C);
@@ -952,10 +978,10 @@ static void time_mix(exec *e, const layer *L, int64_t T, float *shift, float *S)
     if (L->att_mix_g) mm_add(e, &b, &L->att_g, act_input(&L->att_g, s->xg, s->act[3]), s->g, C);
     run_mm(e, &b);
 
-    wkv_job w = {e, L, T, S};
+    wkv_job w = {e, L, T};
     run(e, wkv_task, &w, T * m->H * m->N * m->N * 2);
 
-    run_rows(e, L, T, shift, tm_gate, 24 * C);
+    run_rows(e, L, T, tm_gate, 24 * C);
     mm_batch o = {.T = T};
     mm_add(e, &o, &L->att_o, act_input(&L->att_o, s->y, s->act[0]), s->out, C);
     run_mm(e, &o);
@@ -963,24 +989,24 @@ static void time_mix(exec *e, const layer *L, int64_t T, float *shift, float *S)
 
 /* FFN (channel mix) of one layer over T tokens, after x += the attention's out;
  * x += sigmoid(W_r xr) * W_v relu(W_k xk)^2. */
-static void channel_mix(exec *e, const layer *L, int64_t T, float *shift) {
+static void channel_mix(exec *e, const layer *L, int64_t T) {
     const rwe_model *m = e->m;
     scratch *s = &e->s;
     int64_t C = m->C, F = m->F;
-    run_rows(e, L, T, shift, cm_norm, 8 * C);
-    run_rows(e, L, T, shift, cm_mix, 12 * C);
-    memcpy(shift, s->xx + (T - 1) * C, (size_t)C * sizeof(float));
+    run_rows(e, L, T, cm_norm, 8 * C);
+    run_rows(e, L, T, cm_mix, 12 * C);
+    save_shift(e, T, C);
 
     mm_batch b = {.T = T};                       /* key and receptance in one region */
     mm_add(e, &b, &L->ffn_k, act_input(&L->ffn_k, s->xk, s->act[0]), s->fk, F);
     mm_add(e, &b, &L->ffn_r, act_input(&L->ffn_r, s->xr, s->act[1]), s->r, C);
     run_mm(e, &b);
 
-    run_rows(e, L, T, shift, cm_relu, 8 * F);
+    run_rows(e, L, T, cm_relu, 8 * F);
     mm_batch v = {.T = T};
     mm_add(e, &v, &L->ffn_v, act_input(&L->ffn_v, s->fk, s->act_f), s->out, C);
     run_mm(e, &v);
-    run_rows(e, L, T, shift, cm_out, 16 * C);
+    run_rows(e, L, T, cm_out, 16 * C);
 }
 
 /* logits (T, V) = head . LN(x; ln_out) for T rows of x. */
@@ -998,20 +1024,19 @@ static void head(exec *e, const float *x, int64_t T, float *logits) {
     run_mm(e, &b);
 }
 
-/* One chunk of T <= CHUNK tokens. logits: NULL, the last row's (all == 0) or every row's. */
-static void forward_chunk(exec *e, const int32_t *tokens, int64_t T, float *state,
-                          float *logits, int all) {
+/* One chunk of T <= CHUNK rows over e->states (a sequence's next T tokens,
+ * or one token for each of T states). logits: NULL, the last row's
+ * (all == 0) or every row's. */
+static void forward_chunk(exec *e, const int32_t *tokens, int64_t T, float *logits, int all) {
     const rwe_model *m = e->m;
-    int64_t C = m->C, layer_len = 2 * C + m->H * m->N * m->N;
     e->s.gemm = use_gemm(m, T);
     embed(m, tokens, T, e->s.x);
-    for (uint32_t l = 0; l < m->info.n_layer; l++) {
-        float *ls = state + l * layer_len;      /* att_x (C), ffn_x (C), wkv (H, N, N) */
-        time_mix(e, &m->layers[l], T, ls, ls + 2 * C);
-        channel_mix(e, &m->layers[l], T, ls + C);
+    for (e->layer = 0; e->layer < m->info.n_layer; e->layer++) {
+        time_mix(e, &m->layers[e->layer], T);
+        channel_mix(e, &m->layers[e->layer], T);
     }
     if (logits && all) head(e, e->s.x, T, logits);
-    else if (logits) head(e, e->s.x + (T - 1) * C, 1, logits);
+    else if (logits) head(e, e->s.x + (T - 1) * m->C, 1, logits);
 }
 
 /* ------------------------------------------------------------- public API */
@@ -1121,11 +1146,46 @@ rwe_status rwe_eval_sequence(rwe_model *m, const int32_t *tokens, size_t n_token
     exec *e = NULL;
     if (st || (st = acquire_exec(m, &e))) return st;
     repack_all(m, e->pool);
+    e->states = &state;
+    e->batch = 0;
     for (size_t t0 = 0; t0 < n_tokens; t0 += CHUNK) {
         int64_t T = n_tokens - t0 < CHUNK ? (int64_t)(n_tokens - t0) : CHUNK;
         int last = t0 + (size_t)T == n_tokens;
         float *lg = !logits ? NULL : all_logits ? logits + t0 * (size_t)m->V : last ? logits : NULL;
-        forward_chunk(e, tokens + t0, T, state, lg, all_logits);
+        forward_chunk(e, tokens + t0, T, lg, all_logits);
+    }
+    release_exec(m, e);
+    return RWE_OK;
+}
+
+/* Distinct states (a state twice in one batch would be advanced twice, in
+ * an order the rows do not define), none NULL; checked before any is touched. */
+static rwe_status check_batch_states(float *const *states, size_t n) {
+    if (!states) return rwe_fail(RWE_ERR_ARG, "states is NULL");
+    for (size_t i = 0; i < n; i++) {
+        if (!states[i]) return rwe_fail(RWE_ERR_ARG, "state %zu is NULL", i);
+        for (size_t j = 0; j < i; j++)
+            if (states[j] == states[i])
+                return rwe_fail(RWE_ERR_ARG, "states %zu and %zu are the same buffer", j, i);
+    }
+    return RWE_OK;
+}
+
+rwe_status rwe_eval_batch(rwe_model *m, const int32_t *tokens, size_t n_seq,
+                          float *const *states, size_t state_len, float *logits,
+                          size_t logits_len) {
+    rwe_clear_error();
+    rwe_status st = check_batch_states(states, n_seq);
+    if (!st && n_seq == 0) st = rwe_fail(RWE_ERR_ARG, "no sequences (n_seq == 0)");
+    if (!st) st = check_eval_args(m, tokens, n_seq, states[0], state_len, logits, logits_len, 1);
+    exec *e = NULL;
+    if (st || (st = acquire_exec(m, &e))) return st;
+    repack_all(m, e->pool);
+    e->batch = 1;
+    for (size_t b0 = 0; b0 < n_seq; b0 += CHUNK) {
+        int64_t B = n_seq - b0 < CHUNK ? (int64_t)(n_seq - b0) : CHUNK;
+        e->states = states + b0;
+        forward_chunk(e, tokens + b0, B, logits ? logits + b0 * (size_t)m->V : NULL, 1);
     }
     release_exec(m, e);
     return RWE_OK;

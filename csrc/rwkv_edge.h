@@ -124,6 +124,14 @@ rwe_status rwe_eval_sequence(rwe_model *model, const int32_t *tokens, size_t n_t
                              float *state, size_t state_len, float *logits,
                              size_t logits_len, int all_logits);
 
+/* One token for each of n_seq independent sequences, with one pass over the
+ * weights: tokens[b] advances states[b] (each state_len floats; n_seq
+ * distinct buffers). logits may be NULL; else it holds n_seq * n_vocab
+ * floats, row b for sequence b. The results equal n_seq rwe_eval calls. */
+rwe_status rwe_eval_batch(rwe_model *model, const int32_t *tokens, size_t n_seq,
+                          float *const *states, size_t state_len, float *logits,
+                          size_t logits_len);
+
 #ifdef __cplusplus
 }
 #endif

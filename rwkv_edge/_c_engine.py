@@ -199,6 +199,33 @@ class CEngine:
                 )
             )
 
+    def forward_batch(
+        self, tokens: npt.NDArray[np.int32], states: list[npt.NDArray[np.float32]]
+    ) -> npt.NDArray[np.float32]:
+        """One token per state through rwe_eval_batch; logits [len(states), n_vocab]."""
+        toks = np.ascontiguousarray(tokens, dtype=np.int32)
+        if toks.size != len(states):
+            raise ShapeError(f"{toks.size} tokens for {len(states)} states")
+        for st in states:
+            _check_buffer("state", st)
+        logits = np.empty((len(states), self.config.n_vocab), dtype=np.float32)
+        ptrs = ffi.new(
+            "float *[]", [ffi.from_buffer("float[]", st, require_writable=True) for st in states]
+        )
+        with self._use() as h:
+            _check(
+                lib.rwe_eval_batch(
+                    h,
+                    ffi.from_buffer("int32_t[]", toks),
+                    toks.size,
+                    ptrs,
+                    self.state_len,
+                    ffi.from_buffer("float[]", logits, require_writable=True),
+                    logits.size,
+                )
+            )
+        return logits
+
     def close(self) -> None:
         """Refuse new calls (ArgumentError), wait for running ones, then free the model.
 

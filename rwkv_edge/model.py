@@ -164,6 +164,34 @@ class Model:
         self._check_state(state)
         return self.engine.forward(toks, state.data, full_output)
 
+    def forward_batch(
+        self, tokens: Sequence[int] | npt.ArrayLike, states: Sequence[State]
+    ) -> npt.NDArray[np.float32]:
+        """One token for each of several independent states, advancing each in place.
+
+        Returns float32 [len(states), n_vocab], row b for ``states[b]``: the same
+        numbers as ``forward([tokens[b]], states[b])`` for each b, but the C engine
+        reads the weights once for the whole batch (decode is bandwidth-bound, so
+        B sequences cost little more than one). The states must be distinct.
+        """
+        toks = self._check_tokens(tokens)
+        states = list(states)
+        if toks.size != len(states):
+            raise ShapeError(f"forward_batch got {toks.size} tokens for {len(states)} states")
+        for st in states:
+            self._check_state(st)
+        for i, st in enumerate(states):
+            for j in range(i):
+                if np.shares_memory(states[j].data, st.data):
+                    raise ArgumentError(f"states {j} and {i} of the batch share memory")
+        batch = getattr(self.engine, "forward_batch", None)
+        if batch is not None:
+            logits: npt.NDArray[np.float32] = batch(toks, [st.data for st in states])
+            return logits
+        return np.stack(
+            [self.engine.forward(toks[i : i + 1], st.data, False) for i, st in enumerate(states)]
+        )
+
     def generate(
         self, prompt: str | Sequence[int], state: State | None = None, **options: Any
     ) -> Any:

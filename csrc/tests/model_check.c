@@ -24,6 +24,13 @@
  *    95% of rows (a broken kernel is off by 0.1 to 1 of the range).
  * 2. With EXPECTED: ISA free-running, RNN and sequence mode (chunks of 37),
  *    every logit within 1e-4 of the reference's (f32 files).
+ * 3. Batched decode: 19 states primed with different prefixes, one token each
+ *    through rwe_eval_batch, against 19 rwe_eval calls. Bit for bit where the
+ *    GEMM entries a batch of 19 takes are bit-identical to the decode ones
+ *    (quantized files on the ref, AVX2 and AVX-512 sets); elsewhere (float
+ *    tiles, the NEON GEMMs) they sum in another order, and a last-bit change
+ *    can move a quantized activation to the next level (check 1's outliers),
+ *    so every row within REL_MAX of its single eval.
  *
  * Prints one line per check, "ok" or "FAIL"; exits 0 only if all pass.
  */
@@ -42,6 +49,7 @@
 #define LOOSE_REL_MAX 5e-2
 #define LOOSE_TOP1_MIN 0.95
 #define EXPECTED_ABS 1e-4
+#define BATCH 19
 
 typedef struct {
     rwe_model *m;
@@ -202,6 +210,43 @@ static void against_expected(engine *isa, const int32_t *tok, size_t n, size_t c
     free(state), free(got);
 }
 
+/* Check 3: rwe_eval_batch against one rwe_eval per state. */
+static void batch_vs_single(engine *e, const int32_t *tok, size_t n, int exact) {
+    size_t V = e->info.n_vocab, S = e->info.state_len;
+    float *states = xmalloc(BATCH * S * 4), *alone = xmalloc(BATCH * S * 4);
+    float *got = xmalloc(BATCH * V * 4), *want = xmalloc(V * 4);
+    float *ptr[BATCH];
+    int32_t next[BATCH];
+    for (size_t b = 0; b < BATCH; b++) {
+        ptr[b] = states + b * S;
+        rwe_status st = rwe_state_init(e->m, ptr[b], S);
+        if (st)
+            die("state_init", st);
+        run(e, tok, 1 + b % (n < 9 ? n : 9), ptr[b], got); /* prefixes of 1..9 tokens */
+        next[b] = tok[(3 * b + 1) % n];
+    }
+    memcpy(alone, states, BATCH * S * 4);
+    rwe_status st = rwe_eval_batch(e->m, next, BATCH, ptr, S, got, BATCH * V);
+    if (st)
+        die("eval_batch", st);
+    double worst = 0;
+    size_t differ = 0;
+    for (size_t b = 0; b < BATCH; b++) {
+        if ((st = rwe_eval(e->m, next[b], alone + b * S, S, want, V)))
+            die("eval", st);
+        double r = row_rel(got + b * V, want, V);
+        worst = r > worst ? r : worst;
+        differ += memcmp(got + b * V, want, V * 4) || memcmp(ptr[b], alone + b * S, S * 4);
+    }
+    char what[64], detail[96];
+    snprintf(what, sizeof what, "batch of %d vs one eval each%s", BATCH,
+             exact ? " (bit for bit)" : "");
+    snprintf(detail, sizeof detail, "%zu of %d rows differ in any bit, max rel %.2g", differ,
+             BATCH, worst);
+    report(what, exact ? differ == 0 : worst <= REL_MAX, detail);
+    free(states), free(alone), free(got), free(want);
+}
+
 int main(int argc, char **argv) {
     if (argc != 5) {
         fprintf(stderr, "usage: model_check MODEL.gguf ISA TOKENS.i32 (EXPECTED.f32 | --quantized)\n");
@@ -230,6 +275,8 @@ int main(int argc, char **argv) {
         against_expected(&isa, tok, n, 1, expected);
         against_expected(&isa, tok, n, 37, expected);
     }
+    int neon = want == RWE_ISA_NEON || want == RWE_ISA_DOTPROD;
+    batch_vs_single(&isa, tok, n, quantized && !neon);
     rwe_model_free(ref.m), rwe_model_free(isa.m);
     free(tok), free(expected);
     return failures ? 1 : 0;
