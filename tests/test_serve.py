@@ -1,6 +1,7 @@
-"""`rwkv-edge serve` as a real process on 127.0.0.1, driven by the official `openai`
-client and by raw HTTP: every answer is checked against the library run in-process
-(the same tokens, sampler and seed give the same text), under concurrency too."""
+"""`rwkv-edge serve` as a real process, driven by the official `openai` client and by
+raw HTTP: every answer is checked against the library run in-process (the same tokens,
+sampler and seed give the same text), under concurrency too. The servers are started
+without --host, and ServerProcess accepts only a 127.0.0.1 address: the default binding."""
 
 from __future__ import annotations
 
@@ -259,19 +260,28 @@ def test_the_openai_client_sees_typed_errors(server: ServerProcess, client: Any)
         client.completions.create(model="gpt-4o", prompt="x")
 
 
-def test_a_client_that_disconnects_stops_its_generation(server: ServerProcess) -> None:
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_client_that_disconnects_stops_its_generation(
+    server: ServerProcess, stream: bool
+) -> None:
     before = server.wait_idle()["tokens_generated"]
     host, port = server.url.removeprefix("http://").split(":")
-    body = json.dumps({"prompt": "And God said", "max_tokens": CAP, "stream": True}).encode()
+    body = json.dumps({"prompt": "And God said", "max_tokens": CAP, "stream": stream}).encode()
     with socket.create_connection((host, int(port)), timeout=30) as s:
         s.sendall(
             b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             + f"Content-Length: {len(body)}\r\n\r\n".encode()
             + body
         )
-        got = b""
-        while got.count(b"data: ") < 3:  # the stream has begun
-            got += s.recv(4096)
+        if stream:
+            got = b""
+            while got.count(b"data: ") < 3:  # the stream has begun
+                got += s.recv(4096)
+        else:
+            deadline = time.monotonic() + 10
+            while server.get("/health")[1]["tokens_generated"] == before:  # it has begun
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
     t0 = time.monotonic()
     after = server.wait_idle(timeout=5)
     assert time.monotonic() - t0 < 5

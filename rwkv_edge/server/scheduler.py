@@ -144,6 +144,7 @@ class Scheduler:
                 "active": len(self._active),
                 "waiting": len(self._waiting),
                 "tokens_generated": self.tokens_generated,
+                "decode": "forward_batch" if hasattr(self.model, "forward_batch") else "forward",
                 "batches": self.batches,
             }
 
