@@ -105,3 +105,33 @@ def test_serve_without_the_http_stack_names_the_extra(monkeypatch: pytest.Monkey
     r = CliRunner().invoke(main, ["serve", "--port", "0"])
     assert r.exit_code == 1 and 'pip install "rwkv-edge[server]"' in r.output
     assert "uvicorn" in r.output and "starlette" not in r.output
+
+
+class Failing:
+    """The model, but its batched step raises: every sequence in it must hear of it."""
+
+    def __init__(self, model: Any) -> None:
+        self._m = model
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._m, name)
+
+    def forward_batch(self, tokens: Sequence[int], states: Sequence[State]) -> np.ndarray:
+        raise RuntimeError("boom")
+
+
+def test_a_failing_step_ends_its_sequences_with_an_error_and_the_loop_goes_on(
+    model: Any,
+) -> None:
+    sched = Scheduler(Failing(model), None)
+    reqs = [GenRequest(model.tokenizer.encode("The"), SamplingParams(), 5, ()) for _ in range(3)]
+    try:
+        got = _run(sched, reqs)
+        assert [d.finish_reason for _, d in got] == ["error"] * 3
+        assert all("boom" in d.error for _, d in got)
+        assert sched.load()["active"] == 0
+        sched.model = model  # the loop survived: it serves the next request
+        ((text, done),) = _run(sched, reqs[:1])
+        assert done.finish_reason == "length" and text
+    finally:
+        sched.stop()

@@ -173,13 +173,14 @@ class Server:
     async def completions(self, request: Request) -> Response:
         body = await self._json_body(request)
         check_model(body, self.limits)
-        tokens = completion_prompt(body, self.model.tokenizer, self.limits)
+        # Off the event loop: a long prompt must not stall the other streams.
+        tokens = await asyncio.to_thread(completion_prompt, body, self.model.tokenizer, self.limits)
         return await self._generate(request, body, tokens, chat=False)
 
     async def chat_completions(self, request: Request) -> Response:
         body = await self._json_body(request)
         check_model(body, self.limits)
-        tokens = chat_prompt(body, self.model.tokenizer, self.limits)
+        tokens = await asyncio.to_thread(chat_prompt, body, self.model.tokenizer, self.limits)
         return await self._generate(request, body, tokens, chat=True)
 
     # -- generation ----------------------------------------------------------------------
@@ -190,15 +191,14 @@ class Server:
         stream, include_usage = stream_flags(body)
         req = generation_request(body, tokens, self.limits, chat=chat)
         reply = Reply(self.limits.model_name, chat)
+        relay, handle = self._submit(req)
         if stream:
-            relay, handle = self._submit(req)
             events = self._sse_events(reply, relay, include_usage)
             return StreamingResponse(
                 _cancel_on_exit(events, handle.cancel),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
-        relay, handle = self._submit(req)
         collect = asyncio.ensure_future(_collect(relay))
         gone = asyncio.ensure_future(_disconnected(request))
         try:

@@ -174,9 +174,8 @@ class Scheduler:
                 self._step()
             except Exception as e:  # a bug must not kill the server silently: end the batch
                 log.exception("scheduler step failed")
-                for seq in self._active:
+                for seq in list(self._active):  # _finish removes it from the list
                     self._finish(seq, "error", f"internal error: {e}")
-                self._active.clear()
         with self._cv:
             for seq in [*self._active, *self._waiting]:
                 self._finish(seq, "cancelled")
