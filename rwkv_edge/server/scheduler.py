@@ -138,7 +138,7 @@ class Scheduler:
             self._cv.notify()
         return Handle(seq, self)
 
-    def load(self) -> dict[str, int]:
+    def load(self) -> dict[str, int | str]:
         with self._cv:
             return {
                 "active": len(self._active),
