@@ -30,6 +30,7 @@ import click
 import numpy as np
 
 from rwkv_edge.chat_format import (  # the format `rwkv-edge serve` uses too
+    CHAT_SAMPLING,
     DEMO_MIN_REPLY_CHARS,
     STOPS,
     clean_message,
@@ -44,14 +45,7 @@ DEMO_MAX_TOKENS = 128  # with the built-in demo model, which is not a chat model
 PROMPT = "You> "
 MORE = "... "
 CHAT_FORMAT = "rwkv-edge-chat/1"
-CHAT_DEFAULTS: dict[str, float] = dict(
-    temperature=1.0,
-    top_p=0.3,
-    top_k=0,
-    presence_penalty=0.5,
-    frequency_penalty=0.5,
-    penalty_decay=0.996,
-)
+CHAT_DEFAULTS = CHAT_SAMPLING
 HELP = """Commands:
   /undo              forget the last turn (state restored from its snapshot)
   /retry             draw a new reply to the last message

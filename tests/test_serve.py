@@ -17,7 +17,12 @@ from typing import Any
 import pytest
 
 from rwkv_edge import Model
-from rwkv_edge.chat_format import DEMO_MIN_REPLY_CHARS, STOPS, conversation_segments
+from rwkv_edge.chat_format import (
+    CHAT_SAMPLING,
+    DEMO_MIN_REPLY_CHARS,
+    STOPS,
+    conversation_segments,
+)
 from rwkv_edge.generate import complete
 
 from .serve_util import ServerProcess
@@ -65,7 +70,9 @@ def chat_tokens(model: Any, messages: list[dict[str, str]]) -> list[int]:
 
 
 def expected_chat(model: Any, messages: list[dict[str, str]], **kw: Any) -> tuple[str, str]:
+    """The chat's reply: its format, stops and sampler defaults, with ``kw`` on top."""
     stop = [*STOPS, *kw.pop("stop", [])]
+    kw = {**CHAT_SAMPLING, **kw}
     text, reason = expected(
         model, chat_tokens(model, messages), stop=stop, min_chars=DEMO_MIN_REPLY_CHARS, **kw
     )

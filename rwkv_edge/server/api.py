@@ -12,12 +12,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from ..chat_format import ROLES, STOPS, conversation_segments
+from ..chat_format import CHAT_SAMPLING, ROLES, STOPS, conversation_segments
 from ..sampling import SamplingParams
 from .scheduler import Done, GenRequest
 
 MAX_STOPS = 4  # as OpenAI's API
-DEFAULTS = SamplingParams()  # ChatRWKV's defaults where a request leaves a setting out
+# Where a request leaves a setting out: `rwkv-edge generate`'s defaults for completions
+# (SamplingParams'), `rwkv-edge chat`'s for chat.
+COMPLETION_DEFAULTS = SamplingParams()
+CHAT_DEFAULTS = SamplingParams(**CHAT_SAMPLING)  # type: ignore[arg-type]
 
 
 class ApiError(Exception):
@@ -130,12 +133,13 @@ def generation_request(
     max_tokens = _integer(body, name, 1, cap, min(limits.default_max_tokens, cap))
     assert max_tokens is not None
     seed = _integer(body, "seed", -(2**63), 2**63 - 1, None)
+    d = CHAT_DEFAULTS if chat else COMPLETION_DEFAULTS
     try:
-        params = SamplingParams(
-            temperature=_number(body, "temperature", 0.0, 2.0, DEFAULTS.temperature),
-            top_p=_number(body, "top_p", 0.0, 1.0, DEFAULTS.top_p),
-            presence_penalty=_number(body, "presence_penalty", -2, 2, DEFAULTS.presence_penalty),
-            frequency_penalty=_number(body, "frequency_penalty", -2, 2, DEFAULTS.frequency_penalty),
+        params = d.with_(
+            temperature=_number(body, "temperature", 0.0, 2.0, d.temperature),
+            top_p=_number(body, "top_p", 0.0, 1.0, d.top_p),
+            presence_penalty=_number(body, "presence_penalty", -2, 2, d.presence_penalty),
+            frequency_penalty=_number(body, "frequency_penalty", -2, 2, d.frequency_penalty),
         )
     except ValueError as e:  # SamplingParams' own checks, should the ranges above drift
         raise ApiError(400, str(e)) from None
