@@ -29,25 +29,23 @@ from typing import Any
 import click
 import numpy as np
 
+from rwkv_edge.chat_format import (  # the format `rwkv-edge serve` uses too
+    CHAT_SAMPLING,
+    DEMO_MIN_REPLY_CHARS,
+    STOPS,
+    clean_message,
+    system_text,
+    turn_text,
+)
+
 from .run_cmd import load_model, model_options, sampling_options, warm_up
 
-STOPS = ("\n\n", "\nUser:")  # a blank line; a "User:" line the model writes itself
 MAX_TOKENS = 512  # default reply cap with --model
 DEMO_MAX_TOKENS = 128  # with the built-in demo model, which is not a chat model
-# The demo model answers "Assistant:" like a Jargon File headword ("n.") and then a blank
-# line; with it, a reply may end only after this many characters.
-DEMO_MIN_REPLY_CHARS = 48
 PROMPT = "You> "
 MORE = "... "
 CHAT_FORMAT = "rwkv-edge-chat/1"
-CHAT_DEFAULTS: dict[str, float] = dict(
-    temperature=1.0,
-    top_p=0.3,
-    top_k=0,
-    presence_penalty=0.5,
-    frequency_penalty=0.5,
-    penalty_decay=0.996,
-)
+CHAT_DEFAULTS = CHAT_SAMPLING
 HELP = """Commands:
   /undo              forget the last turn (state restored from its snapshot)
   /retry             draw a new reply to the last message
@@ -59,14 +57,6 @@ HELP = """Commands:
   /help              this text
 Input: end a line with \\ to continue it; or wrap several lines in \"\"\".
 Ctrl-C stops a reply; Ctrl-D quits."""
-
-
-def clean_message(text: str) -> str:
-    """A user message as the model should see it: no blank lines (they end turns)."""
-    text = text.strip().replace("\r\n", "\n")
-    while "\n\n" in text:
-        text = text.replace("\n\n", "\n")
-    return text
 
 
 @dataclass
@@ -112,7 +102,7 @@ class ChatSession:
     def __post_init__(self) -> None:
         self.now = Snapshot(self.model.new_state(), None, "", False)
         if self.system:
-            self._feed(f"System: {clean_message(self.system)}\n\n", None)
+            self._feed(system_text(self.system), None)
         self.start = self.now.copy()
         self._draws = 0
         self._prompt_timing = (0, 0.0)
@@ -129,7 +119,7 @@ class ChatSession:
         self.now.held, self.now.after_reply = "", False
 
     def _turn_text(self, message: str) -> str:
-        text = f"User: {message}\n\nAssistant:"
+        text = turn_text(message)
         if not self.now.after_reply:  # fresh, or right after the system prompt
             return text
         # The last reply may have consumed the start of this turn (its stop string):

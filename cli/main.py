@@ -16,6 +16,7 @@ _COMMAND_MODULES = (
     "chat_cmd",  # chat
     "quantize_cmd",  # quantize, info, eval-ppl
     "bench_cmd",  # bench, make-synthetic
+    "serve_cmd",  # serve
 )
 
 

@@ -104,6 +104,41 @@ class _StopScanner:
         return pending[: len(pending) - keep], None
 
 
+class TextStream:
+    """Generated token ids in, text to emit out: UTF-8-safe, stop strings held back.
+
+    ``feed`` returns the text that may be shown now; once a stop string is found,
+    ``held_text`` is the text from it on (consumed by the state, never shown) and
+    the stream is over. ``finish`` releases what was held back at the end. Stop
+    strings count only from character ``min_chars`` of the emitted text on.
+    """
+
+    def __init__(self, tokenizer: Any, stop: Sequence[str], min_chars: int = 0) -> None:
+        self._decoder = tokenizer.stream_decoder()
+        self._scanner = _StopScanner(stop)
+        self._min_chars = min_chars
+        self._pending = ""  # decoded text not yet emitted (it may begin a stop string)
+        self.emitted_chars = 0
+        self.held_text: str | None = None
+
+    def feed(self, tok: int) -> str:
+        return self._split(self._pending + self._decoder.feed(tok))
+
+    def finish(self) -> str:
+        return self._split(self._pending + self._decoder.flush(), final=True)
+
+    def _split(self, text: str, final: bool = False) -> str:
+        start = max(0, self._min_chars - self.emitted_chars)
+        emit, held = self._scanner.split(text, start)
+        self._pending = "" if final else text[len(emit) :]
+        if held is not None:
+            self.held_text, self._pending = held, ""
+        elif final:
+            emit = text  # nothing matched: a held-back stop-string prefix goes out too
+        self.emitted_chars += len(emit)
+        return emit
+
+
 @dataclass
 class Generation:
     """An iterator of text pieces; after it ends, ``stats``, ``tokens`` and ``text`` are final."""
@@ -165,9 +200,7 @@ class Generation:
 
     def _run(self) -> Iterator[str]:
         logits = self._ingest_prompt()
-        decoder = self.model.tokenizer.stream_decoder()
-        scanner = _StopScanner(self.stop)
-        pending = ""  # decoded text not yet emitted (it may begin a stop string)
+        out = TextStream(self.model.tokenizer, self.stop, self.min_chars)
         self.stats.stop_reason = "interrupted"  # unless the loop below finishes
         for _ in range(self.max_tokens):
             t0 = time.perf_counter()
@@ -179,11 +212,9 @@ class Generation:
             assert self.logits is not None
             logits = self.logits
             self.stats.generated_tokens += 1
-            text = pending + decoder.feed(tok)
-            emit, held = scanner.split(text, self._stop_start())
-            pending = text[len(emit) :]
-            if held is not None:
-                self.held_text = held
+            emit = out.feed(tok)
+            if out.held_text is not None:
+                self.held_text = out.held_text
                 self.stats.stop_reason = "stop"
                 yield from self._emit(emit)
                 return
@@ -191,21 +222,22 @@ class Generation:
         else:
             self.stats.stop_reason = "length"
         # End of stream: a held-back stop-string prefix and any half character go out.
-        text = pending + decoder.flush()
-        emit, held = scanner.split(text, self._stop_start())
-        if held is not None:
-            self.held_text, self.stats.stop_reason = held, "stop"
-            text = emit
-        yield from self._emit(text)
-
-    def _stop_start(self) -> int:
-        """Where stop strings begin to count in the pending text (after min_chars of output)."""
-        return max(0, self.min_chars - len(self.text))
+        emit = out.finish()
+        if out.held_text is not None:
+            self.held_text, self.stats.stop_reason = out.held_text, "stop"
+        yield from self._emit(emit)
 
     def _emit(self, piece: str) -> Iterator[str]:
         if piece:
             self.text += piece
             yield piece
+
+
+def make_sampler(model: Any, params: SamplingParams, seed: int | None) -> Sampler:
+    """A sampler for ``model``'s head; ids its tokenizer cannot spell are banned."""
+    n_vocab = int(model.config.n_vocab)
+    # World: the head has 65536 rows, the vocabulary 65530 tokens.
+    return Sampler(n_vocab, params, seed, banned=range(model.tokenizer.vocab_size, n_vocab))
 
 
 def generate(
@@ -248,20 +280,21 @@ def generate(
     if min_chars < 0:
         raise ArgumentError(f"min_chars must be >= 0, got {min_chars}")
     ids = tokenizer.encode(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
-    n_vocab = int(model.config.n_vocab)
     if sampler is None:
-        params = SamplingParams(
-            temperature,
-            top_p,
-            top_k,
-            presence_penalty,
-            frequency_penalty,
-            penalty_decay,
-            dict(logit_bias or {}),
-            tuple(banned_tokens),
+        sampler = make_sampler(
+            model,
+            SamplingParams(
+                temperature,
+                top_p,
+                top_k,
+                presence_penalty,
+                frequency_penalty,
+                penalty_decay,
+                dict(logit_bias or {}),
+                tuple(banned_tokens),
+            ),
+            seed,
         )
-        # Ids the head has but the tokenizer cannot spell (World: 65530..65535) are banned.
-        sampler = Sampler(n_vocab, params, seed, banned=range(tokenizer.vocab_size, n_vocab))
     start = None if logits is None else np.asarray(logits, np.float32)
     return Generation(
         model,

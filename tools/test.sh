@@ -10,7 +10,7 @@
 #      the whole C core cross-compiled for aarch64 and run under qemu-user).
 # `bash tools/test.sh --quick` skips 3-5 (a faster local loop); extra arguments
 # after it go to pytest. Steps 3 and 5 install Debian packages (cross gcc, qemu,
-# clang) with apt-get when they are missing.
+# clang) with apt-get when they are missing, and step 6 Chromium (for the chat page).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=0
@@ -36,6 +36,12 @@ if ((!quick)); then
     bash tools/clang_kernels.sh
     bash tools/fuzz.sh
 fi
+
+# The chat page of `rwkv-edge serve` is tested in headless Chromium (Debian's package).
+if ! command -v chromium >/dev/null; then
+    bash tools/apt_install.sh chromium
+fi
+export RWKV_EDGE_REQUIRE_BROWSER=1 # installed above: a missing browser fails, not skips
 
 # -P: keep the source tree off sys.path, so tests import the installed build.
 # Last, so the run closes on pytest's summary line.
