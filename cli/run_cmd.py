@@ -66,13 +66,15 @@ def sampling_options(defaults: dict[str, float]) -> Callable[[F], F]:
     return deco
 
 
-def load_model(model_path: Path | None, backend: str, threads: int | None) -> Any:
+def load_model(
+    model_path: Path | None, backend: str, threads: int | None, isa: str = "auto"
+) -> Any:
     """Model.load with every failure turned into a one-line CLI error."""
     from rwkv_edge import Model
     from rwkv_edge.errors import RwkvEdgeError
 
     try:
-        model = Model.load(model_path, backend=backend, threads=threads)
+        model = Model.load(model_path, backend=backend, threads=threads, isa=isa)
     except ImportError as e:
         if model_path is None:
             raise click.ClickException(

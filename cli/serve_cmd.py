@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from .bench_cmd import ISAS
 from .run_cmd import BACKENDS, load_model, warm_up
 
 DEFAULT_CACHE_MB = 1024
@@ -28,6 +29,9 @@ DEFAULT_CACHE_MB = 1024
 @click.option("--model-name", default=None, help="Name in the API [default: the file's stem].")
 @click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
 @click.option("--threads", "-t", type=click.IntRange(1), default=None, help="Engine threads.")
+@click.option(
+    "--isa", type=click.Choice(ISAS), default="auto", show_default=True, help="C kernel set."
+)
 @click.option(
     "--max-batch",
     type=click.IntRange(1),
@@ -77,6 +81,7 @@ def serve_command(
     model_name: str | None,
     backend: str,
     threads: int | None,
+    isa: str,
     max_batch: int,
     max_prompt_tokens: int,
     max_tokens_cap: int,
@@ -108,7 +113,7 @@ def serve_command(
         sock = bind(host, port)
     except OSError as e:
         raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-    model = load_model(model_path, backend, threads)
+    model = load_model(model_path, backend, threads, isa)
     try:
         warm_up(model)
         limits = Limits(

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from rwkv_edge import Model
+from rwkv_edge import Model, c_backend_available
 from rwkv_edge.chat_format import (
     CHAT_SAMPLING,
     DEMO_MIN_REPLY_CHARS,
@@ -162,10 +162,32 @@ def test_stop_strings(server: ServerProcess, client: Any, model: Any) -> None:
         assert chunks[-1].choices[0].finish_reason == "stop"
 
 
-def test_concurrent_clients_each_get_their_own_answer(
-    server: ServerProcess, client: Any, model: Any
-) -> None:
-    """12 streaming clients at once (decoded as one batch) get what each would alone."""
+def _exact_isa() -> str:
+    """A kernel set whose batched decode is bit for bit with single tokens (test_batch.py:
+    from 8 rows the AVX-512 and NEON GEMMs sum in another order, and sampled text then
+    drifts apart after a few dozen tokens)."""
+    if not c_backend_available():
+        return "auto"  # the numba engine decodes a batch one state at a time
+    from rwkv_edge._c_engine import supported_isas
+
+    return "avx2" if "avx2" in supported_isas() else "ref"
+
+
+def test_concurrent_clients_each_get_their_own_answer() -> None:
+    """12 streaming clients at once (decoded as one batch) get what each would alone:
+    no client sees another's tokens, state or sampler."""
+    isa = _exact_isa()
+    srv = ServerProcess(["--isa", isa])
+    solo = Model.load(isa=isa)
+    try:
+        client = openai.OpenAI(base_url=srv.url + "/v1", api_key="unused", max_retries=0)
+        _concurrent_clients(srv, client, solo)
+    finally:
+        srv.stop()
+        solo.close()
+
+
+def _concurrent_clients(server: ServerProcess, client: Any, model: Any) -> None:
     prompts = ["And God said", "It is a truth", "hacker n.", "The LORD"]
     jobs = [(prompts[i % 4], 100 + i) for i in range(12)]
     results: dict[int, str] = {}
