@@ -208,8 +208,7 @@ def _concurrent_clients(server: ServerProcess, client: Any, model: Any) -> None:
     for i, (prompt, seed) in enumerate(jobs):
         want = expected(model, prompt, max_tokens=32, seed=seed)[0]
         assert results[i] == want, (
-            f"client {i}: its answer in a batch differs from the same request alone; the "
-            f"server decodes with {health['decode']} (bit-exact per row, as forward() is?)"
+            f"client {i}: its answer in a batch differs from the same request alone"
         )
     assert health["batches"] < health["tokens_generated"]  # steps really were shared
 

@@ -30,14 +30,6 @@ from ..state_cache import StateCache
 log = logging.getLogger("rwkv_edge.server")
 
 
-def forward_batch(model: Any, tokens: Sequence[int], states: Sequence[State]) -> np.ndarray:
-    """``model.forward_batch`` where the model has it; else one ``forward`` per state."""
-    batched = getattr(model, "forward_batch", None)
-    if batched is not None:
-        return np.asarray(batched(list(tokens), list(states)))
-    return np.stack([model.forward([int(t)], s) for t, s in zip(tokens, states, strict=True)])
-
-
 @dataclass
 class GenRequest:
     """One generation: token ids in, text out, under these settings."""
@@ -144,7 +136,6 @@ class Scheduler:
                 "active": len(self._active),
                 "waiting": len(self._waiting),
                 "tokens_generated": self.tokens_generated,
-                "decode": "forward_batch" if hasattr(self.model, "forward_batch") else "forward",
                 "batches": self.batches,
             }
 
@@ -235,9 +226,9 @@ class Scheduler:
             batch.append((seq, tok))
         if not batch:
             return
-        states = [s.state for s, _ in batch]
-        assert all(st is not None for st in states)
-        logits = forward_batch(self.model, [t for _, t in batch], states)  # type: ignore[arg-type]
+        states: list[State] = [s.state for s, _ in batch if s.state is not None]
+        assert len(states) == len(batch)
+        logits = self.model.forward_batch([t for _, t in batch], states)
         self.batches += 1
         self.tokens_generated += len(batch)
         for (seq, tok), row in zip(batch, logits, strict=True):
