@@ -42,8 +42,6 @@
 #pragma GCC target("avx2,fma,f16c,tune=generic") /* see x86_avx512.c */
 #endif
 
-#define RWE_TILE_T 4 /* tokens per register tile */
-
 static inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -209,7 +207,7 @@ static inline __attribute__((always_inline)) void qdot_tile(int fmt, int R, int 
  * columns), and lane l of vector k holds elements 4k..4k+3 of block l, so
  * the integer products of 8 blocks finish before one convert, multiply and
  * FMA.  Both operands are repacked into it with 4 x 4 dword transposes, the
- * activations once per call and the weights once per block of GEMM_RB rows,
+ * activations once per call and the weights once per block of RWE_GEMM_RB rows,
  * reused by every token of the call.  Lanes past the row's last block are
  * zero on both sides.
  *
@@ -225,10 +223,8 @@ static inline __attribute__((always_inline)) void qdot_tile(int fmt, int R, int 
  * (x + 128 unsigned against signed w, as with VNNI, would need no sign ops
  * but can saturate for q8_0: 2 * 255 * 127 > 32767.)
  */
-#define RWE_GEMM_MIN_T 8 /* tokens from which a call takes the GEMM path */
 #define GEMM_SB 8        /* blocks per superblock: one per int32 lane */
 #define GEMM_PAD (GEMM_SB * sizeof(rwe_block_q8_1)) /* 8 of the largest block */
-#define GEMM_RB 16       /* weight rows repacked at a time */
 #define GEMM_R 4         /* rows per register tile */
 #define GEMM_T 2         /* tokens per register tile */
 
@@ -508,15 +504,15 @@ static inline __attribute__((always_inline)) int qgemm(int fmt, int lanes, int64
                                                        int64_t r1) {
     const int64_t nb = cols / RWE_QK, nsb = (nb + GEMM_SB - 1) / GEMM_SB;
     const size_t row_bytes = (size_t)nb * wblock_bytes(fmt);
-    gx *xs = rwe_gemm_workspace((size_t)(T * nsb) * sizeof(gx) + (size_t)(GEMM_RB * nsb) * sizeof(gw));
+    gx *xs = rwe_gemm_workspace((size_t)(T * nsb) * sizeof(gx) + (size_t)(RWE_GEMM_RB * nsb) * sizeof(gw));
     if (!xs)
         return 0;
     gw *ws = (gw *)(xs + T * nsb);
     for (int64_t t = 0; t < T; t++)
         for (int64_t j = 0; j < nsb; j++)
             gemm_pack_x(fmt, (const uint8_t *)X + (size_t)t * x_stride, nb, j, xs + t * nsb + j);
-    for (int64_t rb = r0; rb < r1; rb += GEMM_RB) {
-        int64_t nr = r1 - rb < GEMM_RB ? r1 - rb : GEMM_RB;
+    for (int64_t rb = r0; rb < r1; rb += RWE_GEMM_RB) {
+        int64_t nr = r1 - rb < RWE_GEMM_RB ? r1 - rb : RWE_GEMM_RB;
         for (int64_t i = 0; i < nr; i++) {
             const uint8_t *row = (const uint8_t *)W + (size_t)(rb + i) * row_bytes;
             for (int64_t j = 0; j < nsb; j++) {
@@ -680,16 +676,6 @@ static inline __attribute__((always_inline)) void lanes_sb_dot(int fmt, int K, i
     }
 }
 
-/* Layout superblocks per decode chunk: the packed activations of 16384
- * columns (64 gx, 22 KiB) stay on the stack; a chunk is whole groups.  Rows
- * of up to that many columns are read in one pass (x86_avx512.c says what
- * a second pass per row cost Eagle's ffn value rows). */
-#define LANES_CHUNK 32
-
-/* Two rows are read at a time, one from each half of a call's range, once
- * each half is at least this many bytes (the AVX-512 decode's rule). */
-#define LANES_MIN_STREAM (64 << 10)
-
 /* Decode of rows [r0, r1) over layout superblocks [j0, j0 + nj), whose
  * packed activations are xs[2 (j - j0) + half]: K = 2 rows at a time, one
  * from each half of the range (two long linear streams: 24 x 2048 layer
@@ -739,10 +725,10 @@ static inline __attribute__((always_inline)) void lanes_matvec(int fmt, int64_t 
                                                                float *Y, int64_t r0, int64_t r1) {
     const int64_t nb = cols / RWE_QK, nsb = (nb + RWE_LANES_SB - 1) / RWE_LANES_SB;
     const size_t row_bytes = (size_t)nb * wblock_bytes(fmt);
-    gx xs[2 * LANES_CHUNK];
-    const int two = (size_t)(r1 - r0) * row_bytes >= 2 * (size_t)LANES_MIN_STREAM;
-    for (int64_t j0 = 0; j0 < nsb; j0 += LANES_CHUNK) {
-        const int64_t nj = nsb - j0 < LANES_CHUNK ? nsb - j0 : LANES_CHUNK;
+    gx xs[2 * RWE_LANES_CHUNK];
+    const int two = (size_t)(r1 - r0) * row_bytes >= 2 * (size_t)RWE_MIN_STREAM;
+    for (int64_t j0 = 0; j0 < nsb; j0 += RWE_LANES_CHUNK) {
+        const int64_t nj = nsb - j0 < RWE_LANES_CHUNK ? nsb - j0 : RWE_LANES_CHUNK;
         for (int64_t h = 2 * j0; h < 2 * (j0 + nj) && 8 * h < nb; h++)
             gemm_pack_x(fmt, X, nb, h, xs + (h - 2 * j0));
         int64_t r = r0;
@@ -1089,17 +1075,14 @@ void rwe_relu_square_avx2(float *x, int64_t n) {
 const rwe_kernels rwe_kernels_avx2 = {
     .isa = RWE_ISA_AVX2,
     .name = "avx2",
-    .quantize_row_q8_0 = rwe_quantize_row_q8_0_avx2,
-    .quantize_row_q8_1 = rwe_quantize_row_q8_1_avx2,
-    .matmul_f32 = matmul_f32_avx2,
-    .matmul_f16 = matmul_f16_avx2,
-    .matmul_bf16 = matmul_bf16_avx2,
-    .matmul_q8_0 = matmul_q8_0_avx2,
-    .matmul_q4_0 = matmul_q4_0_avx2,
-    .matmul_q4_1 = matmul_q4_1_avx2,
-    .matmul_lanes_q8_0 = matmul_lanes_q8_0_avx2,
-    .matmul_lanes_q4_0 = matmul_lanes_q4_0_avx2,
-    .matmul_lanes_q4_1 = matmul_lanes_q4_1_avx2,
+    .quantize_row[RWE_TYPE_Q8_0] = rwe_quantize_row_q8_0_avx2,
+    .quantize_row[RWE_TYPE_Q8_1] = rwe_quantize_row_q8_1_avx2,
+    .mm[RWE_TYPE_F32] = {.matmul = matmul_f32_avx2},
+    .mm[RWE_TYPE_F16] = {.matmul = matmul_f16_avx2},
+    .mm[RWE_TYPE_BF16] = {.matmul = matmul_bf16_avx2},
+    .mm[RWE_TYPE_Q8_0] = {.matmul = matmul_q8_0_avx2, .lanes = matmul_lanes_q8_0_avx2},
+    .mm[RWE_TYPE_Q4_0] = {.matmul = matmul_q4_0_avx2, .lanes = matmul_lanes_q4_0_avx2},
+    .mm[RWE_TYPE_Q4_1] = {.matmul = matmul_q4_1_avx2, .lanes = matmul_lanes_q4_1_avx2},
     .wkv5 = rwe_wkv5_avx2,
     RWE_AVX2_VECTOR_OPS,
 };

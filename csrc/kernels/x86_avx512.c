@@ -55,7 +55,6 @@
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c,tune=generic")
 #endif
 
-#define RWE_TILE_T 4       /* tokens per register tile */
 #define RWE_TILE_R 2       /* rows per register tile (prefill; decode takes 1) */
 #define RWE_CHUNK_G 64     /* 4-block groups per column chunk (8192 columns) */
 
@@ -432,9 +431,6 @@ static inline __attribute__((always_inline)) void qdecode_k(const qjob *j, int K
         qdecode(j, r0 + K * h, r1);
 }
 
-/* Bytes per stream below which splitting a call into more streams loses. */
-#define RWE_MIN_STREAM (64 << 10)
-
 /* Decode never reads adjacent rows together: 4-row tiles (4 short
  * interleaved streams of one row each) ran at 10.7 GB/s for q8_0 and 13.6
  * for q4_0 on a Zen 4 EPYC, 1 thread, against 24.5 and 20.6 one row at a
@@ -475,7 +471,7 @@ static inline __attribute__((always_inline)) void qjob_run(const qjob *j, int tt
  * Both sides are repacked into it, the activations once per call (masked
  * gathers; for the engine's lanes-layout matrices, once per chunk for all
  * threads instead, by gemm_act below) and the weights once per block of
- * GEMM_RB rows (a shuffle transpose; gathers only for a partial last
+ * RWE_GEMM_RB rows (a shuffle transpose; gathers only for a partial last
  * superblock), reused by every token of the call.  The activations become the unsigned operand (x + 128,
  * i.e. x XOR 0x80) and the weights stay signed; the +128 comes back out
  * through a per-block weight bias -128 * sum(w) that seeds the integer sums.
@@ -483,9 +479,7 @@ static inline __attribute__((always_inline)) void qjob_run(const qjob *j, int tt
  * are zero (the activations' quants there are 0x80 after the flip, their
  * scales 0), so those lanes add nothing; the folded tail below relies on it.
  */
-#define RWE_GEMM_MIN_T 8 /* tokens from which a call takes the GEMM path */
 #define GEMM_SB 16       /* blocks per superblock: one per int32 lane */
-#define GEMM_RB 16        /* weight rows repacked at a time */
 #define GEMM_R 4         /* rows per register tile (gemm_store_4xT assumes 4) */
 #define GEMM_T 4         /* tokens per register tile (4 x 3, 4 x 2, 2 x 8 were slower) */
 
@@ -748,14 +742,6 @@ static inline __attribute__((always_inline)) __m512 lanes_scale(int fmt, lanes_s
     return acc;
 }
 
-/* Superblocks per decode chunk: the activations of 16384 columns (22 KiB)
- * stay on the stack, and a chunk is whole groups of the layout.  A row wider
- * than a chunk is read in one partial pass per chunk, which breaks the long
- * streams: with 8192-column chunks Eagle's (32 x 4096) 14336-column ffn
- * value rows took two passes, and the model decoded at 86 ms a token
- * against 63 with this size (2 threads, Zen 5; AVX2 set 96 against 70). */
-#define LANES_CHUNK 32
-
 /* Superblock j of K rows against its activations x, added to acc[k].  full:
  * a whole superblock (RWE_LANES_SB blocks), whose loads then compile to
  * plain vectors without a test of the lane count (lanes_load).  Each row's
@@ -831,10 +817,10 @@ static inline __attribute__((always_inline)) void lanes_matvec(int fmt, int64_t 
                                                                float *Y, int64_t r0, int64_t r1) {
     const int64_t nb = cols / RWE_QK, nsb = sb_count(cols);
     const size_t row_bytes = (size_t)nb * (group_bytes(fmt) / 4);
-    lx xs[LANES_CHUNK];
+    lx xs[RWE_LANES_CHUNK];
     const int two = (size_t)(r1 - r0) * row_bytes >= 2 * (size_t)RWE_MIN_STREAM;
-    for (int64_t j0 = 0; j0 < nsb; j0 += LANES_CHUNK) {
-        int64_t nj = nsb - j0 < LANES_CHUNK ? nsb - j0 : LANES_CHUNK;
+    for (int64_t j0 = 0; j0 < nsb; j0 += RWE_LANES_CHUNK) {
+        int64_t nj = nsb - j0 < RWE_LANES_CHUNK ? nsb - j0 : RWE_LANES_CHUNK;
         for (int64_t j = 0; j < nj; j++)
             lanes_pack_x(fmt, X, nb, j0 + j, xs + j);
         if (two)
@@ -1091,10 +1077,10 @@ static void fold_tail_w(int nv, const gw *const r[4], gw *o) {
     }
 }
 
-/* GEMM workspace: GEMM_RB x nsb packed weight superblocks, then room for
- * GEMM_RB / 4 tiles' folded tails of up to 2 vectors. */
+/* GEMM workspace: RWE_GEMM_RB x nsb packed weight superblocks, then room for
+ * RWE_GEMM_RB / 4 tiles' folded tails of up to 2 vectors. */
 static inline size_t gemm_w_bytes(int64_t nsb) {
-    return (size_t)(GEMM_RB * nsb + GEMM_RB / 4 * 2) * sizeof(gw);
+    return (size_t)(RWE_GEMM_RB * nsb + RWE_GEMM_RB / 4 * 2) * sizeof(gw);
 }
 
 /* Y = W X over rows [r0, r1) for T tokens whose packed activations are xs,
@@ -1108,9 +1094,9 @@ static inline __attribute__((always_inline)) void gemm_rows(int fmt, int lanes, 
     const int64_t nb = cols / RWE_QK, nsb = sb_count(cols);
     const size_t row_bytes = (size_t)nb * (group_bytes(fmt) / 4);
     const int nv = lanes ? tail_vectors(nb) : 0;
-    gw *wf = ws + GEMM_RB * nsb;
-    for (int64_t rb = r0; rb < r1; rb += GEMM_RB) {
-        int64_t nr = r1 - rb < GEMM_RB ? r1 - rb : GEMM_RB;
+    gw *wf = ws + RWE_GEMM_RB * nsb;
+    for (int64_t rb = r0; rb < r1; rb += RWE_GEMM_RB) {
+        int64_t nr = r1 - rb < RWE_GEMM_RB ? r1 - rb : RWE_GEMM_RB;
         for (int64_t i = 0; i < nr; i++)
             for (int64_t j = 0; j < nsb; j++) {
                 const uint8_t *row = (const uint8_t *)W + (size_t)(rb + i) * row_bytes;
@@ -1226,10 +1212,6 @@ static size_t gemm_act_bytes_avx512(int64_t n) {
     return (size_t)sb_count(n) * sizeof(gx);
 }
 
-static size_t gemm_work_bytes_avx512(int64_t cols) {
-    return gemm_w_bytes(sb_count(cols));
-}
-
 /* Lane l = the maximum of a[l]'s 16 lanes (l < 16): reduce_4x4 with a as
  * its 4 x 4 leaves a[4e + k]'s maximum in lane 4k + e, and one permute puts
  * a[l]'s in lane l.  Maxima are exact in any order. */
@@ -1313,10 +1295,38 @@ static void gemm_act_avx512(rwe_type act, const float *x, void *y, int64_t n) {
     }
 }
 
+/* The packed-rows GEMM without a workspace (the thread's could not grow):
+ * each weight superblock is packed into one on the stack for every token
+ * that uses it.  Correct, slow, only when memory is short. */
+static void gemm_rows_unbuffered(int fmt, int64_t cols, const void *W, const gx *xs, size_t xsb,
+                                 float *Y, int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {
+    const int64_t nb = cols / RWE_QK, nsb = sb_count(cols);
+    const size_t row_bytes = (size_t)nb * (group_bytes(fmt) / 4);
+    for (int64_t r = r0; r < r1; r++)
+        for (int64_t t = 0; t < T; t++) {
+            const gx *x = (const gx *)((const char *)xs + (size_t)t * xsb);
+            float acc = 0.0f;
+            for (int64_t j = 0; j < nsb; j++) {
+                gw w;
+                const gw *wp = &w;
+                const gx *xp = x + j;
+                float y;
+                gemm_pack_w_lanes(fmt, (const uint8_t *)W + (size_t)r * row_bytes, nb, j, &w);
+                gemm_tile(fmt, 1, 1, 1, &wp, &xp, NULL, &y, 0);
+                acc += y;
+            }
+            Y[t * y_stride + r] = acc;
+        }
+}
+
 #define RWE_GEMM_ENTRY(name, F)                                                                 \
     static void name(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,    \
-                     int64_t y_stride, int64_t T, int64_t r0, int64_t r1, void *work) {        \
-        gemm_rows(FMT_##F, 1, cols, W, X, x_stride, Y, y_stride, T, r0, r1, work);             \
+                     int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {                    \
+        gw *ws = rwe_gemm_workspace(gemm_w_bytes(sb_count(cols)));                              \
+        if (ws)                                                                                 \
+            gemm_rows(FMT_##F, 1, cols, W, X, x_stride, Y, y_stride, T, r0, r1, ws);            \
+        else                                                                                    \
+            gemm_rows_unbuffered(FMT_##F, cols, W, X, x_stride, Y, y_stride, T, r0, r1);        \
     }
 RWE_GEMM_ENTRY(matmul_gemm_q8_0_avx512, Q8_0)
 RWE_GEMM_ENTRY(matmul_gemm_q4_0_avx512, Q4_0)
@@ -1517,24 +1527,19 @@ static void wkv5_avx512(int64_t T, int64_t H, int64_t N, int64_t ld, const float
 const rwe_kernels rwe_kernels_avx512 = {
     .isa = RWE_ISA_AVX512,
     .name = "avx512",
-    .quantize_row_q8_0 = quantize_row_q8_0_avx512,
-    .quantize_row_q8_1 = quantize_row_q8_1_avx512,
-    .matmul_f32 = matmul_f32_avx512,
-    .matmul_f16 = matmul_f16_avx512,
-    .matmul_bf16 = matmul_bf16_avx512,
-    .matmul_q8_0 = matmul_q8_0_avx512,
-    .matmul_q4_0 = matmul_q4_0_avx512,
-    .matmul_q4_1 = matmul_q4_1_avx512,
-    .matmul_lanes_q8_0 = matmul_lanes_q8_0_avx512,
-    .matmul_lanes_q4_0 = matmul_lanes_q4_0_avx512,
-    .matmul_lanes_q4_1 = matmul_lanes_q4_1_avx512,
+    .quantize_row[RWE_TYPE_Q8_0] = quantize_row_q8_0_avx512,
+    .quantize_row[RWE_TYPE_Q8_1] = quantize_row_q8_1_avx512,
+    .mm[RWE_TYPE_F32] = {.matmul = matmul_f32_avx512},
+    .mm[RWE_TYPE_F16] = {.matmul = matmul_f16_avx512},
+    .mm[RWE_TYPE_BF16] = {.matmul = matmul_bf16_avx512},
+    .mm[RWE_TYPE_Q8_0] = {.matmul = matmul_q8_0_avx512, .lanes = matmul_lanes_q8_0_avx512,
+                          .gemm = matmul_gemm_q8_0_avx512},
+    .mm[RWE_TYPE_Q4_0] = {.matmul = matmul_q4_0_avx512, .lanes = matmul_lanes_q4_0_avx512,
+                          .gemm = matmul_gemm_q4_0_avx512},
+    .mm[RWE_TYPE_Q4_1] = {.matmul = matmul_q4_1_avx512, .lanes = matmul_lanes_q4_1_avx512,
+                          .gemm = matmul_gemm_q4_1_avx512},
     .gemm_act_bytes = gemm_act_bytes_avx512,
-    .gemm_work_bytes = gemm_work_bytes_avx512,
     .gemm_act = gemm_act_avx512,
-    .matmul_gemm_q8_0 = matmul_gemm_q8_0_avx512,
-    .matmul_gemm_q4_0 = matmul_gemm_q4_0_avx512,
-    .matmul_gemm_q4_1 = matmul_gemm_q4_1_avx512,
-    .gemm_min_t = RWE_GEMM_MIN_T,
     RWE_AVX2_VECTOR_OPS,
     .wkv5 = wkv5_avx512,
 };
