@@ -153,6 +153,12 @@ void rwe_layer_norm_avx2(const float *x, const float *weight, const float *bias,
                          int64_t n, float eps);
 void rwe_group_norm_avx2(float *x, const float *weight, const float *bias, int64_t H, int64_t N,
                          float eps);
+void rwe_matmul_q8_0_avx2(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
+                          int64_t y_stride, int64_t T, int64_t r0, int64_t r1);
+void rwe_matmul_q4_0_avx2(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
+                          int64_t y_stride, int64_t T, int64_t r0, int64_t r1);
+void rwe_matmul_q4_1_avx2(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
+                          int64_t y_stride, int64_t T, int64_t r0, int64_t r1);
 void rwe_quantize_row_q8_0_avx2(const float *x, void *y, int64_t n);
 void rwe_quantize_row_q8_1_avx2(const float *x, void *y, int64_t n);
 void rwe_token_mix_avx2(const float *x, const float *prev, const float *mix, float *out, int64_t n);
