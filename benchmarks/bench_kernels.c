@@ -73,18 +73,16 @@ static void fill_weights(rwe_type type, uint8_t *w, int64_t rows, int64_t cols) 
 }
 
 /* RWE_BENCH_LANES=1: the quantized matrices in the lanes layout, through
- * the matmul_lanes_* entries the engine uses where the kernel set has them. */
+ * the lanes products (mm[type].lanes) the engine uses where the set has them. */
 static int lanes_mode(const rwe_kernels *k, rwe_type t) {
     const char *e = getenv("RWE_BENCH_LANES");
-    return e && atoi(e) && rwe_lanes_supported(t) && k->matmul_lanes_q8_0;
+    return e && atoi(e) && k->mm[t].lanes;
 }
 
 static rwe_matmul_fn pick(const rwe_kernels *k, rwe_type t) {
     if (lanes_mode(k, t))
-        return t == RWE_TYPE_Q8_0 ? k->matmul_lanes_q8_0 : t == RWE_TYPE_Q4_0 ? k->matmul_lanes_q4_0
-                                                                            : k->matmul_lanes_q4_1;
-    return t == RWE_TYPE_Q8_0 ? k->matmul_q8_0 : t == RWE_TYPE_Q4_0 ? k->matmul_q4_0
-         : t == RWE_TYPE_Q4_1 ? k->matmul_q4_1 : k->matmul_f16;
+        return k->mm[t].lanes;
+    return k->mm[t].matmul;
 }
 
 static int n_threads = 1;
@@ -186,8 +184,7 @@ static void bench_format(const rwe_kernels *k, rwe_type type, const char *name, 
         xf[i] = (float)rand() / RAND_MAX - 0.5f;
     for (int64_t t = 0; t < T; t++) {
         if (xt == RWE_TYPE_F32) memcpy(x + (size_t)t * xs, xf, xs);
-        else if (xt == RWE_TYPE_Q8_0) k->quantize_row_q8_0(xf, x + (size_t)t * xs, cols);
-        else k->quantize_row_q8_1(xf, x + (size_t)t * xs, cols);
+        else k->quantize_row[xt](xf, x + (size_t)t * xs, cols);
     }
     rwe_matmul_fn fn = pick(k, type);
     double bytes = (double)mat * copies;

@@ -96,7 +96,6 @@ typedef struct exec {
     int batch;
     uint32_t layer;
     rwe_threadpool *pool;     /* pool_size(pool) threads, the calling one included */
-    char *gemm_work;          /* per pool thread: m->gemm_work_bytes for matmul_gemm_* */
     struct exec *next;        /* in the model's idle list */
 } exec;
 
@@ -120,22 +119,9 @@ struct rwe_model {
     void *lanes;              /* anonymous map of the repacked matrices, or NULL */
     size_t lanes_bytes;
     atomic_int lanes_pending; /* reserved but not yet filled (repack_all, first eval) */
-    size_t gemm_work_bytes;   /* per pool thread, for matmul_gemm_* (0: no matrix has one) */
 };
 
 /* ------------------------------------------------------------------ loading */
-
-static rwe_matmul_fn matmul_for(const rwe_kernels *k, rwe_type t) {
-    switch (t) {
-    case RWE_TYPE_F32: return k->matmul_f32;
-    case RWE_TYPE_F16: return k->matmul_f16;
-    case RWE_TYPE_BF16: return k->matmul_bf16;
-    case RWE_TYPE_Q8_0: return k->matmul_q8_0;
-    case RWE_TYPE_Q4_0: return k->matmul_q4_0;
-    case RWE_TYPE_Q4_1: return k->matmul_q4_1;
-    default: return NULL;
-    }
-}
 
 static int is_float_type(rwe_type t) {
     return t == RWE_TYPE_F32 || t == RWE_TYPE_F16 || t == RWE_TYPE_BF16;
@@ -150,7 +136,7 @@ static rwe_status load_matrix(rwe_model *m, const char *name, int64_t rows, int6
         return rwe_fail(RWE_ERR_SHAPE, "tensor '%s' has shape [%lld, %lld], expected [%lld, %lld]",
                         name, (long long)t->ne[1], (long long)t->ne[0], (long long)rows,
                         (long long)cols);
-    out->matmul = matmul_for(m->kern, t->type);
+    out->matmul = rwe_kernels_mm(m->kern, t->type)->matmul;
     if (!out->matmul)
         return rwe_fail(RWE_ERR_FORMAT, "tensor '%s' has type %d, not a matrix type", name,
                         t->type);
@@ -173,10 +159,7 @@ static rwe_status load_vector(rwe_model *m, const char *name, int64_t n, float *
     if (rwe_gguf_nelements(t) != n)
         return rwe_fail(RWE_ERR_SHAPE, "tensor '%s' has %lld elements, expected %lld", name,
                         (long long)rwe_gguf_nelements(t), (long long)n);
-    const uint16_t *h = t->data;
-    for (int64_t i = 0; i < n; i++)
-        dst[i] = t->type == RWE_TYPE_F32 ? ((const float *)t->data)[i]
-               : t->type == RWE_TYPE_F16 ? rwe_f16_to_f32(h[i]) : rwe_bf16_to_f32(h[i]);
+    rwe_row_to_f32(t->type, t->data, dst, n);
     return RWE_OK;
 }
 
@@ -431,21 +414,11 @@ static uint64_t weight_bytes(rwe_model *m) {
  * keeps every weight in the file mapping instead (zero copy, shared between
  * processes).  Measurements: docs/ENGINE_NOTES.md.
  */
-/* The set's entries for type t in the lanes layout: the matmul (NULL when
- * the set or the type has none) and, into *gemm, the packed-rows one. */
-static rwe_matmul_fn lanes_for(const rwe_kernels *k, rwe_type t, rwe_gemm_fn *gemm) {
-    rwe_matmul_fn f = NULL;
-    rwe_gemm_fn g = NULL;
-    if (t == RWE_TYPE_Q8_0) f = k->matmul_lanes_q8_0, g = k->matmul_gemm_q8_0;
-    else if (t == RWE_TYPE_Q4_0) f = k->matmul_lanes_q4_0, g = k->matmul_gemm_q4_0;
-    else if (t == RWE_TYPE_Q4_1) f = k->matmul_lanes_q4_1, g = k->matmul_gemm_q4_1;
-    if (gemm) *gemm = g;
-    return f;
-}
-
-static int repack_wanted(const rwe_model *m) {
+/* Whether w goes into the lanes layout: its type has a lanes product in
+ * this set, and RWKV_EDGE_REPACK=0 does not keep every weight in the map. */
+static int repack_wanted(const rwe_model *m, const matrix *w) {
     const char *env = getenv("RWKV_EDGE_REPACK");
-    return !(env && !strcmp(env, "0")) && m->kern->matmul_lanes_q4_0;
+    return w && !(env && !strcmp(env, "0")) && rwe_kernels_mm(m->kern, w->type)->lanes;
 }
 
 /* The whole pages of [p, p + n) leave this process's resident set. */
@@ -499,12 +472,11 @@ static void repack_all(rwe_model *m, rwe_threadpool *pool) {
 /* Reserves the lanes copy of every matrix the kernel set reads that way and
  * points the matrices at it; repack_all fills them on the first eval. */
 static rwe_status repack_lanes(rwe_model *m) {
-    if (!repack_wanted(m)) return RWE_OK;
     int n = n_matrices(m);
     size_t total = 0;
     for (int i = 0; i < n; i++) {
         matrix *w = matrix_at(m, i);
-        if (w && lanes_for(m->kern, w->type, NULL)) total += (matrix_bytes(w) + 63) / 64 * 64;
+        if (repack_wanted(m, w)) total += (matrix_bytes(w) + 63) / 64 * 64;
     }
     if (!total) return RWE_OK;
     void *arena = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -517,28 +489,17 @@ static rwe_status repack_lanes(rwe_model *m) {
     size_t off = 0;
     for (int i = 0; i < n; i++) {
         matrix *w = matrix_at(m, i);
-        if (!w || !lanes_for(m->kern, w->type, NULL)) continue;
+        if (!repack_wanted(m, w)) continue;
         w->src = w->data;
         w->data = (char *)arena + off;
-        w->matmul = lanes_for(m->kern, w->type, &w->gemm);
+        w->matmul = rwe_kernels_mm(m->kern, w->type)->lanes;
+        w->gemm = rwe_kernels_mm(m->kern, w->type)->gemm;
         off += (matrix_bytes(w) + 63) / 64 * 64;
     }
     m->lanes = arena;
     m->lanes_bytes = total;
     atomic_store(&m->lanes_pending, 1);
     return RWE_OK;
-}
-
-/* The workspace each pool thread needs for the matmul_gemm_* entries:
- * enough for the widest matrix that has one (0 when none has). */
-static size_t gemm_work_bytes(rwe_model *m) {
-    size_t per = 0;
-    for (int i = 0; i < n_matrices(m); i++) {
-        matrix *w = matrix_at(m, i);
-        size_t b = w && w->gemm ? m->kern->gemm_work_bytes(w->cols) : 0;
-        per = b > per ? b : per;
-    }
-    return (per + 63) / 64 * 64;
 }
 
 static rwe_status pick_kernels(rwe_isa isa, const rwe_kernels **out) {
@@ -573,12 +534,11 @@ static void exec_free(exec *e) {
     if (!e) return;
     rwe_threadpool_free(e->pool);
     free_scratch(&e->s);
-    free(e->gemm_work);
     free(e);
 }
 
-/* A context for one call: scratch for CHUNK tokens, a pool of n_threads and
- * a GEMM workspace per pool thread. */
+/* A context for one call: scratch for CHUNK tokens and a pool of n_threads
+ * (each thread keeps its own GEMM workspace, rwe_gemm_workspace). */
 static rwe_status exec_new(const rwe_model *m, uint32_t n_threads, exec **out) {
     exec *e = calloc(1, sizeof *e);
     if (!e) return rwe_fail(RWE_ERR_NOMEM, "out of memory for a call's context");
@@ -586,9 +546,6 @@ static rwe_status exec_new(const rwe_model *m, uint32_t n_threads, exec **out) {
     rwe_status st = alloc_scratch(m, &e->s);
     if (!st && !(e->pool = rwe_threadpool_create((int)n_threads)))
         st = rwe_fail(RWE_ERR_NOMEM, "cannot start %u threads", n_threads);
-    if (!st && m->gemm_work_bytes &&
-        !(e->gemm_work = alloc64(m->gemm_work_bytes * (size_t)n_threads)))
-        st = rwe_fail(RWE_ERR_NOMEM, "out of memory for GEMM workspace");
     if (st) exec_free(e);
     else *out = e;
     return st;
@@ -648,7 +605,7 @@ static rwe_status start_threads(rwe_model *m, uint32_t n_threads) {
 
 /* Whether a chunk of T tokens takes the matmul_gemm_* path where a matrix has it. */
 static int use_gemm(const rwe_model *m, int64_t T) {
-    return m->gemm_work_bytes && m->kern->gemm_min_t && T >= m->kern->gemm_min_t;
+    return m->kern->gemm_act && T >= RWE_GEMM_MIN_T;
 }
 
 /* The input rows of w in this chunk are packed for its gemm entry. */
@@ -670,9 +627,7 @@ static void to_act_row(const exec *e, const matrix *w, const float *x, int64_t t
         m->kern->gemm_act(w->act, x + t * n, row, n);
         return;
     }
-    rwe_quantize_row_fn q = w->act == RWE_TYPE_Q8_1 ? m->kern->quantize_row_q8_1
-                                                    : m->kern->quantize_row_q8_0;
-    q(x + t * n, row, n);
+    m->kern->quantize_row[w->act](x + t * n, row, n);
 }
 
 /* Run fn on the pool, or on this thread alone when the region is too small to share. */
@@ -707,13 +662,11 @@ typedef struct {
     int n;
     int64_t T;
     int64_t work;             /* multiply-adds in the batch */
-    char *gemm_work;          /* per thread gemm_work_bytes, for packed jobs */
-    size_t gemm_work_bytes;
 } mm_batch;
 
 static void mm_task(void *ctx, int ith, int nth) {
     mm_batch *b = ctx;
-    (void)nth;
+    (void)ith, (void)nth;
     int i = 0;
     for (;;) {
         long c = atomic_fetch_add_explicit(&b->next, 1, memory_order_relaxed);
@@ -723,8 +676,7 @@ static void mm_task(void *ctx, int ith, int nth) {
         int64_t r0 = (c - b->first[i]) * b->chunk_rows[i];
         int64_t r1 = r0 + b->chunk_rows[i] < j->w->rows ? r0 + b->chunk_rows[i] : j->w->rows;
         if (j->packed)
-            j->w->gemm(j->w->cols, j->w->data, j->x, j->x_stride, j->y, j->y_stride, b->T, r0, r1,
-                       b->gemm_work + (size_t)ith * b->gemm_work_bytes);
+            j->w->gemm(j->w->cols, j->w->data, j->x, j->x_stride, j->y, j->y_stride, b->T, r0, r1);
         else
             j->w->matmul(j->w->cols, j->w->data, j->x, j->x_stride, j->y, j->y_stride, b->T, r0,
                          r1);
@@ -753,8 +705,6 @@ static void run_mm(exec *e, mm_batch *b) {
     /* the first job decides (a batch's matrices share a type in files we
      * write; either chunking is correct for any job) */
     int cpt = b->n && b->job[0].packed ? PACKED_CHUNKS_PER_THREAD : CHUNKS_PER_THREAD;
-    b->gemm_work = e->gemm_work;
-    b->gemm_work_bytes = e->m->gemm_work_bytes;
     mm_plan(b, nth, cpt);
     run(e, mm_task, b, b->work);
 }
@@ -786,15 +736,7 @@ static void embed(const rwe_model *m, const int32_t *tokens, int64_t T, float *x
         float *row = x + t * C;
         size_t row_bytes = rwe_row_bytes(m->emb.type, C);
         const void *src = (const char *)m->emb.data + (size_t)tokens[t] * row_bytes;
-        const uint16_t *h = src;
-        switch (m->emb.type) {
-        case RWE_TYPE_F32: memcpy(row, src, (size_t)C * sizeof(float)); break;
-        case RWE_TYPE_F16: for (int64_t c = 0; c < C; c++) row[c] = rwe_f16_to_f32(h[c]); break;
-        case RWE_TYPE_BF16: for (int64_t c = 0; c < C; c++) row[c] = rwe_bf16_to_f32(h[c]); break;
-        case RWE_TYPE_Q8_0: rwe_dequantize_row_q8_0_ref(src, row, C); break;
-        case RWE_TYPE_Q4_0: rwe_dequantize_row_q4_0_ref(src, row, C); break;
-        default: rwe_dequantize_row_q4_1_ref(src, row, C); break; /* load_matrix allows no other */
-        }
+        rwe_row_to_f32(m->emb.type, src, row, C);
         m->kern->layer_norm(row, m->ln0_w, m->ln0_b, row, C, m->ln_eps);
         for (int64_t c = 0; c < C && m->emb_round == EMB_BF16; c++)
             row[c] = rwe_bf16_to_f32(rwe_f32_to_bf16(row[c]));
@@ -1055,7 +997,6 @@ rwe_status rwe_model_load(const char *path, uint32_t n_threads, rwe_isa isa, rwe
     if (!st) st = load_emb_rounding(m);
     if (!st) st = load_weights(m);
     if (!st) st = repack_lanes(m);
-    if (!st) m->gemm_work_bytes = gemm_work_bytes(m);
     if (!st) st = start_threads(m, n_threads);
     if (st) {
         rwe_model_free(m);

@@ -23,8 +23,8 @@
  *
  * Thread safety: a model may be shared by several threads, and their evals run
  * concurrently: the model is read-only after loading, and each call in flight
- * borrows its own context (activations, a pool of n_threads threads, GEMM
- * workspaces), made on first need and kept for later calls. So k concurrent
+ * borrows its own context (activations, a pool of n_threads threads with
+ * their GEMM workspaces), made on first need and kept for later calls. So k concurrent
  * callers use k * n_threads threads and k contexts' memory. A state must not
  * be used by two calls at once. rwe_model_free must not overlap any call.
  */

@@ -4,7 +4,7 @@ Every C call goes through ``_check``, which turns an ``rwe_status`` into the
 matching ``rwkv_edge.errors`` exception carrying ``rwe_last_error()``. cffi
 releases the GIL around each call, and evaluations on one model from several
 Python threads run in parallel, each C call on a context of its own
-(csrc/model.c: activations, thread pool, GEMM workspaces). ``close()`` may
+(csrc/model.c: activations and a thread pool). ``close()`` may
 come from any thread: it refuses new calls at once and frees the C model only
 after the calls already running on it have returned.
 

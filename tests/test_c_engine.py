@@ -285,14 +285,15 @@ def test_repacked_layout_matches_mapped_layout(
     fmt: str, isa: str, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A kernel set with a layout of its own (lanes) copies the quantized matrices
-    into it at load; RWKV_EDGE_REPACK=0 keeps the file's GGML blocks. Same
-    weights, so the two agree as two kernel sets do (summation order only).
-    RNN steps: the budget of test_quantized_simd_matches_ref_kernels. 37-token
-    chunks (the GEMM path and its remainders): an int8 rounding flip in one
-    row persists in the state for the chunk's later rows, so the bound is
-    looser, as between any two kernel sets; measured on x86 (q4_0, ref vs
-    avx2 / avx512 mapped / avx512 repacked): max 1.3e-2, top-1 99.7%, and
-    23% of rows above 1e-3 between the two layouts."""
+    into it at load; RWKV_EDGE_REPACK=0 keeps the file's GGML blocks, read by
+    the register tiles of x86_avx2.c at every length (no GEMM). Same weights,
+    so the two agree as two kernel sets do (summation order only). RNN steps:
+    the budget of test_quantized_simd_matches_ref_kernels. 37-token chunks
+    (the repacked side's GEMM path and its remainders against the tiles): an
+    int8 rounding flip in one row persists in the state for the chunk's later
+    rows, so the bound is looser, as between any two kernel sets; measured on
+    x86 on 300 other bytes (ref vs avx2, q4_1): median 2.5e-3, max 1.6e-2,
+    top-1 98%; the two layouts, q4_1: median 4.3e-3, max 2.0e-2, top-1 98.3%."""
     monkeypatch.setenv("RWKV_EDGE_REPACK", "0")
     with CEngine.open(files[fmt], threads=2, isa=isa) as mapped:
         assert mapped.repacked_bytes == 0
@@ -309,7 +310,7 @@ def test_repacked_layout_matches_mapped_layout(
             assert (rel > SIMD_REL_TOL).mean() <= 0.05
             assert rel.max() <= 10 * SIMD_REL_TOL
             rel, top1 = _teacher_forced(mapped, packed, 37)
-            assert np.median(rel) <= 1e-5
+            assert np.median(rel) <= 1e-2
             assert rel.max() <= 5e-2
             assert top1.mean() >= 0.95
 

@@ -24,7 +24,6 @@
 #include "../quant/quant.h"
 #include "kernels_impl.h"
 
-#define RWE_TILE_T 4
 /* The dotprod kernels opt in per function (clang names the feature alone) */
 #if defined(__clang__)
 #define RWE_DOTPROD __attribute__((target("dotprod")))
@@ -202,7 +201,7 @@ static inline __attribute__((always_inline)) void qmatmul(int fmt, block_dot_fn 
  * pair, and the scales then cost one convert, one multiply and one FMA
  * (q4_1: one more FMA for m * s) per eight sdot.
  * Both operands are repacked into this layout (gemm_pack_row): the
- * activations once per call, the weights once per block of GEMM_RB rows,
+ * activations once per call, the weights once per block of RWE_GEMM_RB rows,
  * reused by every token of the call.  sdot multiplies signed by signed
  * bytes, so unlike x86's vpdpbusd no offset or bias is needed: q8_0 weights
  * go in as they are, q4_0 as nibble - 8, q4_1 as the nibble with m * s
@@ -215,9 +214,7 @@ static inline __attribute__((always_inline)) void qmatmul(int fmt, block_dot_fn 
  * keeps the q8_0 / q4_0 tiles entirely in registers; q4_1's extra m and s
  * vectors push 4 float sums to the stack (about 8 accesses per 96 sdot).
  */
-#define RWE_GEMM_MIN_T 8 /* tokens from which a dotprod call takes the GEMM path */
 #define GEMM_SB 4        /* blocks per superblock: one per int32 lane */
-#define GEMM_RB 16       /* weight rows repacked at a time */
 #define GEMM_R 4         /* rows per register tile */
 #define GEMM_T 3         /* tokens per register tile */
 
@@ -352,21 +349,21 @@ gemm_rows(int fmt, int rr, int tt, int64_t nsb, const gsb *const *w, const gsb *
 }
 
 /* The GEMM path of the dotprod matmuls; returns 0 (nothing done) without
- * workspace memory: (T + GEMM_RB) x 40 bytes per block. */
+ * workspace memory: (T + RWE_GEMM_RB) x 40 bytes per block. */
 static inline __attribute__((always_inline)) RWE_DOTPROD int
 qgemm(int fmt, int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
       int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {
-    _Static_assert(GEMM_T == 3 && GEMM_RB % GEMM_R == 0, "gemm_rows dispatches 3 tokens");
+    _Static_assert(GEMM_T == 3 && RWE_GEMM_RB % GEMM_R == 0, "gemm_rows dispatches 3 tokens");
     const int64_t nb = cols / RWE_QK, nsb = (nb + GEMM_SB - 1) / GEMM_SB;
     const size_t row_bytes = (size_t)nb * wblock_bytes(fmt);
-    gsb *xs = rwe_gemm_workspace((size_t)((T + GEMM_RB) * nsb) * sizeof(gsb));
+    gsb *xs = rwe_gemm_workspace((size_t)((T + RWE_GEMM_RB) * nsb) * sizeof(gsb));
     if (!xs)
         return 0;
     gsb *ws = xs + T * nsb;
     for (int64_t t = 0; t < T; t++)
         gemm_pack_row(fmt, 1, (const uint8_t *)X + (size_t)t * x_stride, nb, xs + t * nsb);
-    for (int64_t rb = r0; rb < r1; rb += GEMM_RB) {
-        int64_t nr = r1 - rb < GEMM_RB ? r1 - rb : GEMM_RB;
+    for (int64_t rb = r0; rb < r1; rb += RWE_GEMM_RB) {
+        int64_t nr = r1 - rb < RWE_GEMM_RB ? r1 - rb : RWE_GEMM_RB;
         for (int64_t i = 0; i < nr; i++)
             gemm_pack_row(fmt, 0, (const uint8_t *)W + (size_t)(rb + i) * row_bytes, nb,
                           ws + i * nsb);
@@ -601,9 +598,12 @@ static void relu_square_neon(float *x, int64_t n) {
 
 /* Everything but the quantized matmuls, shared by both aarch64 sets. */
 #define RWE_NEON_COMMON                                                                       \
-    .quantize_row_q8_0 = quantize_row_q8_0_neon, .quantize_row_q8_1 = quantize_row_q8_1_neon, \
-    .matmul_f32 = matmul_f32_neon, .matmul_f16 = matmul_f16_neon,                             \
-    .matmul_bf16 = matmul_bf16_neon, .wkv5 = wkv5_neon, .layer_norm = layer_norm_neon,        \
+    .quantize_row[RWE_TYPE_Q8_0] = quantize_row_q8_0_neon,                                    \
+    .quantize_row[RWE_TYPE_Q8_1] = quantize_row_q8_1_neon,                                    \
+    .mm[RWE_TYPE_F32] = {.matmul = matmul_f32_neon},                                          \
+    .mm[RWE_TYPE_F16] = {.matmul = matmul_f16_neon},                                          \
+    .mm[RWE_TYPE_BF16] = {.matmul = matmul_bf16_neon},                                        \
+    .wkv5 = wkv5_neon, .layer_norm = layer_norm_neon,                                         \
     .group_norm = group_norm_neon, .token_mix = token_mix_neon,                               \
     .sigmoid_gate = sigmoid_gate_neon, .silu_gate = silu_gate_neon,                           \
     .relu_square = relu_square_neon
@@ -611,9 +611,9 @@ static void relu_square_neon(float *x, int64_t n) {
 const rwe_kernels rwe_kernels_neon = {
     .isa = RWE_ISA_NEON,
     .name = "neon",
-    .matmul_q8_0 = matmul_q8_0_neon,
-    .matmul_q4_0 = matmul_q4_0_neon,
-    .matmul_q4_1 = matmul_q4_1_neon,
+    .mm[RWE_TYPE_Q8_0] = {.matmul = matmul_q8_0_neon},
+    .mm[RWE_TYPE_Q4_0] = {.matmul = matmul_q4_0_neon},
+    .mm[RWE_TYPE_Q4_1] = {.matmul = matmul_q4_1_neon},
     RWE_NEON_COMMON,
 };
 
@@ -621,9 +621,9 @@ const rwe_kernels rwe_kernels_neon = {
 const rwe_kernels rwe_kernels_dotprod = {
     .isa = RWE_ISA_DOTPROD,
     .name = "dotprod",
-    .matmul_q8_0 = matmul_q8_0_dotprod,
-    .matmul_q4_0 = matmul_q4_0_dotprod,
-    .matmul_q4_1 = matmul_q4_1_dotprod,
+    .mm[RWE_TYPE_Q8_0] = {.matmul = matmul_q8_0_dotprod},
+    .mm[RWE_TYPE_Q4_0] = {.matmul = matmul_q4_0_dotprod},
+    .mm[RWE_TYPE_Q4_1] = {.matmul = matmul_q4_1_dotprod},
     RWE_NEON_COMMON,
 };
 

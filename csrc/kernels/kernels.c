@@ -2,6 +2,7 @@
 #include "kernels_impl.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 const rwe_kernels *rwe_kernels_get(rwe_isa isa) {
@@ -17,6 +18,11 @@ const rwe_kernels *rwe_kernels_get(rwe_isa isa) {
 #endif
     default: return NULL; /* AUTO is resolved by the caller (rwe_cpu_best_isa) */
     }
+}
+
+const rwe_matmul_set *rwe_kernels_mm(const rwe_kernels *k, rwe_type t) {
+    static const rwe_matmul_set none;
+    return (unsigned)t < RWE_N_TYPES ? &k->mm[t] : &none;
 }
 
 rwe_type rwe_act_type(rwe_type weight_type) {
@@ -50,6 +56,7 @@ size_t rwe_row_bytes(rwe_type type, int64_t n) {
 static pthread_key_t gemm_ws_key;
 static pthread_once_t gemm_ws_once = PTHREAD_ONCE_INIT;
 static int gemm_ws_ok;
+static size_t gemm_ws_max = SIZE_MAX;
 static void gemm_ws_init(void) { gemm_ws_ok = pthread_key_create(&gemm_ws_key, free) == 0; }
 
 typedef struct {
@@ -59,7 +66,7 @@ typedef struct {
 
 void *rwe_gemm_workspace(size_t bytes) {
     pthread_once(&gemm_ws_once, gemm_ws_init);
-    if (!gemm_ws_ok) /* never happens in practice; the GEMMs then stay off */
+    if (!gemm_ws_ok || bytes > gemm_ws_max) /* the callers then take a path without one */
         return NULL;
     gemm_ws *ws = pthread_getspecific(gemm_ws_key);
     if (ws && ws->size >= bytes)
@@ -75,3 +82,5 @@ void *rwe_gemm_workspace(size_t bytes) {
     free(ws);
     return grown->data;
 }
+
+void rwe_gemm_workspace_limit(size_t max) { gemm_ws_max = max; }

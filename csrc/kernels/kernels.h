@@ -1,11 +1,18 @@
 /*
  * The kernel table: every numeric op the engine uses, one function pointer
- * each. rwe_kernels_get(isa) returns the table of one kernel set; the engine
- * never branches on ISA or on weight format beyond picking an entry here.
+ * each, the matrix products indexed by weight type (mm[type]) and the
+ * activation quantizers by activation type.  rwe_kernels_get(isa) returns
+ * the table of one kernel set; the engine never branches on ISA or on
+ * weight format beyond picking an entry here.
  *
  * Naming: rwe_<op>_<weight format>_<isa>, e.g. rwe_matmul_q4_0_avx512.
- * Every SIMD kernel has a scalar twin (_ref) in ref.c and is tested against it
- * (csrc/tests/test_kernels.c).
+ * Testing (csrc/tests/test_kernels.c): every entry but the lanes and gemm
+ * products has a scalar twin in ref.c (the same entry of the ref set) and
+ * is tested against it.  The lanes products have no twin, as the ref set
+ * reads GGML blocks only: each runs on a lanes-packed copy of the weights
+ * and is held to the ref product of the unpacked ones.  The gemm products
+ * are held to their set's lanes product on the same floats, bit for bit
+ * from RWE_GEMM_MIN_T tokens (both are the same GEMM then).
  *
  * Matrix products (matvec is the T == 1 case):
  *   W: rows x cols, row-major, each row stored in the weight format
@@ -30,49 +37,51 @@ typedef void (*rwe_matmul_fn)(int64_t cols, const void *W, const void *X, size_t
                               float *Y, int64_t y_stride, int64_t T, int64_t r0, int64_t r1);
 /* Convert one f32 activation row of n elements into the activation type. */
 typedef void (*rwe_quantize_row_fn)(const float *x, void *y, int64_t n);
-/* A matmul whose X rows are already packed for it (gemm_act, below); work is
- * the caller's own gemm_work_bytes(cols) bytes, 64-byte aligned. */
+/* A matmul whose X rows are already packed for it (gemm_act, below). */
 typedef void (*rwe_gemm_fn)(int64_t cols, const void *W, const void *X, size_t x_stride,
-                            float *Y, int64_t y_stride, int64_t T, int64_t r0, int64_t r1,
-                            void *work);
+                            float *Y, int64_t y_stride, int64_t T, int64_t r0, int64_t r1);
+
+/* Calls of this many tokens or more take the quantized kernels' GEMM path
+ * (weights and activations repacked so one int32 lane holds one block);
+ * shorter ones run as register tiles or one matvec per token. */
+#define RWE_GEMM_MIN_T 8
+
+/* One past the largest type id (ggml's: bf16 is 30): the tables below are
+ * indexed by rwe_type, and a type without kernels has NULL entries. */
+#define RWE_N_TYPES 31
+
+/* The products of one weight type. */
+typedef struct {
+    rwe_matmul_fn matmul; /* W rows as the file stores them (GGML blocks) */
+    /* W in the lanes layout (quant/quant.h), which the engine repacks
+     * quantized matrices into at load where the set has this; NULL in sets
+     * that read GGML blocks only, and for float types. */
+    rwe_matmul_fn lanes;
+    /* Prefill: the lanes product with the activations quantized and packed
+     * once, row by row, for every thread (gemm_act), where `lanes` packs
+     * them itself in each call (so in each thread's share of the rows).
+     * Only the AVX-512 set has these (its `lanes` packs activations with
+     * gathers; the AVX2 set packs with shuffles and gained nothing from
+     * them, docs/KERNEL_NOTES.md).  Used from RWE_GEMM_MIN_T tokens; their
+     * repack workspace is rwe_gemm_workspace's, as every GEMM's. */
+    rwe_gemm_fn gemm;
+} rwe_matmul_set;
 
 typedef struct rwe_kernels {
     rwe_isa isa;
     const char *name;                 /* "ref", "avx2", "avx512", "neon", "dotprod" */
 
-    rwe_quantize_row_fn quantize_row_q8_0;
-    rwe_quantize_row_fn quantize_row_q8_1;
+    /* By activation type (q8_0, q8_1): an f32 row into that type. */
+    rwe_quantize_row_fn quantize_row[RWE_N_TYPES];
+    /* By weight type (f32, f16, bf16, q8_0, q4_0, q4_1). */
+    rwe_matmul_set mm[RWE_N_TYPES];
 
-    rwe_matmul_fn matmul_f32;
-    rwe_matmul_fn matmul_f16;
-    rwe_matmul_fn matmul_bf16;
-    rwe_matmul_fn matmul_q8_0;
-    rwe_matmul_fn matmul_q4_0;
-    rwe_matmul_fn matmul_q4_1;
-    /* The same products with W in the lanes layout (quant/quant.h), which
-     * the engine repacks quantized matrices into at load when the set has
-     * these; NULL in sets that read GGML blocks only. */
-    rwe_matmul_fn matmul_lanes_q8_0;
-    rwe_matmul_fn matmul_lanes_q4_0;
-    rwe_matmul_fn matmul_lanes_q4_1;
-    /* Prefill: the same products (W in the lanes layout) with the
-     * activations quantized and packed once, row by row, for every thread,
-     * where matmul_lanes_* packs them itself in each call (so in each
-     * thread's share of the rows).  gemm_act turns a row of n floats into
-     * act (q8_0, or q8_1 for q4_1) blocks packed in gemm_act_bytes(n) bytes,
-     * a multiple of 64; X rows are 64-byte aligned (x_stride a multiple of
-     * 64).  Worth it from gemm_min_t tokens.  Only the AVX-512 set has
-     * them (its matmul_lanes_* pack activations with gathers); the AVX2
-     * set packs with shuffles, and the same entries there measured
-     * 0.99-1.00x (12x768 q4_0 / q8_0, 512 tokens, 2 threads), so it and
-     * the others leave them NULL (and gemm_min_t 0). */
+    /* For the gemm entries: gemm_act turns a row of n floats into act
+     * (q8_0, or q8_1 for q4_1) blocks packed in gemm_act_bytes(n) bytes, a
+     * multiple of 64; X rows are 64-byte aligned (x_stride a multiple of
+     * 64).  NULL where the set has no gemm entries. */
     size_t (*gemm_act_bytes)(int64_t n);
-    size_t (*gemm_work_bytes)(int64_t cols);
     void (*gemm_act)(rwe_type act, const float *x, void *y, int64_t n);
-    rwe_gemm_fn matmul_gemm_q8_0;
-    rwe_gemm_fn matmul_gemm_q4_0;
-    rwe_gemm_fn matmul_gemm_q4_1;
-    int gemm_min_t;
 
     /* WKV5 over T tokens of one layer (T == 1 is the RNN step).
      * r, k, v, out: T rows ld >= H*N floats apart (head h of token t at
@@ -105,6 +114,10 @@ typedef struct rwe_kernels {
 
 /* NULL when the kernel set is not compiled in; does not check the CPU. */
 const rwe_kernels *rwe_kernels_get(rwe_isa isa);
+
+/* The products of weight type t in set k (all NULL for a type it lacks,
+ * any value of t allowed). */
+const rwe_matmul_set *rwe_kernels_mm(const rwe_kernels *k, rwe_type t);
 
 /* q8_1 is an activation-only type (the partner of q4_1 weights), so it is not
  * in the ABI's rwe_type; its value is ggml's type id. */

@@ -8,37 +8,51 @@
 
 #include "kernels.h"
 
-/* Loop-unrolling hint for gcc only.  clang takes "#pragma GCC unroll 8" as
- * an exact count, and on the GEMM tiles' loops of 4 rows or tokens it then
- * unrolled nothing: their accumulator arrays stayed on the stack and the
- * AVX-512 and AVX2 prefill GEMMs ran at 0.30-0.46x of the gcc build's speed
- * (1024 x 1024, T = 256, 1 thread).  Without the hint clang unrolls them
- * itself (0.97-1.08x of gcc). */
+/* Loop-unrolling hint for gcc only: clang takes "#pragma GCC unroll n" as
+ * an exact count and then unrolled nothing in the GEMM tiles' loops of 4
+ * rows or tokens (their accumulators stayed on the stack); left alone it
+ * unrolls them itself. */
 #define RWE_PRAGMA(x) _Pragma(#x)
 #if defined(__clang__)
 #define RWE_UNROLL(n)
 #else
 #define RWE_UNROLL(n) RWE_PRAGMA(GCC unroll n)
 #endif
-/* The hint for both compilers: the AVX-512 decode loops, where clang's own
- * unrolling ran q8_0 decode at 0.87-0.92x of its hinted code in three runs
- * of four (1.02x in the other; 16384 x 2048, 1 thread), and the NEON
- * kernels (clang unrolls them more with the hint: 528 sdot in arm_neon.o
- * against 213; no ARM core here to time either). */
+/* The hint for both compilers: the AVX-512 decode loops and the NEON
+ * kernels, where clang's own unrolling was slower or smaller. */
 #define RWE_UNROLL_ALL(n) RWE_PRAGMA(GCC unroll n)
 
+/* ---- Tuning constants shared by the SIMD sets (defined here only; the
+ * measurements behind each are in docs/KERNEL_NOTES.md). */
+
+/* Tokens per register tile of the float and GGML-block matmuls: a weight
+ * block is loaded and unpacked once per tile. */
+#define RWE_TILE_T 4
+
+/* Weight rows the prefill GEMMs repack at a time; every token of a call
+ * then reads them from L1/L2. */
+#define RWE_GEMM_RB 16
+
+/* Bytes of weights a decode stream must have before a call's row range is
+ * split into several far-apart streams (2, or 4 for the AVX-512 float and
+ * GGML decodes) that share the activation loads: shorter streams lose. */
+#define RWE_MIN_STREAM (64 << 10)
+
+/* Layout superblocks (RWE_LANES_SB blocks) per lanes decode chunk: the
+ * packed activations of 16384 columns stay on the stack, a chunk is whole
+ * lanes groups, and the rows of every real model are read in one pass. */
+#define RWE_LANES_CHUNK 32
+
 /* Software prefetch distance (bytes) of the quantized matmuls' linear
- * prefetch stream over a row tile.  Measured on a 16-core Xeon with
- * benchmarks/bench_kernels.c, q4_0 7168x2048 decode, 1 thread: 5.4-5.9 GB/s
- * without, 9.7-11.8 GB/s with 4096 (plain read 11.6-13.0 GB/s). */
+ * prefetch stream over a row tile (hardware prefetchers follow a tile's
+ * short interleaved row streams poorly). */
 #ifndef RWE_PF_AHEAD
 #define RWE_PF_AHEAD 4096
 #endif
 
 /* Float matmuls over several tokens take a call's rows in blocks of about
  * this many weight bytes, every token tile over a block before the next, so
- * all but the first tile read the block from L2 instead of DRAM (AVX-512,
- * 24x2048 f16, 128-token prefill: 1.5-1.6x). */
+ * all but the first tile read the block from L2 instead of DRAM. */
 #define RWE_FLOAT_BLOCK_BYTES (256 << 10)
 
 /* The end of the row block that starts at row r (of rows up to r1). */
@@ -94,10 +108,13 @@ extern const rwe_kernels rwe_kernels_neon;
 extern const rwe_kernels rwe_kernels_dotprod;
 #endif
 
-/* One thread's growing, 64-byte aligned scratch for the prefill GEMMs
- * repacked operands (kernels.c): kept between calls, freed when the thread
- * exits; NULL when memory is short (the caller then takes its plain path). */
+/* The one workspace of every GEMM's repacked operands (kernels.c): each
+ * thread's own, growing, 64-byte aligned, kept between calls and freed when
+ * the thread exits, so any thread may run any call; NULL when memory is
+ * short (the caller then takes a path that needs none). */
 void *rwe_gemm_workspace(size_t bytes);
+/* Tests only: requests above max bytes get NULL from now on (SIZE_MAX: none). */
+void rwe_gemm_workspace_limit(size_t max);
 
 /* Dot products of nb blocks of one weight row with one activation row
  * (scalar; SIMD files use them for nothing but odd tails). */
@@ -136,6 +153,12 @@ void rwe_layer_norm_avx2(const float *x, const float *weight, const float *bias,
                          int64_t n, float eps);
 void rwe_group_norm_avx2(float *x, const float *weight, const float *bias, int64_t H, int64_t N,
                          float eps);
+void rwe_matmul_q8_0_avx2(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
+                          int64_t y_stride, int64_t T, int64_t r0, int64_t r1);
+void rwe_matmul_q4_0_avx2(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
+                          int64_t y_stride, int64_t T, int64_t r0, int64_t r1);
+void rwe_matmul_q4_1_avx2(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
+                          int64_t y_stride, int64_t T, int64_t r0, int64_t r1);
 void rwe_quantize_row_q8_0_avx2(const float *x, void *y, int64_t n);
 void rwe_quantize_row_q8_1_avx2(const float *x, void *y, int64_t n);
 void rwe_token_mix_avx2(const float *x, const float *prev, const float *mix, float *out, int64_t n);

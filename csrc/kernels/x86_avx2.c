@@ -6,23 +6,21 @@
  * low nibbles in bytes 0-15 and high nibbles in bytes 16-31, which is the
  * element order of blocks.h).  Float kernels work on 8 f32 lanes.
  *
- * Matmuls keep a tile of up to 4 tokens in registers: a weight block is
- * loaded and unpacked once, then multiplied with each token's block, so
- * short prefills read every weight once per 4 tokens.  Decode takes 2 rows
- * at a time so they share each activation block.  Longer prefills of the
- * quantized types repack both operands for a GEMM ("prefill GEMM" below).
+ * Quantized weights are read in the lanes layout (quant/quant.h; the
+ * engine repacks every quantized matrix into it at load), where one 32-bit
+ * lane holds one block: a ymm load is 4 bytes of 8 blocks, so decode needs
+ * no unpacking shuffles and converts, scales and accumulates in float once
+ * per 8 blocks instead of once per block.  The activation row is repacked
+ * once per call into the same lane order (gemm_pack_x, with q4_0's
+ * -8 * sum(x) bias).  From RWE_GEMM_MIN_T tokens on, calls go through the
+ * prefill GEMM, whose weight packing from this layout is a sign flip (q8_0)
+ * or a nibble split (q4), not a transpose.
  *
- * matmul_lanes_* read weights that the engine repacked at load into the
- * lanes layout (quant/quant.h), where one 32-bit lane holds one block: a
- * ymm load is 4 bytes of 8 blocks, so decode needs no unpacking shuffles
- * and converts, scales and accumulates in float once per 8 blocks instead
- * of once per block.  The activation row is repacked once per call into
- * the same lane order (gemm_pack_x, with q4_0's -8 * sum(x) bias).  In L2,
- * 1 thread, 256 x 2048: q4_0 27 -> 59, q8_0 31 -> 47, q4_1 23 -> 56
- * GMAC/s against the GGML-layout kernel.  From RWE_GEMM_MIN_T tokens on,
- * calls go through the prefill GEMM, whose weight packing from this layout
- * is a sign flip (q8_0) or a nibble split (q4), not a transpose ("lanes
- * layout" below).
+ * The GGML-block products (qmatmul; both x86 sets use them, under
+ * RWKV_EDGE_REPACK=0 only) keep a tile of up to 4 tokens in registers: a
+ * weight block is loaded and unpacked once, then multiplied with each
+ * token's block.  Decode takes 2 rows at a time so they share each
+ * activation block.
  */
 #if defined(__x86_64__)
 
@@ -41,8 +39,6 @@
 #else
 #pragma GCC target("avx2,fma,f16c,tune=generic") /* see x86_avx512.c */
 #endif
-
-#define RWE_TILE_T 4 /* tokens per register tile */
 
 static inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -203,15 +199,13 @@ static inline __attribute__((always_inline)) void qdot_tile(int fmt, int R, int 
 /* ------------------------------------------------------ prefill GEMM */
 
 /*
- * With many tokens (T >= RWE_GEMM_MIN_T) the tiles above spend a convert
- * and an FMA (and for q8_0 two sign ops) per block product.  Here one int32
- * lane holds one block instead: a "superblock" is 8 consecutive blocks (256
- * columns), and lane l of vector k holds elements 4k..4k+3 of block l, so
- * the integer products of 8 blocks finish before one convert, multiply and
- * FMA.  Both operands are repacked into it with 4 x 4 dword transposes, the
- * activations once per call and the weights once per block of GEMM_RB rows,
- * reused by every token of the call.  Lanes past the row's last block are
- * zero on both sides.
+ * With many tokens (T >= RWE_GEMM_MIN_T) one int32 lane holds one block:
+ * a "superblock" is 8 consecutive blocks (256 columns), and lane l of vector
+ * k holds elements 4k..4k+3 of block l, so the integer products of 8 blocks
+ * finish before one convert, multiply and FMA.  The activations are packed
+ * once per call (4 x 4 dword transposes), the weights from the lanes layout
+ * once per block of RWE_GEMM_RB rows, reused by every token of the call.
+ * Lanes past the row's last block are zero on both sides.
  *
  * Without VNNI the products go through maddubs (u8 x s8 -> s16 pair sums,
  * saturating), so each format takes the operand split that stays exact:
@@ -225,10 +219,8 @@ static inline __attribute__((always_inline)) void qdot_tile(int fmt, int R, int 
  * (x + 128 unsigned against signed w, as with VNNI, would need no sign ops
  * but can saturate for q8_0: 2 * 255 * 127 > 32767.)
  */
-#define RWE_GEMM_MIN_T 8 /* tokens from which a call takes the GEMM path */
 #define GEMM_SB 8        /* blocks per superblock: one per int32 lane */
 #define GEMM_PAD (GEMM_SB * sizeof(rwe_block_q8_1)) /* 8 of the largest block */
-#define GEMM_RB 16       /* weight rows repacked at a time */
 #define GEMM_R 4         /* rows per register tile */
 #define GEMM_T 2         /* tokens per register tile */
 
@@ -296,31 +288,6 @@ static void gemm_pack_x(int fmt, const uint8_t *x, int64_t nb, int64_t j, gx *o)
     for (int l = 0; l < GEMM_SB; l++) {
         o->d[l] = f16_at(p + (size_t)l * bs);
         o->s[l] = fmt == FMT_Q4_1 ? f16_at(p + (size_t)l * bs + 2) : 0.0f;
-    }
-}
-
-/* Superblock j of one weight row. */
-static void gemm_pack_w(int fmt, const uint8_t *w, int64_t nb, int64_t j, gw *o) {
-    const size_t bs = wblock_bytes(fmt);
-    uint8_t pad[GEMM_PAD];
-    const uint8_t *p = sb_blocks(w, bs, nb, j, pad);
-    __m256i q[8];
-    if (fmt == FMT_Q8_0) {
-        transpose_4x8(p + 2, bs, q);
-        transpose_4x8(p + 18, bs, q + 4);
-    } else { /* low nibbles: elements 4k..; high: 16 + 4k.. */
-        const __m256i nib = _mm256_set1_epi8(0x0f);
-        transpose_4x8(p + bs - 16, bs, q);
-        for (int k = 0; k < 4; k++) {
-            q[k + 4] = _mm256_and_si256(_mm256_srli_epi16(q[k], 4), nib);
-            q[k] = _mm256_and_si256(q[k], nib);
-        }
-    }
-    for (int k = 0; k < 8; k++)
-        _mm256_store_si256((__m256i *)o->q[k], q[k]);
-    for (int l = 0; l < GEMM_SB; l++) {
-        o->d[l] = f16_at(p + (size_t)l * bs);
-        o->m[l] = fmt == FMT_Q4_1 ? f16_at(p + (size_t)l * bs + 2) : 0.0f;
     }
 }
 
@@ -500,31 +467,27 @@ static inline __attribute__((always_inline)) void gemm_tiles(int fmt, int rr, in
     }
 }
 
-/* The GEMM path of qmatmul (W in GGML blocks) and of lanes_matmul (W in the
- * lanes layout); returns 0 (nothing done) without workspace memory. */
-static inline __attribute__((always_inline)) int qgemm(int fmt, int lanes, int64_t cols, const void *W,
+/* The GEMM path of lanes_matmul; returns 0 (nothing done) without
+ * workspace memory. */
+static inline __attribute__((always_inline)) int qgemm(int fmt, int64_t cols, const void *W,
                                                        const void *X, size_t x_stride, float *Y,
                                                        int64_t y_stride, int64_t T, int64_t r0,
                                                        int64_t r1) {
     const int64_t nb = cols / RWE_QK, nsb = (nb + GEMM_SB - 1) / GEMM_SB;
     const size_t row_bytes = (size_t)nb * wblock_bytes(fmt);
-    gx *xs = rwe_gemm_workspace((size_t)(T * nsb) * sizeof(gx) + (size_t)(GEMM_RB * nsb) * sizeof(gw));
+    gx *xs = rwe_gemm_workspace((size_t)(T * nsb) * sizeof(gx) + (size_t)(RWE_GEMM_RB * nsb) * sizeof(gw));
     if (!xs)
         return 0;
     gw *ws = (gw *)(xs + T * nsb);
     for (int64_t t = 0; t < T; t++)
         for (int64_t j = 0; j < nsb; j++)
             gemm_pack_x(fmt, (const uint8_t *)X + (size_t)t * x_stride, nb, j, xs + t * nsb + j);
-    for (int64_t rb = r0; rb < r1; rb += GEMM_RB) {
-        int64_t nr = r1 - rb < GEMM_RB ? r1 - rb : GEMM_RB;
+    for (int64_t rb = r0; rb < r1; rb += RWE_GEMM_RB) {
+        int64_t nr = r1 - rb < RWE_GEMM_RB ? r1 - rb : RWE_GEMM_RB;
         for (int64_t i = 0; i < nr; i++) {
             const uint8_t *row = (const uint8_t *)W + (size_t)(rb + i) * row_bytes;
-            for (int64_t j = 0; j < nsb; j++) {
-                if (lanes)
-                    gemm_pack_w_lanes(fmt, row, nb, j, ws + i * nsb + j);
-                else
-                    gemm_pack_w(fmt, row, nb, j, ws + i * nsb + j);
-            }
+            for (int64_t j = 0; j < nsb; j++)
+                gemm_pack_w_lanes(fmt, row, nb, j, ws + i * nsb + j);
         }
         for (int64_t t0 = 0; t0 < T; t0 += GEMM_T) {
             int tt = T - t0 < GEMM_T ? (int)(T - t0) : GEMM_T;
@@ -543,14 +506,15 @@ static inline __attribute__((always_inline)) int qgemm(int fmt, int lanes, int64
     return 1;
 }
 
-/* Decode (one token) takes 2 rows per tile so they share the activation
- * loads; with more tokens one row x 4 tokens fills the 16 ymm registers. */
+/* The GGML-block products of both x86 sets (RWKV_EDGE_REPACK=0 only; the
+ * engine reads quantized weights in the lanes layout otherwise): register
+ * tiles at every T, no GEMM.  Decode (one token) takes 2 rows per tile so
+ * they share the activation loads; with more tokens one row x 4 tokens
+ * fills the 16 ymm registers. */
 static inline __attribute__((always_inline)) void qmatmul(int fmt, int64_t cols, const void *W,
                                                           const void *X, size_t x_stride, float *Y,
                                                           int64_t y_stride, int64_t T, int64_t r0,
                                                           int64_t r1) {
-    if (T >= RWE_GEMM_MIN_T && qgemm(fmt, 0, cols, W, X, x_stride, Y, y_stride, T, r0, r1))
-        return;
     int64_t nb = cols / RWE_QK;
     size_t row_bytes = (size_t)nb * wblock_bytes(fmt);
     for (int64_t t0 = 0; t0 < T; t0 += RWE_TILE_T) {
@@ -577,9 +541,20 @@ static inline __attribute__((always_inline)) void qmatmul(int fmt, int64_t cols,
     }
 }
 
-RWE_QMATMUL_ENTRY(matmul_q8_0_avx2, qmatmul, Q8_0)
-RWE_QMATMUL_ENTRY(matmul_q4_0_avx2, qmatmul, Q4_0)
-RWE_QMATMUL_ENTRY(matmul_q4_1_avx2, qmatmul, Q4_1)
+void rwe_matmul_q8_0_avx2(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
+                          int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {
+    qmatmul(FMT_Q8_0, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
+}
+
+void rwe_matmul_q4_0_avx2(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
+                          int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {
+    qmatmul(FMT_Q4_0, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
+}
+
+void rwe_matmul_q4_1_avx2(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
+                          int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {
+    qmatmul(FMT_Q4_1, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
+}
 
 /* ------------------------------------------------- lanes layout: matmul */
 
@@ -680,16 +655,6 @@ static inline __attribute__((always_inline)) void lanes_sb_dot(int fmt, int K, i
     }
 }
 
-/* Layout superblocks per decode chunk: the packed activations of 16384
- * columns (64 gx, 22 KiB) stay on the stack; a chunk is whole groups.  Rows
- * of up to that many columns are read in one pass (x86_avx512.c says what
- * a second pass per row cost Eagle's ffn value rows). */
-#define LANES_CHUNK 32
-
-/* Two rows are read at a time, one from each half of a call's range, once
- * each half is at least this many bytes (the AVX-512 decode's rule). */
-#define LANES_MIN_STREAM (64 << 10)
-
 /* Decode of rows [r0, r1) over layout superblocks [j0, j0 + nj), whose
  * packed activations are xs[2 (j - j0) + half]: K = 2 rows at a time, one
  * from each half of the range (two long linear streams: 24 x 2048 layer
@@ -739,10 +704,10 @@ static inline __attribute__((always_inline)) void lanes_matvec(int fmt, int64_t 
                                                                float *Y, int64_t r0, int64_t r1) {
     const int64_t nb = cols / RWE_QK, nsb = (nb + RWE_LANES_SB - 1) / RWE_LANES_SB;
     const size_t row_bytes = (size_t)nb * wblock_bytes(fmt);
-    gx xs[2 * LANES_CHUNK];
-    const int two = (size_t)(r1 - r0) * row_bytes >= 2 * (size_t)LANES_MIN_STREAM;
-    for (int64_t j0 = 0; j0 < nsb; j0 += LANES_CHUNK) {
-        const int64_t nj = nsb - j0 < LANES_CHUNK ? nsb - j0 : LANES_CHUNK;
+    gx xs[2 * RWE_LANES_CHUNK];
+    const int two = (size_t)(r1 - r0) * row_bytes >= 2 * (size_t)RWE_MIN_STREAM;
+    for (int64_t j0 = 0; j0 < nsb; j0 += RWE_LANES_CHUNK) {
+        const int64_t nj = nsb - j0 < RWE_LANES_CHUNK ? nsb - j0 : RWE_LANES_CHUNK;
         for (int64_t h = 2 * j0; h < 2 * (j0 + nj) && 8 * h < nb; h++)
             gemm_pack_x(fmt, X, nb, h, xs + (h - 2 * j0));
         int64_t r = r0;
@@ -758,10 +723,10 @@ static __attribute__((noinline)) int lanes_gemm(int fmt, int64_t cols, const voi
                                                 size_t x_stride, float *Y, int64_t y_stride,
                                                 int64_t T, int64_t r0, int64_t r1) {
     if (fmt == FMT_Q8_0)
-        return qgemm(FMT_Q8_0, 1, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
+        return qgemm(FMT_Q8_0, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
     if (fmt == FMT_Q4_0)
-        return qgemm(FMT_Q4_0, 1, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
-    return qgemm(FMT_Q4_1, 1, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
+        return qgemm(FMT_Q4_0, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
+    return qgemm(FMT_Q4_1, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
 }
 
 /* Weights in the lanes layout: fewer than RWE_GEMM_MIN_T tokens are one
@@ -1089,17 +1054,14 @@ void rwe_relu_square_avx2(float *x, int64_t n) {
 const rwe_kernels rwe_kernels_avx2 = {
     .isa = RWE_ISA_AVX2,
     .name = "avx2",
-    .quantize_row_q8_0 = rwe_quantize_row_q8_0_avx2,
-    .quantize_row_q8_1 = rwe_quantize_row_q8_1_avx2,
-    .matmul_f32 = matmul_f32_avx2,
-    .matmul_f16 = matmul_f16_avx2,
-    .matmul_bf16 = matmul_bf16_avx2,
-    .matmul_q8_0 = matmul_q8_0_avx2,
-    .matmul_q4_0 = matmul_q4_0_avx2,
-    .matmul_q4_1 = matmul_q4_1_avx2,
-    .matmul_lanes_q8_0 = matmul_lanes_q8_0_avx2,
-    .matmul_lanes_q4_0 = matmul_lanes_q4_0_avx2,
-    .matmul_lanes_q4_1 = matmul_lanes_q4_1_avx2,
+    .quantize_row[RWE_TYPE_Q8_0] = rwe_quantize_row_q8_0_avx2,
+    .quantize_row[RWE_TYPE_Q8_1] = rwe_quantize_row_q8_1_avx2,
+    .mm[RWE_TYPE_F32] = {.matmul = matmul_f32_avx2},
+    .mm[RWE_TYPE_F16] = {.matmul = matmul_f16_avx2},
+    .mm[RWE_TYPE_BF16] = {.matmul = matmul_bf16_avx2},
+    .mm[RWE_TYPE_Q8_0] = {.matmul = rwe_matmul_q8_0_avx2, .lanes = matmul_lanes_q8_0_avx2},
+    .mm[RWE_TYPE_Q4_0] = {.matmul = rwe_matmul_q4_0_avx2, .lanes = matmul_lanes_q4_0_avx2},
+    .mm[RWE_TYPE_Q4_1] = {.matmul = rwe_matmul_q4_1_avx2, .lanes = matmul_lanes_q4_1_avx2},
     .wkv5 = rwe_wkv5_avx2,
     RWE_AVX2_VECTOR_OPS,
 };

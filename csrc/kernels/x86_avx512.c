@@ -1,37 +1,20 @@
 /*
  * AVX-512 F/BW/VL + VNNI kernels (Ice Lake, Sapphire Rapids, Zen 4 on).
  *
- * Quantized matmul works on groups of 4 consecutive blocks (128 elements):
- *   weights: two unaligned zmm loads and one vpermt2w gather the 4 blocks'
- *     quants into one zmm, split into two zmm of bytes
- *       lo = [blk0 e0-15 | blk1 e0-15 | blk2 e0-15 | blk3 e0-15]
- *       hi = [blk0 e16-31| blk1 e16-31| ...                     ]
- *     (for q4 that is the low and the high nibbles, so unpacking is one
- *     shift and two ANDs); one vpermw gathers the 4 fp16 scales as
- *       d  = [d0 d0 d0 d0 | d1 x4 | d2 x4 | d3 x4]  (16 f32 lanes)
- *   activations: repacked once per call into the same lane order (xgroup),
- *     so 128-bit lane j of every vector belongs to block j.
- * vpdpbusd multiplies unsigned by signed bytes, so weights are made
- * unsigned and the offset is removed through a per-block integer bias:
- *   q8_0: sum (w+128) x - 128 sum x     (w+128 is w XOR 0x80)
- *   q4_0: sum nib x     -   8 sum x     (nib = q + 8 is already unsigned)
- *   q4_1: sum nib x, plus m * s in float (s = the q8_1 block sum)
+ * Quantized weights are read in the lanes layout only (quant/quant.h; the
+ * engine repacks every quantized matrix into it at load): one 32-bit lane
+ * of a vector holds one block, so a zmm is 16 blocks (a "superblock" here
+ * and in the GEMM).  The set's GGML-block products, used only under
+ * RWKV_EDGE_REPACK=0, are the AVX2 set's (x86_avx2.c).
+ * vpdpbusd multiplies unsigned by signed bytes, so one side is made
+ * unsigned and the offset comes back out through a per-block integer bias:
+ *   decode (lanes_*): the weights are unsigned (q8_0 stored + 128, q4
+ *     nibbles), the bias -128 sum x (q8_0) or -8 sum x (q4_0) per block;
+ *   GEMM (gemm_*): the activations are unsigned (x + 128), the bias
+ *     -128 sum w per block;
+ *   q4_1 adds m * s in float (s = the q8_1 block sum).
  * Scalar equivalent per block: sumi = bias + sum_j u[j] x[j];
  *   y += dw*dx*sumi (+ m*s), summed over blocks (rwe_vec_dot_*_ref).
- * This layout serves decode and calls of fewer than RWE_GEMM_MIN_T tokens
- * when the weights stay in the file's GGML blocks (RWKV_EDGE_REPACK=0);
- * longer calls take the GEMM layout (qgemm, further down).  By default the
- * engine repacks quantized matrices at load into the lanes layout
- * (quant/quant.h, the matmul_lanes_* entries, near the end): one block per
- * int32 lane, so decode needs no permutes, and the GEMM packs weights from it
- * with a nibble split instead of a transpose.
- * Register tiles: 2 rows x up to 4 tokens (each weight group is
- * unpacked once per 4 tokens).  A tile's rows are read as interleaved
- * streams, so one linear software prefetch stream runs RWE_PF_AHEAD bytes
- * ahead over them (kernels_impl.h).  Decode (qjob_run, qdecode_k) reads K
- * rows from K far-apart parts of a call's range, or one row at a time.
- * The repacked activations live on the stack: up to 4 tokens x 64 groups x
- * 320 bytes = 80 KiB per call (columns beyond 8192 are done in chunks).
  */
 #if defined(__x86_64__)
 
@@ -55,9 +38,6 @@
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c,tune=generic")
 #endif
 
-#define RWE_TILE_T 4       /* tokens per register tile */
-#define RWE_TILE_R 2       /* rows per register tile (prefill; decode takes 1) */
-#define RWE_CHUNK_G 64     /* 4-block groups per column chunk (8192 columns) */
 
 enum { FMT_Q8_0, FMT_Q4_0, FMT_Q4_1 };
 
@@ -120,372 +100,30 @@ static void quantize_row_q8_1_avx512(const float *x, void *vy, int64_t n) {
     }
 }
 
-/* ---------------------------------------------- activation repacking */
-
-/* 4 activation blocks in the weight groups' lane order (see top). */
-typedef struct {
-    int8_t lo[64];
-    int8_t hi[64];
-    int32_t bias[16]; /* lane 4j: -zero_point * sum(qs of block j); others 0 */
-    float d[16];      /* lanes 4j..4j+3: d of block j */
-    float s[16];      /* q8_1 only, lane 4j: s of block j; others 0 */
-} __attribute__((aligned(64))) xgroup;
-
-/* Repack groups [g0, g0+ng) of one activation row of nb blocks; blocks past
- * nb are zero so a zero-padded weight tail group adds exactly 0. */
-static void repack_x(int fmt, const uint8_t *x, int64_t nb, int64_t g0, int64_t ng, xgroup *out) {
-    size_t xbs = fmt == FMT_Q4_1 ? sizeof(rwe_block_q8_1) : sizeof(rwe_block_q8_0);
-    size_t qoff = fmt == FMT_Q4_1 ? 4 : 2;
-    int zero_point = fmt == FMT_Q8_0 ? 128 : (fmt == FMT_Q4_0 ? 8 : 0);
-    /* Vectorised: it runs once per matmul call, and the engine hands a
-     * matrix's rows out in several chunks per thread (one call each).
-     * sum(qs) is vpsadbw of qs XOR 0x80 (the sum of qs + 128) less 128 * 32. */
-    const __m256i flip = _mm256_set1_epi8((char)0x80);
-    const __m512i dlanes = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-    for (int64_t g = 0; g < ng; g++) {
-        xgroup *o = &out[g];
-        int32_t bias[4] = {0};
-        float d[4] = {0}, sj[4] = {0};
-        for (int j = 0; j < 4; j++) {
-            int64_t b = (g0 + g) * 4 + j;
-            __m256i q = _mm256_setzero_si256();
-            if (b < nb) {
-                const uint8_t *blk = x + (size_t)b * xbs;
-                q = _mm256_loadu_si256((const __m256i *)(blk + qoff));
-                __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(q, flip), _mm256_setzero_si256());
-                __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(sad),
-                                           _mm256_extracti128_si256(sad, 1));
-                int sum = (int)(_mm_cvtsi128_si64(s2) + _mm_extract_epi64(s2, 1)) - 128 * RWE_QK;
-                bias[j] = -zero_point * sum;
-                d[j] = _cvtsh_ss(*(const uint16_t *)blk);
-                if (fmt == FMT_Q4_1)
-                    sj[j] = _cvtsh_ss(*(const uint16_t *)(blk + 2));
-            }
-            _mm_store_si128((__m128i *)(o->lo + 16 * j), _mm256_castsi256_si128(q));
-            _mm_store_si128((__m128i *)(o->hi + 16 * j), _mm256_extracti128_si256(q, 1));
-        }
-        /* lane 4j: bias and s of block j; lanes 4j..4j+3: d of block j */
-        __m512i b4 = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)bias));
-        _mm512_store_si512(o->bias, _mm512_maskz_expand_epi32(0x1111, b4));
-        __m512 d4 = _mm512_castps128_ps512(_mm_loadu_ps(d));
-        _mm512_store_ps(o->d, _mm512_permutexvar_ps(dlanes, d4));
-        __m512 s4 = _mm512_castps128_ps512(_mm_loadu_ps(sj));
-        _mm512_store_ps(o->s, _mm512_maskz_expand_ps(0x1111, s4));
-    }
-}
-
-/* ------------------------------------------------ weight group unpack */
-
-/* Word indices for vpermw / vpermt2w (bit 5 picks the second source). */
-static const uint16_t idx_q4_0_qs[32] = {1,  2,  3,  4,  5,  6,  7,  8,  10, 11, 12,
-                                         13, 14, 15, 16, 17, 19, 20, 21, 22, 23, 24,
-                                         25, 26, 28, 29, 30, 31, 60, 61, 62, 63};
-static const uint16_t idx_q4_0_d[32] = {0, 0, 0, 0, 9, 9, 9, 9, 18, 18, 18, 18, 27, 27, 27, 27};
-static const uint16_t idx_q8_0_lo[32] = {1,  2,  3,  4,  5,  6,  7,  8,  18, 19, 20,
-                                         21, 22, 23, 24, 25, 35, 36, 37, 38, 39, 40,
-                                         41, 42, 52, 53, 54, 55, 56, 57, 58, 59};
-static const uint16_t idx_q8_0_hi[32] = {5,  6,  7,  8,  9,  10, 11, 12, 22, 23, 24,
-                                         25, 26, 27, 28, 29, 39, 40, 41, 42, 43, 44,
-                                         45, 46, 56, 57, 58, 59, 60, 61, 62, 63};
-static const uint16_t idx_q8_0_d[32] = {0, 0, 0, 0, 17, 17, 17, 17, 34, 34, 34, 34, 51, 51, 51, 51};
-static const uint16_t idx_q4_1_qs[32] = {2,  3,  4,  5,  6,  7,  8,  9,  12, 13, 14,
-                                         15, 16, 17, 18, 19, 22, 23, 24, 25, 26, 27,
-                                         28, 29, 56, 57, 58, 59, 60, 61, 62, 63};
-static const uint16_t idx_q4_1_dm[32] = {0, 0, 0, 0, 10, 10, 10, 10, 20, 20, 20, 20, 30, 30, 30, 30,
-                                         1, 1, 1, 1, 11, 11, 11, 11, 21, 21, 21, 21, 31, 31, 31, 31};
-
-static inline __m512i load_idx(const uint16_t *idx) { return _mm512_loadu_si512(idx); }
-
-/* A format's permutation indices, kept in registers across a tile. */
-typedef struct {
-    __m512i a, b, c; /* q8_0: lo, hi, d;  q4_0/q4_1: quants, scales, unused */
-} widx;
-
-static inline widx load_widx(int fmt) {
-    widx x;
-    x.a = load_idx(fmt == FMT_Q8_0 ? idx_q8_0_lo : (fmt == FMT_Q4_0 ? idx_q4_0_qs : idx_q4_1_qs));
-    x.b = load_idx(fmt == FMT_Q8_0 ? idx_q8_0_hi : (fmt == FMT_Q4_0 ? idx_q4_0_d : idx_q4_1_dm));
-    x.c = load_idx(idx_q8_0_d);
-    return x;
-}
-
-typedef struct {
-    __m512i lo, hi; /* unsigned bytes, lane order of the top comment */
-    __m512 d, m;    /* m: q4_1 only */
-} wgroup;
-
-static inline size_t group_bytes(int fmt) {
-    return 4 * (fmt == FMT_Q8_0 ? sizeof(rwe_block_q8_0)
-                                : (fmt == FMT_Q4_0 ? sizeof(rwe_block_q4_0) : sizeof(rwe_block_q4_1)));
-}
-
-/* Reads exactly the group's bytes [p, p + group_bytes). */
-static inline wgroup unpack_group(int fmt, const widx *ix, const uint8_t *p) {
-    const __m512i nib_mask = _mm512_set1_epi8(0x0f);
-    wgroup w;
-    if (fmt == FMT_Q8_0) { /* 136 bytes: words 0-31 | 32-63, and 4-35 | 36-67 */
-        __m512i a = _mm512_loadu_si512(p), b = _mm512_loadu_si512(p + 64);
-        __m512i c = _mm512_loadu_si512(p + 8), e = _mm512_loadu_si512(p + 72);
-        const __m512i flip = _mm512_set1_epi8((char)0x80);
-        w.lo = _mm512_xor_si512(_mm512_permutex2var_epi16(a, ix->a, b), flip);
-        w.hi = _mm512_xor_si512(_mm512_permutex2var_epi16(c, ix->b, e), flip);
-        __m512i d = _mm512_permutex2var_epi16(a, ix->c, b);
-        w.d = _mm512_cvtph_ps(_mm512_castsi512_si256(d));
-        w.m = _mm512_setzero_ps();
-        return w;
-    }
-    __m512i a = _mm512_loadu_si512(p), b, q, dm;
-    if (fmt == FMT_Q4_0) { /* 72 bytes: words 0-31 and 4-35 */
-        b = _mm512_loadu_si512(p + 8);
-        q = _mm512_permutex2var_epi16(a, ix->a, b);
-        dm = _mm512_permutexvar_epi16(ix->b, a);
-    } else { /* q4_1, 80 bytes: words 0-31 and 8-39 */
-        b = _mm512_loadu_si512(p + 16);
-        q = _mm512_permutex2var_epi16(a, ix->a, b);
-        dm = _mm512_permutexvar_epi16(ix->b, a);
-    }
-    w.lo = _mm512_and_si512(q, nib_mask);
-    w.hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), nib_mask);
-    w.d = _mm512_cvtph_ps(_mm512_castsi512_si256(dm));
-    w.m = fmt == FMT_Q4_1 ? _mm512_cvtph_ps(_mm512_extracti64x4_epi64(dm, 1)) : _mm512_setzero_ps();
-    return w;
-}
-
-/* ------------------------------------------------------ quantized tile */
-
-/* acc[i][t] += sum over groups [0, ng) of W row i . X token t (16 lanes,
- * summed by the caller).  Row i's group g is at wrow[i] + g * group bytes,
- * except a partial last group (g >= nfull), read from its zero-padded copy wtail[i]. */
-static inline __attribute__((always_inline)) void qtile(int fmt, int R, int TT, int64_t ng,
-                                                        const uint8_t *const *wrow,
-                                                        int64_t nfull, const uint8_t *const *wtail,
-                                                        const xgroup *const *xp,
-                                                        __m512 acc[RWE_TILE_R][RWE_TILE_T]) {
-    size_t gbytes = group_bytes(fmt);
-    const widx ix = load_widx(fmt);
-    /* The R rows are adjacent in memory, but a tile reads them as R short
-     * interleaved streams (a 2048-column q4_0 row is 18 cache lines), which
-     * hardware prefetchers follow poorly.  One linear prefetch stream over
-     * [row 0, row R) at the tile's consumption rate (R groups per step)
-     * runs on into the next tile, so the thread's rows are fetched in order.
-     * q8_0 decode (one row, so one linear stream) is faster without it:
-     * 22.8 against 19.6 GB/s (Zen 4, 1 thread); q4_0/q4_1 gain from it. */
-    const int prefetch = fmt != FMT_Q8_0 || R > 1;
-    const char *pf = (const char *)wrow[0] + RWE_PF_AHEAD;
-    for (int64_t g = 0; g < ng; g++, pf += (size_t)R * gbytes) {
-        for (size_t off = 0; prefetch && off < (size_t)R * gbytes; off += 64)
-            _mm_prefetch(pf + off, _MM_HINT_T0);
-        wgroup w[RWE_TILE_R];
-        for (int i = 0; i < R; i++)
-            w[i] = unpack_group(fmt, &ix, g < nfull ? wrow[i] + (size_t)g * gbytes : wtail[i]);
-        for (int t = 0; t < TT; t++) {
-            const xgroup *x = xp[t] + g;
-            __m512i xlo = _mm512_load_si512(x->lo), xhi = _mm512_load_si512(x->hi);
-            __m512i bias = _mm512_load_si512(x->bias);
-            __m512 xd = _mm512_load_ps(x->d);
-            for (int i = 0; i < R; i++) {
-                __m512i s = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(bias, w[i].lo, xlo), w[i].hi, xhi);
-                acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(w[i].d, xd), acc[i][t]);
-                if (fmt == FMT_Q4_1)
-                    acc[i][t] = _mm512_fmadd_ps(w[i].m, _mm512_load_ps(x->s), acc[i][t]);
-            }
-        }
-    }
-}
-
-/* Everything one call needs to run tiles over one column chunk. */
-typedef struct {
-    int fmt;
-    int64_t nb;             /* blocks per row */
-    size_t row_bytes;
-    const uint8_t *W;
-    int64_t g0, ng;         /* chunk: groups [g0, g0+ng) */
-    const xgroup *xp[RWE_TILE_T];
-    float *Y;
-    int64_t y_stride, t0;
-} qjob;
-
-/* Rows [r, r+R) x tokens [t0, t0+TT) over the chunk; adds into Y after the first chunk. */
-static inline __attribute__((always_inline)) void qjob_rows(const qjob *j, int R, int TT, int64_t r) {
-    size_t gbytes = group_bytes(j->fmt);
-    int64_t nfull = j->nb / 4 - j->g0; /* full groups left from the chunk start */
-    uint8_t tail[RWE_TILE_R][4 * sizeof(rwe_block_q8_0)] __attribute__((aligned(64)));
-    const uint8_t *wrow[RWE_TILE_R], *wtail[RWE_TILE_R];
-    for (int i = 0; i < R; i++) {
-        wrow[i] = j->W + (size_t)(r + i) * j->row_bytes + (size_t)j->g0 * gbytes;
-        wtail[i] = tail[i];
-        if (j->nb % 4 && j->g0 + j->ng > j->nb / 4) { /* zero-padded copy of the partial group */
-            memset(tail[i], 0, sizeof tail[i]);
-            memcpy(tail[i], wrow[i] + (size_t)nfull * gbytes, (j->nb % 4) * (gbytes / 4));
-        }
-    }
-    __m512 acc[RWE_TILE_R][RWE_TILE_T];
-    for (int i = 0; i < R; i++)
-        for (int t = 0; t < TT; t++)
-            acc[i][t] = _mm512_setzero_ps();
-    qtile(j->fmt, R, TT, j->ng, wrow, nfull, wtail, j->xp, acc);
-    for (int i = 0; i < R; i++)
-        for (int t = 0; t < TT; t++) {
-            float *y = j->Y + (j->t0 + t) * j->y_stride + r + i;
-            float v = _mm512_reduce_add_ps(acc[i][t]);
-            *y = j->g0 == 0 ? v : *y + v;
-        }
-}
-
-#define RWE_QJOB_TT(R)                                                                      \
-    switch (tt) {                                                                           \
-    case 1: qjob_rows(j, R, 1, r); break;                                                   \
-    case 2: qjob_rows(j, R, 2, r); break;                                                   \
-    case 3: qjob_rows(j, R, 3, r); break;                                                   \
-    default: qjob_rows(j, R, 4, r); break;                                                  \
-    }
-
-/* One group of one row times one token, added to acc. */
-static inline __attribute__((always_inline)) __m512 qgroup_dot(int fmt, const widx *ix,
-                                                                const uint8_t *p, const xgroup *x,
-                                                                __m512 acc) {
-    wgroup w = unpack_group(fmt, ix, p);
-    __m512i s = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_load_si512(x->bias), w.lo,
-                                                        _mm512_load_si512(x->lo)),
-                                    w.hi, _mm512_load_si512(x->hi));
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(w.d, _mm512_load_ps(x->d)), acc);
-    if (fmt == FMT_Q4_1)
-        acc = _mm512_fmadd_ps(w.m, _mm512_load_ps(x->s), acc);
-    return acc;
-}
-
-/* Decode over rows [r0, r1) of a chunk of full groups: row after row (one
- * linear stream), two accumulators, the permutation indices kept in
- * registers across rows, and the software prefetch (q4 formats) running
- * RWE_PF_AHEAD bytes ahead (issuing a whole row's lines at once was slower). */
-static inline __attribute__((always_inline)) void qdecode(const qjob *j, int64_t r0, int64_t r1) {
-    const int fmt = j->fmt;
-    const size_t gbytes = group_bytes(fmt);
-    const widx ix = load_widx(fmt);
-    const xgroup *xp = j->xp[0];
-    const int64_t ng = j->ng;
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *p = j->W + (size_t)r * j->row_bytes + (size_t)j->g0 * gbytes;
-        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-        int64_t g = 0;
-        for (; g + 2 <= ng; g += 2) {
-            for (size_t off = 0; fmt != FMT_Q8_0 && off < 2 * gbytes; off += 64)
-                _mm_prefetch((const char *)p + RWE_PF_AHEAD + (size_t)g * gbytes + off, _MM_HINT_T0);
-            a0 = qgroup_dot(fmt, &ix, p + (size_t)g * gbytes, xp + g, a0);
-            a1 = qgroup_dot(fmt, &ix, p + (size_t)(g + 1) * gbytes, xp + g + 1, a1);
-        }
-        if (g < ng)
-            a0 = qgroup_dot(fmt, &ix, p + (size_t)g * gbytes, xp + g, a0);
-        float v = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
-        float *y = j->Y + j->t0 * j->y_stride + r;
-        *y = j->g0 == 0 ? v : *y + v;
-    }
-}
-
-/* Decode of K rows at a time, one from each K-th of [r0, r1): K long linear
- * streams (not K adjacent rows, whose short interleaved streams were slow)
- * that share every activation load.  7168x2048 from DRAM, 1 thread, GB/s
- * for K = 1 / 2 / 4: q8_0 21.1 / 24.0 / 24.9, q4_0 17.2 / 21.6 / 23.9,
- * q4_1 17.0 / 20.7 / 20.7.  Streams must be long for it to pay: with
- * 96-row calls of 768 columns q4_0 went from 17.7 (K = 1) to 13.7 (K = 2).
- * The k loops are unrolled by pragma: rolled, gcc kept the K accumulators
- * in a stack array, a store and reload per group and row (in cache, 1
- * thread: q8_0 35.9 -> 40.2 GB/s, q4_0 28.6 -> 30.7, q4_1 21.3 -> 24.6). */
-static inline __attribute__((always_inline)) void qdecode_k(const qjob *j, int K, int64_t r0,
-                                                            int64_t r1) {
-    const int fmt = j->fmt;
-    const size_t gbytes = group_bytes(fmt);
-    const widx ix = load_widx(fmt);
-    const xgroup *xp = j->xp[0];
-    const int64_t ng = j->ng, h = (r1 - r0) / K;
-    float *y = j->Y + j->t0 * j->y_stride;
-    for (int64_t i = 0; i < h; i++) {
-        const uint8_t *p[4];
-        __m512 a[4];
-        RWE_UNROLL(4)
-        for (int k = 0; k < K; k++) {
-            p[k] = j->W + (size_t)(r0 + k * h + i) * j->row_bytes + (size_t)j->g0 * gbytes;
-            a[k] = _mm512_setzero_ps();
-        }
-        for (int64_t g = 0; g < ng; g++) {
-            const xgroup *x = xp + g;
-            __m512i xlo = _mm512_load_si512(x->lo), xhi = _mm512_load_si512(x->hi);
-            __m512i bias = _mm512_load_si512(x->bias);
-            __m512 xd = _mm512_load_ps(x->d);
-            RWE_UNROLL(4)
-            for (int k = 0; k < K; k++) {
-                wgroup w = unpack_group(fmt, &ix, p[k] + (size_t)g * gbytes);
-                __m512i s = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(bias, w.lo, xlo), w.hi, xhi);
-                a[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(w.d, xd), a[k]);
-                if (fmt == FMT_Q4_1)
-                    a[k] = _mm512_fmadd_ps(w.m, _mm512_load_ps(x->s), a[k]);
-            }
-        }
-        RWE_UNROLL(4)
-        for (int k = 0; k < K; k++) {
-            float v = _mm512_reduce_add_ps(a[k]);
-            int64_t r = r0 + k * h + i;
-            y[r] = j->g0 == 0 ? v : y[r] + v;
-        }
-    }
-    if (K * h < r1 - r0)
-        qdecode(j, r0 + K * h, r1);
-}
-
-/* Bytes per stream below which splitting a call into more streams loses. */
-#define RWE_MIN_STREAM (64 << 10)
-
-/* Decode never reads adjacent rows together: 4-row tiles (4 short
- * interleaved streams of one row each) ran at 10.7 GB/s for q8_0 and 13.6
- * for q4_0 on a Zen 4 EPYC, 1 thread, against 24.5 and 20.6 one row at a
- * time (7168x2048 from DRAM; plain read ~30 GB/s), and qdecode_k does better
- * still on long ranges.  With more tokens, constant (R, TT) instances keep
- * every tile loop unrolled: 2 rows x 4 tokens fill the 32 zmm. */
-static inline __attribute__((always_inline)) void qjob_run(const qjob *j, int tt, int64_t r0, int64_t r1) {
-    int64_t r = r0;
-    if (tt == 1) {
-        if (j->g0 + j->ng <= j->nb / 4) { /* no partial group in this chunk */
-            size_t bytes = (size_t)(r1 - r0) * (size_t)j->ng * group_bytes(j->fmt);
-            if (bytes >= 4 * (size_t)RWE_MIN_STREAM)
-                qdecode_k(j, 4, r0, r1);
-            else if (bytes >= 2 * (size_t)RWE_MIN_STREAM)
-                qdecode_k(j, 2, r0, r1);
-            else
-                qdecode(j, r0, r1);
-            return;
-        }
-        for (; r < r1; r++)
-            qjob_rows(j, 1, 1, r);
-        return;
-    }
-    for (; r + 2 <= r1; r += 2)
-        RWE_QJOB_TT(2)
-    for (; r < r1; r++)
-        RWE_QJOB_TT(1)
+/* Bytes of one weight block (its row in GGML blocks or the lanes layout). */
+static inline size_t block_bytes(int fmt) {
+    return fmt == FMT_Q8_0 ? sizeof(rwe_block_q8_0)
+                           : (fmt == FMT_Q4_0 ? sizeof(rwe_block_q4_0) : sizeof(rwe_block_q4_1));
 }
 
 /* ------------------------------------------------------ prefill GEMM */
 
 /*
- * With many tokens (T >= RWE_GEMM_MIN_T) the layout above spends a convert,
- * a multiply and an FMA per two vpdpbusd.  Here one int32 lane holds one
- * block instead: a "superblock" is 16 consecutive blocks (512 columns), and
- * lane l of vector k holds elements 4k..4k+3 of block l, so eight vpdpbusd
- * finish 16 blocks and the scales cost 3 float ops per 8 vpdpbusd.
- * Both sides are repacked into it, the activations once per call (masked
- * gathers; for the engine's lanes-layout matrices, once per chunk for all
- * threads instead, by gemm_act below) and the weights once per block of
- * GEMM_RB rows (a shuffle transpose; gathers only for a partial last
- * superblock), reused by every token of the call.  The activations become the unsigned operand (x + 128,
+ * With many tokens (T >= RWE_GEMM_MIN_T) both operands are repacked into
+ * superblocks of 16 blocks (512 columns), lane l of vector k holding
+ * elements 4k..4k+3 of block l, so eight vpdpbusd finish 16 blocks and the
+ * scales cost 3 float ops per 8 vpdpbusd.  The activations are packed once
+ * per call (masked gathers), or once per chunk for all threads by gemm_act
+ * below; the weights once per block of RWE_GEMM_RB rows from the lanes
+ * layout (a sign flip or a nibble split, no transpose), reused by every
+ * token of the call.  The activations become the unsigned operand (x + 128,
  * i.e. x XOR 0x80) and the weights stay signed; the +128 comes back out
  * through a per-block weight bias -128 * sum(w) that seeds the integer sums.
  * In lanes past the row's last block the weights' quants, bias and scales
  * are zero (the activations' quants there are 0x80 after the flip, their
  * scales 0), so those lanes add nothing; the folded tail below relies on it.
  */
-#define RWE_GEMM_MIN_T 8 /* tokens from which a call takes the GEMM path */
 #define GEMM_SB 16       /* blocks per superblock: one per int32 lane */
-#define GEMM_RB 16        /* weight rows repacked at a time */
 #define GEMM_R 4         /* rows per register tile (gemm_store_4xT assumes 4) */
 #define GEMM_T 4         /* tokens per register tile (4 x 3, 4 x 2, 2 x 8 were slower) */
 
@@ -504,12 +142,6 @@ typedef struct {
     float d[16];
     float m[16];      /* q4_1 only */
 } __attribute__((aligned(64))) gw;
-
-/* Lane L of a superblock holds block 4 * (L % 4) + L / 4: the order in which
- * the weights' shuffle transpose (gemm_pack_w) leaves them. */
-static inline __m512i sb_blocks(void) {
-    return _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
-}
 
 /* Lane L holds block L: the order of the lanes layout (quant.h). */
 static inline __m512i lane_blocks(void) {
@@ -538,11 +170,11 @@ static inline __m512 half_to_f32(__m512i w) { /* low 16 bits of each lane */
 }
 
 /* Superblock j of one activation row (q8_0 blocks, or q8_1 for q4_1), its
- * lanes in the order of sb_blocks, or of lane_blocks when `lanes`. */
-static void gemm_pack_x(int fmt, int lanes, const uint8_t *x, int64_t nb, int64_t j, gx *o) {
+ * lanes in block order (lane_blocks), as the lanes layout's weights. */
+static void gemm_pack_x(int fmt, const uint8_t *x, int64_t nb, int64_t j, gx *o) {
     const int q81 = fmt == FMT_Q4_1;
     const int bs = q81 ? (int)sizeof(rwe_block_q8_1) : (int)sizeof(rwe_block_q8_0);
-    const __m512i blocks = lanes ? lane_blocks() : sb_blocks();
+    const __m512i blocks = lane_blocks();
     const __m512i off = sb_offsets(blocks, bs);
     const __mmask16 m = sb_mask(blocks, nb, j);
     const uint8_t *base = x + (size_t)(j * GEMM_SB) * (size_t)bs;
@@ -555,44 +187,6 @@ static void gemm_pack_x(int fmt, int lanes, const uint8_t *x, int64_t nb, int64_
     _mm512_store_ps(o->s, q81 ? half_to_f32(_mm512_srli_epi32(ds, 16)) : _mm512_setzero_ps());
 }
 
-/* The quants of 16 whole blocks at p, transposed into q[8] (lane order of
- * sb_blocks) without gathers: unpack_group puts 4 blocks' elements 0-15 in
- * the 4 128-bit lanes of one vector (lo) and 16-31 in another (hi), so four
- * groups' lo are a 4 x 4 dword transpose per 128-bit lane away from
- * q[0..3], and their hi from q[4..7]. */
-static inline void gemm_transpose_w(int fmt, const uint8_t *p, __m512i q[8]) {
-    const widx ix = load_widx(fmt);
-    const __m512i nib = _mm512_set1_epi8(0x0f), eight = _mm512_set1_epi8(8);
-    __m512i lo[4], hi[4];
-    for (int g = 0; g < 4; g++) { /* unpack_group's quants, kept signed */
-        const uint8_t *pg = p + (size_t)g * group_bytes(fmt);
-        __m512i a = _mm512_loadu_si512(pg);
-        if (fmt == FMT_Q8_0) {
-            lo[g] = _mm512_permutex2var_epi16(a, ix.a, _mm512_loadu_si512(pg + 64));
-            hi[g] = _mm512_permutex2var_epi16(_mm512_loadu_si512(pg + 8), ix.b,
-                                              _mm512_loadu_si512(pg + 72));
-            continue;
-        }
-        __m512i w = _mm512_permutex2var_epi16(a, ix.a,
-                                              _mm512_loadu_si512(pg + (fmt == FMT_Q4_0 ? 8 : 16)));
-        lo[g] = _mm512_and_si512(w, nib);
-        hi[g] = _mm512_and_si512(_mm512_srli_epi16(w, 4), nib);
-        if (fmt == FMT_Q4_0) { /* nibble - 8; q4_1 keeps 0..15 */
-            lo[g] = _mm512_sub_epi8(lo[g], eight);
-            hi[g] = _mm512_sub_epi8(hi[g], eight);
-        }
-    }
-    for (int h = 0; h < 2; h++) {
-        const __m512i *v = h ? hi : lo;
-        __m512i ab0 = _mm512_unpacklo_epi32(v[0], v[1]), ab1 = _mm512_unpackhi_epi32(v[0], v[1]);
-        __m512i cd0 = _mm512_unpacklo_epi32(v[2], v[3]), cd1 = _mm512_unpackhi_epi32(v[2], v[3]);
-        q[4 * h + 0] = _mm512_unpacklo_epi64(ab0, cd0);
-        q[4 * h + 1] = _mm512_unpackhi_epi64(ab0, cd0);
-        q[4 * h + 2] = _mm512_unpacklo_epi64(ab1, cd1);
-        q[4 * h + 3] = _mm512_unpackhi_epi64(ab1, cd1);
-    }
-}
-
 /* Stores a superblock's signed quants and their bias -128 * sum(q). */
 static inline void gemm_store_w(const __m512i q[8], gw *o) {
     const __m512i u128 = _mm512_set1_epi8((char)0x80);
@@ -602,38 +196,6 @@ static inline void gemm_store_w(const __m512i q[8], gw *o) {
         sum = _mm512_dpbusd_epi32(sum, u128, q[k]); /* 128 * sum(q) per lane */
     }
     _mm512_store_si512(o->bias, _mm512_sub_epi32(_mm512_setzero_si512(), sum));
-}
-
-/* Superblock j of one weight row. */
-static void gemm_pack_w(int fmt, const uint8_t *w, int64_t nb, int64_t j, gw *o) {
-    const int bs = (int)group_bytes(fmt) / 4; /* bytes per block */
-    const __m512i off = sb_offsets(sb_blocks(), bs);
-    const __mmask16 m = sb_mask(sb_blocks(), nb, j);
-    const uint8_t *base = w + (size_t)(j * GEMM_SB) * (size_t)bs;
-    __m512i q[8];
-    if (m == 0xffff) {
-        gemm_transpose_w(fmt, base, q);
-    } else if (fmt == FMT_Q8_0) { /* a partial last superblock: masked gathers */
-        for (int k = 0; k < 8; k++)
-            q[k] = gather32(m, off, base + 2 + 4 * k);
-    } else { /* nibbles: low = elements 4k.., high = elements 16 + 4k.. */
-        const __m512i nib = _mm512_set1_epi8(0x0f);
-        const __m512i eight = _mm512_maskz_set1_epi32(m, 0x08080808);
-        for (int k = 0; k < 4; k++) {
-            __m512i g = gather32(m, off, base + (fmt == FMT_Q4_0 ? 2 : 4) + 4 * k);
-            q[k] = _mm512_and_si512(g, nib);
-            q[k + 4] = _mm512_and_si512(_mm512_srli_epi16(g, 4), nib);
-            if (fmt == FMT_Q4_0) {
-                q[k] = _mm512_sub_epi8(q[k], eight);
-                q[k + 4] = _mm512_sub_epi8(q[k + 4], eight);
-            }
-        }
-    }
-    gemm_store_w(q, o);
-    __m512i dm = gather32(m, off, base);
-    _mm512_store_ps(o->d, half_to_f32(dm));
-    _mm512_store_ps(o->m, fmt == FMT_Q4_1 ? half_to_f32(_mm512_srli_epi32(dm, 16))
-                                          : _mm512_setzero_ps());
 }
 
 /* ------------------------------------------------------- lanes layout */
@@ -748,14 +310,6 @@ static inline __attribute__((always_inline)) __m512 lanes_scale(int fmt, lanes_s
     return acc;
 }
 
-/* Superblocks per decode chunk: the activations of 16384 columns (22 KiB)
- * stay on the stack, and a chunk is whole groups of the layout.  A row wider
- * than a chunk is read in one partial pass per chunk, which breaks the long
- * streams: with 8192-column chunks Eagle's (32 x 4096) 14336-column ffn
- * value rows took two passes, and the model decoded at 86 ms a token
- * against 63 with this size (2 threads, Zen 5; AVX2 set 96 against 70). */
-#define LANES_CHUNK 32
-
 /* Superblock j of K rows against its activations x, added to acc[k].  full:
  * a whole superblock (RWE_LANES_SB blocks), whose loads then compile to
  * plain vectors without a test of the lane count (lanes_load).  Each row's
@@ -830,11 +384,11 @@ static inline __attribute__((always_inline)) void lanes_matvec(int fmt, int64_t 
                                                                const void *W, const void *X,
                                                                float *Y, int64_t r0, int64_t r1) {
     const int64_t nb = cols / RWE_QK, nsb = sb_count(cols);
-    const size_t row_bytes = (size_t)nb * (group_bytes(fmt) / 4);
-    lx xs[LANES_CHUNK];
+    const size_t row_bytes = (size_t)nb * (block_bytes(fmt));
+    lx xs[RWE_LANES_CHUNK];
     const int two = (size_t)(r1 - r0) * row_bytes >= 2 * (size_t)RWE_MIN_STREAM;
-    for (int64_t j0 = 0; j0 < nsb; j0 += LANES_CHUNK) {
-        int64_t nj = nsb - j0 < LANES_CHUNK ? nsb - j0 : LANES_CHUNK;
+    for (int64_t j0 = 0; j0 < nsb; j0 += RWE_LANES_CHUNK) {
+        int64_t nj = nsb - j0 < RWE_LANES_CHUNK ? nsb - j0 : RWE_LANES_CHUNK;
         for (int64_t j = 0; j < nj; j++)
             lanes_pack_x(fmt, X, nb, j0 + j, xs + j);
         if (two)
@@ -1091,33 +645,30 @@ static void fold_tail_w(int nv, const gw *const r[4], gw *o) {
     }
 }
 
-/* GEMM workspace: GEMM_RB x nsb packed weight superblocks, then room for
- * GEMM_RB / 4 tiles' folded tails of up to 2 vectors. */
+/* GEMM workspace: RWE_GEMM_RB x nsb packed weight superblocks, then room for
+ * RWE_GEMM_RB / 4 tiles' folded tails of up to 2 vectors. */
 static inline size_t gemm_w_bytes(int64_t nsb) {
-    return (size_t)(GEMM_RB * nsb + GEMM_RB / 4 * 2) * sizeof(gw);
+    return (size_t)(RWE_GEMM_RB * nsb + RWE_GEMM_RB / 4 * 2) * sizeof(gw);
 }
 
 /* Y = W X over rows [r0, r1) for T tokens whose packed activations are xs,
  * token t xsb bytes after t - 1 (a multiple of 64); weights in the lanes
- * layout when `lanes`, else GGML blocks; ws is gemm_w_bytes(nsb). */
-static inline __attribute__((always_inline)) void gemm_rows(int fmt, int lanes, int64_t cols,
+ * layout; ws is gemm_w_bytes(nsb). */
+static inline __attribute__((always_inline)) void gemm_rows(int fmt, int64_t cols,
                                                             const void *W, const gx *xs,
                                                             size_t xsb, float *Y, int64_t y_stride,
                                                             int64_t T, int64_t r0, int64_t r1,
                                                             gw *ws) {
     const int64_t nb = cols / RWE_QK, nsb = sb_count(cols);
-    const size_t row_bytes = (size_t)nb * (group_bytes(fmt) / 4);
-    const int nv = lanes ? tail_vectors(nb) : 0;
-    gw *wf = ws + GEMM_RB * nsb;
-    for (int64_t rb = r0; rb < r1; rb += GEMM_RB) {
-        int64_t nr = r1 - rb < GEMM_RB ? r1 - rb : GEMM_RB;
+    const size_t row_bytes = (size_t)nb * (block_bytes(fmt));
+    const int nv = tail_vectors(nb);
+    gw *wf = ws + RWE_GEMM_RB * nsb;
+    for (int64_t rb = r0; rb < r1; rb += RWE_GEMM_RB) {
+        int64_t nr = r1 - rb < RWE_GEMM_RB ? r1 - rb : RWE_GEMM_RB;
         for (int64_t i = 0; i < nr; i++)
             for (int64_t j = 0; j < nsb; j++) {
                 const uint8_t *row = (const uint8_t *)W + (size_t)(rb + i) * row_bytes;
-                if (lanes)
-                    gemm_pack_w_lanes(fmt, row, nb, j, ws + i * nsb + j);
-                else
-                    gemm_pack_w(fmt, row, nb, j, ws + i * nsb + j);
+                gemm_pack_w_lanes(fmt, row, nb, j, ws + i * nsb + j);
             }
         for (int64_t i = 0; nv && i + 4 <= nr; i += 4) {
             const gw *last[4] = {ws + (i + 1) * nsb - 1, ws + (i + 2) * nsb - 1, ws + (i + 3) * nsb - 1,
@@ -1159,10 +710,9 @@ static inline __attribute__((always_inline)) void gemm_rows(int fmt, int lanes, 
     }
 }
 
-/* The GEMM path of qmatmul (weights in GGML blocks) and of lanes_matmul
- * (weights in the lanes layout): packs X itself; returns 0 (nothing done)
+/* The GEMM path of lanes_matmul: packs X itself; returns 0 (nothing done)
  * without workspace memory. */
-static inline __attribute__((always_inline)) int qgemm(int fmt, int lanes, int64_t cols, const void *W,
+static inline __attribute__((always_inline)) int qgemm(int fmt, int64_t cols, const void *W,
                                                        const void *X, size_t x_stride, float *Y,
                                                        int64_t y_stride, int64_t T, int64_t r0,
                                                        int64_t r1) {
@@ -1172,34 +722,10 @@ static inline __attribute__((always_inline)) int qgemm(int fmt, int lanes, int64
         return 0;
     for (int64_t t = 0; t < T; t++)
         for (int64_t j = 0; j < nsb; j++)
-            gemm_pack_x(fmt, lanes, (const uint8_t *)X + (size_t)t * x_stride, nb, j, xs + t * nsb + j);
-    gemm_rows(fmt, lanes, cols, W, xs, (size_t)nsb * sizeof(gx), Y, y_stride, T, r0, r1,
+            gemm_pack_x(fmt, (const uint8_t *)X + (size_t)t * x_stride, nb, j, xs + t * nsb + j);
+    gemm_rows(fmt, cols, W, xs, (size_t)nsb * sizeof(gx), Y, y_stride, T, r0, r1,
               (gw *)(xs + T * nsb));
     return 1;
-}
-
-static inline __attribute__((always_inline)) void qmatmul(int fmt, int64_t cols, const void *W,
-                                                          const void *X, size_t x_stride, float *Y,
-                                                          int64_t y_stride, int64_t T, int64_t r0,
-                                                          int64_t r1) {
-    if (T >= RWE_GEMM_MIN_T && qgemm(fmt, 0, cols, W, X, x_stride, Y, y_stride, T, r0, r1))
-        return;
-    xgroup panel[RWE_TILE_T][RWE_CHUNK_G];
-    qjob j = {.fmt = fmt, .nb = cols / RWE_QK, .W = W, .Y = Y, .y_stride = y_stride};
-    j.row_bytes = (size_t)j.nb * (group_bytes(fmt) / 4);
-    int64_t groups = (j.nb + 3) / 4;
-    for (j.t0 = 0; j.t0 < T; j.t0 += RWE_TILE_T) {
-        int tt = T - j.t0 < RWE_TILE_T ? (int)(T - j.t0) : RWE_TILE_T;
-        for (j.g0 = 0; j.g0 < groups; j.g0 += RWE_CHUNK_G) {
-            j.ng = groups - j.g0 < RWE_CHUNK_G ? groups - j.g0 : RWE_CHUNK_G;
-            for (int t = 0; t < tt; t++) {
-                const uint8_t *x = (const uint8_t *)X + (size_t)(j.t0 + t) * x_stride;
-                repack_x(fmt, x, j.nb, j.g0, j.ng, panel[t]);
-                j.xp[t] = panel[t];
-            }
-            qjob_run(&j, tt, r0, r1);
-        }
-    }
 }
 
 /* Weights in the lanes layout: fewer than RWE_GEMM_MIN_T tokens are one
@@ -1214,7 +740,7 @@ static inline __attribute__((always_inline)) void lanes_matmul(int fmt, int64_t 
                                                                const void *X, size_t x_stride,
                                                                float *Y, int64_t y_stride,
                                                                int64_t T, int64_t r0, int64_t r1) {
-    if (T >= RWE_GEMM_MIN_T && qgemm(fmt, 1, cols, W, X, x_stride, Y, y_stride, T, r0, r1))
+    if (T >= RWE_GEMM_MIN_T && qgemm(fmt, cols, W, X, x_stride, Y, y_stride, T, r0, r1))
         return;
     for (int64_t t = 0; t < T; t++)
         lanes_matvec(fmt, cols, W, (const uint8_t *)X + (size_t)t * x_stride, Y + t * y_stride, r0, r1);
@@ -1224,10 +750,6 @@ static inline __attribute__((always_inline)) void lanes_matmul(int fmt, int64_t 
  * each row is its superblocks' gx, lanes order. */
 static size_t gemm_act_bytes_avx512(int64_t n) {
     return (size_t)sb_count(n) * sizeof(gx);
-}
-
-static size_t gemm_work_bytes_avx512(int64_t cols) {
-    return gemm_w_bytes(sb_count(cols));
 }
 
 /* Lane l = the maximum of a[l]'s 16 lanes (l < 16): reduce_4x4 with a as
@@ -1313,18 +835,43 @@ static void gemm_act_avx512(rwe_type act, const float *x, void *y, int64_t n) {
     }
 }
 
+/* The packed-rows GEMM without a workspace (the thread's could not grow):
+ * each weight superblock is packed into one on the stack for every token
+ * that uses it.  Correct, slow, only when memory is short. */
+static void gemm_rows_unbuffered(int fmt, int64_t cols, const void *W, const gx *xs, size_t xsb,
+                                 float *Y, int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {
+    const int64_t nb = cols / RWE_QK, nsb = sb_count(cols);
+    const size_t row_bytes = (size_t)nb * (block_bytes(fmt));
+    for (int64_t r = r0; r < r1; r++)
+        for (int64_t t = 0; t < T; t++) {
+            const gx *x = (const gx *)((const char *)xs + (size_t)t * xsb);
+            float acc = 0.0f;
+            for (int64_t j = 0; j < nsb; j++) {
+                gw w;
+                const gw *wp = &w;
+                const gx *xp = x + j;
+                float y;
+                gemm_pack_w_lanes(fmt, (const uint8_t *)W + (size_t)r * row_bytes, nb, j, &w);
+                gemm_tile(fmt, 1, 1, 1, &wp, &xp, NULL, &y, 0);
+                acc += y;
+            }
+            Y[t * y_stride + r] = acc;
+        }
+}
+
 #define RWE_GEMM_ENTRY(name, F)                                                                 \
     static void name(int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,    \
-                     int64_t y_stride, int64_t T, int64_t r0, int64_t r1, void *work) {        \
-        gemm_rows(FMT_##F, 1, cols, W, X, x_stride, Y, y_stride, T, r0, r1, work);             \
+                     int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {                    \
+        gw *ws = rwe_gemm_workspace(gemm_w_bytes(sb_count(cols)));                              \
+        if (ws)                                                                                 \
+            gemm_rows(FMT_##F, cols, W, X, x_stride, Y, y_stride, T, r0, r1, ws);            \
+        else                                                                                    \
+            gemm_rows_unbuffered(FMT_##F, cols, W, X, x_stride, Y, y_stride, T, r0, r1);        \
     }
 RWE_GEMM_ENTRY(matmul_gemm_q8_0_avx512, Q8_0)
 RWE_GEMM_ENTRY(matmul_gemm_q4_0_avx512, Q4_0)
 RWE_GEMM_ENTRY(matmul_gemm_q4_1_avx512, Q4_1)
 
-RWE_QMATMUL_ENTRY(matmul_q8_0_avx512, qmatmul, Q8_0)
-RWE_QMATMUL_ENTRY(matmul_q4_0_avx512, qmatmul, Q4_0)
-RWE_QMATMUL_ENTRY(matmul_q4_1_avx512, qmatmul, Q4_1)
 RWE_QMATMUL_ENTRY(matmul_lanes_q8_0_avx512, lanes_matmul, Q8_0)
 RWE_QMATMUL_ENTRY(matmul_lanes_q4_0_avx512, lanes_matmul, Q4_0)
 RWE_QMATMUL_ENTRY(matmul_lanes_q4_1_avx512, lanes_matmul, Q4_1)
@@ -1517,24 +1064,19 @@ static void wkv5_avx512(int64_t T, int64_t H, int64_t N, int64_t ld, const float
 const rwe_kernels rwe_kernels_avx512 = {
     .isa = RWE_ISA_AVX512,
     .name = "avx512",
-    .quantize_row_q8_0 = quantize_row_q8_0_avx512,
-    .quantize_row_q8_1 = quantize_row_q8_1_avx512,
-    .matmul_f32 = matmul_f32_avx512,
-    .matmul_f16 = matmul_f16_avx512,
-    .matmul_bf16 = matmul_bf16_avx512,
-    .matmul_q8_0 = matmul_q8_0_avx512,
-    .matmul_q4_0 = matmul_q4_0_avx512,
-    .matmul_q4_1 = matmul_q4_1_avx512,
-    .matmul_lanes_q8_0 = matmul_lanes_q8_0_avx512,
-    .matmul_lanes_q4_0 = matmul_lanes_q4_0_avx512,
-    .matmul_lanes_q4_1 = matmul_lanes_q4_1_avx512,
+    .quantize_row[RWE_TYPE_Q8_0] = quantize_row_q8_0_avx512,
+    .quantize_row[RWE_TYPE_Q8_1] = quantize_row_q8_1_avx512,
+    .mm[RWE_TYPE_F32] = {.matmul = matmul_f32_avx512},
+    .mm[RWE_TYPE_F16] = {.matmul = matmul_f16_avx512},
+    .mm[RWE_TYPE_BF16] = {.matmul = matmul_bf16_avx512},
+    .mm[RWE_TYPE_Q8_0] = {.matmul = rwe_matmul_q8_0_avx2, .lanes = matmul_lanes_q8_0_avx512,
+                          .gemm = matmul_gemm_q8_0_avx512},
+    .mm[RWE_TYPE_Q4_0] = {.matmul = rwe_matmul_q4_0_avx2, .lanes = matmul_lanes_q4_0_avx512,
+                          .gemm = matmul_gemm_q4_0_avx512},
+    .mm[RWE_TYPE_Q4_1] = {.matmul = rwe_matmul_q4_1_avx2, .lanes = matmul_lanes_q4_1_avx512,
+                          .gemm = matmul_gemm_q4_1_avx512},
     .gemm_act_bytes = gemm_act_bytes_avx512,
-    .gemm_work_bytes = gemm_work_bytes_avx512,
     .gemm_act = gemm_act_avx512,
-    .matmul_gemm_q8_0 = matmul_gemm_q8_0_avx512,
-    .matmul_gemm_q4_0 = matmul_gemm_q4_0_avx512,
-    .matmul_gemm_q4_1 = matmul_gemm_q4_1_avx512,
-    .gemm_min_t = RWE_GEMM_MIN_T,
     RWE_AVX2_VECTOR_OPS,
     .wkv5 = wkv5_avx512,
 };

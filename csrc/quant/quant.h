@@ -29,6 +29,9 @@ void rwe_quantize_row_q4_1_ref(const float *x, void *y, int64_t n);
 void rwe_dequantize_row_q8_0_ref(const void *x, float *y, int64_t n);
 void rwe_dequantize_row_q4_0_ref(const void *x, float *y, int64_t n);
 void rwe_dequantize_row_q4_1_ref(const void *x, float *y, int64_t n);
+/* n elements of a row of any weight type (f32, f16, bf16, q8_0, q4_0,
+ * q4_1) as f32; other types leave y untouched. */
+void rwe_row_to_f32(rwe_type t, const void *x, float *y, int64_t n);
 
 /*
  * The "lanes" layout of a q8_0 / q4_0 / q4_1 row: the same bytes as the row

@@ -207,6 +207,19 @@ void rwe_dequantize_row_q4_1_ref(const void *vx, float *y, int64_t n) {
     }
 }
 
+void rwe_row_to_f32(rwe_type t, const void *x, float *y, int64_t n) {
+    const uint16_t *h = x;
+    switch (t) {
+    case RWE_TYPE_F32: memcpy(y, x, (size_t)n * sizeof(float)); break;
+    case RWE_TYPE_F16: for (int64_t i = 0; i < n; i++) y[i] = rwe_f16_to_f32(h[i]); break;
+    case RWE_TYPE_BF16: for (int64_t i = 0; i < n; i++) y[i] = rwe_bf16_to_f32(h[i]); break;
+    case RWE_TYPE_Q8_0: rwe_dequantize_row_q8_0_ref(x, y, n); break;
+    case RWE_TYPE_Q4_0: rwe_dequantize_row_q4_0_ref(x, y, n); break;
+    case RWE_TYPE_Q4_1: rwe_dequantize_row_q4_1_ref(x, y, n); break;
+    default: break;
+    }
+}
+
 /* ------------------------------------------------------ lanes layout */
 
 /* Bytes of one block's quants, and of its header (d, and m for q4_1). */

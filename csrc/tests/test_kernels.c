@@ -307,13 +307,13 @@ static void test_quantize_rows(const rwe_kernels *k) {
         char what[96];
         fill_act_f32(x, n, kind);
         memset(a, 0x55, (size_t)n * 2), memset(b, 0x55, (size_t)n * 2);
-        k->quantize_row_q8_0(x, a, n);
+        k->quantize_row[RWE_TYPE_Q8_0](x, a, n);
         rwe_quantize_row_q8_0_ref(x, b, n);
         int in_range = no_minus_128(a, RWE_TYPE_Q8_0, n);
         snprintf(what, sizeof what, "quantize_row_q8_0 n=%lld %s (bit-exact)", (long long)n, input_names[kind]);
         if (same)
             report(!memcmp(a, b, rwe_row_bytes(RWE_TYPE_Q8_0, n) + 16), k->name, what, 0);
-        k->quantize_row_q8_1(x, a, n);
+        k->quantize_row[RWE_TYPE_Q8_1](x, a, n);
         rwe_quantize_row_q8_1_ref(x, b, n);
         in_range = in_range && no_minus_128(a, RWE_TYPE_Q8_1, n);
         snprintf(what, sizeof what, "quantize_row_q8_1 n=%lld %s (bit-exact)", (long long)n, input_names[kind]);
@@ -333,11 +333,7 @@ static const char *const wfmt_names[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "
 static const rwe_type wfmt_types[] = {RWE_TYPE_F32,  RWE_TYPE_F16,  RWE_TYPE_BF16,
                                       RWE_TYPE_Q8_0, RWE_TYPE_Q4_0, RWE_TYPE_Q4_1};
 
-static rwe_matmul_fn matmul_of(const rwe_kernels *k, int f) {
-    rwe_matmul_fn fns[] = {k->matmul_f32,  k->matmul_f16,  k->matmul_bf16,
-                           k->matmul_q8_0, k->matmul_q4_0, k->matmul_q4_1};
-    return fns[f];
-}
+static rwe_matmul_fn matmul_of(const rwe_kernels *k, int f) { return k->mm[wfmt_types[f]].matmul; }
 
 /* One operand: encoded bytes and its exact (dequantized) values. */
 typedef struct {
@@ -349,14 +345,11 @@ typedef struct {
 
 /* Set for the second pass over the quantized matmuls of a set that has
  * lanes kernels: W is repacked into the lanes layout (quant.h) and the
- * matmul_lanes_* entry runs on it, against the same reference. */
+ * set's lanes product (mm[type].lanes) runs on it, against the same
+ * reference. */
 static int g_lanes;
 
-static rwe_matmul_fn lanes_of(const rwe_kernels *k, int f) {
-    rwe_matmul_fn fns[] = {NULL, NULL, NULL, k->matmul_lanes_q8_0, k->matmul_lanes_q4_0,
-                           k->matmul_lanes_q4_1};
-    return fns[f];
-}
+static rwe_matmul_fn lanes_of(const rwe_kernels *k, int f) { return k->mm[wfmt_types[f]].lanes; }
 
 /* Y = W X over rows [r0, r1) of a `rows`-row W, through the set's kernel
  * for the format, or its lanes kernel on a repacked copy under g_lanes. */
@@ -622,11 +615,7 @@ static void test_long_ranges(const rwe_kernels *k) {
             }
 }
 
-static rwe_gemm_fn gemm_of(const rwe_kernels *k, int f) {
-    rwe_gemm_fn fns[] = {NULL, NULL, NULL, k->matmul_gemm_q8_0, k->matmul_gemm_q4_0,
-                         k->matmul_gemm_q4_1};
-    return fns[f];
-}
+static rwe_gemm_fn gemm_of(const rwe_kernels *k, int f) { return k->mm[wfmt_types[f]].gemm; }
 
 static void *xmalloc64(size_t n) {
     void *p = NULL;
@@ -638,9 +627,11 @@ static void *xmalloc64(size_t n) {
 }
 
 /* One case of test_gemm_act: worst err/tol of matmul_gemm_* against
- * matmul_lanes_* on the same floats (0 or INFINITY when bit-exact is asked). */
+ * matmul_lanes_* on the same floats (0 or INFINITY when bit-exact is asked).
+ * starve: with no GEMM workspace to be had (both take their paths without
+ * one, which need not agree bit for bit). */
 static double gemm_act_case(const rwe_kernels *k, int f, int64_t cols, int64_t rows, int64_t r0,
-                            int64_t r1, int64_t T, int kind) {
+                            int64_t r1, int64_t T, int kind, int starve) {
     const rwe_type act = rwe_act_type(wfmt_types[f]);
     const size_t qb = rwe_row_bytes(act, cols), pb = k->gemm_act_bytes(cols) + 64;
     const int64_t ys = rows + 3;
@@ -650,25 +641,26 @@ static double gemm_act_case(const rwe_kernels *k, int f, int64_t cols, int64_t r
                  xmalloc((size_t)(T * (cols / RWE_QK + 1)) * 4), qb};
     float *xf = xmalloc((size_t)(T * cols) * 4);
     float *y = xmalloc((size_t)(T * ys) * 4), *yl = xmalloc((size_t)(T * ys) * 4);
-    void *work = xmalloc64(k->gemm_work_bytes(cols));
     rwe_lanes_pack(wfmt_types[f], cols, w.data, wl, 0, rows);
     fill_act_f32(xf, T * cols, kind);
     for (int64_t t = 0; t < T; t++) {
-        (act == RWE_TYPE_Q8_1 ? k->quantize_row_q8_1 : k->quantize_row_q8_0)(xf + t * cols,
-                                                                           x.data + t * qb, cols);
+        k->quantize_row[act](xf + t * cols, x.data + t * qb, cols);
         k->gemm_act(act, xf + t * cols, xp + (size_t)t * pb, cols);
     }
     dequant_rows(act, x.data, x.val, x.ms, T, cols, qb);
     for (int64_t i = 0; i < T * ys; i++)
         y[i] = yl[i] = SENTINEL;
+    if (starve)
+        rwe_gemm_workspace_limit(0);
     lanes_of(k, f)(cols, wl, x.data, qb, yl, ys, T, r0, r1);
-    gemm_of(k, f)(cols, wl, xp, pb, y, ys, T, r0, r1, work);
+    gemm_of(k, f)(cols, wl, xp, pb, y, ys, T, r0, r1);
+    rwe_gemm_workspace_limit(SIZE_MAX);
     double worst = 0;
     for (int64_t t = 0; t < T; t++)
         for (int64_t r = 0; r < rows; r++) {
             float got = y[t * ys + r], want = yl[t * ys + r];
             double dot, abs_sum, e;
-            if (r < r0 || r >= r1 || T >= k->gemm_min_t) {
+            if (r < r0 || r >= r1 || (T >= RWE_GEMM_MIN_T && !starve)) {
                 e = memcmp(&got, &want, 4) ? INFINITY : 0;
             } else if (!memcmp(&got, &want, 4) || (isnan(got) && isnan(want))) {
                 e = 0; /* also the "max" inputs, whose fp16 scales overflow */
@@ -678,37 +670,42 @@ static double gemm_act_case(const rwe_kernels *k, int f, int64_t cols, int64_t r
             }
             worst = e > worst ? e : worst;
         }
-    free(wl), free(xp), free(xf), free(y), free(yl), free(work);
+    free(wl), free(xp), free(xf), free(y), free(yl);
     free_operand(&w), free_operand(&x);
     return worst;
 }
 
 /* The prefill GEMM over rows packed once (gemm_act, matmul_gemm_*): from
  * the same floats, the set's quantizer and matmul_lanes_* must give the
- * same outputs bit for bit from gemm_min_t tokens on (both are the GEMM
+ * same outputs bit for bit from RWE_GEMM_MIN_T tokens on (both are the GEMM
  * then), within RTOL_QUANT below it; rows outside [r0, r1) stay untouched.
- * The packed rows are 64 bytes further apart than they need be. */
+ * The packed rows are 64 bytes further apart than they need be.  The last
+ * shapes run again with the GEMM workspace refused (the paths without one). */
 static void test_gemm_act(const rwe_kernels *k) {
     static const int64_t shapes[][4] = {/* rows, r0, r1, T */
                                         {9, 2, 7, 17}, {129, 0, 129, 9}, {40, 3, 37, 8},
                                         {9, 2, 7, 3}, {9, 2, 7, 1}};
     static const int kinds[] = {IN_RANDOM, IN_ZERO, IN_MAX, IN_TIES, IN_NONFINITE};
+    const size_t n_shapes = sizeof shapes / sizeof shapes[0];
     if (!k->gemm_act)
         return;
     for (int f = W_Q8_0; f < W_COUNT; f++)
         for (int c = 0; c < N_COLS; c++)
-            for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            for (size_t s = 0; s < n_shapes + 2; s++) {
+                const int64_t *sh = shapes[s < n_shapes ? s : s - n_shapes];
+                const int starve = s >= n_shapes;
                 double worst = 0;
                 for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
-                    double e = gemm_act_case(k, f, test_cols[c], shapes[s][0], shapes[s][1],
-                                             shapes[s][2], shapes[s][3], kinds[i]);
+                    double e = gemm_act_case(k, f, test_cols[c], sh[0], sh[1], sh[2], sh[3],
+                                             kinds[i], starve);
                     worst = e > worst ? e : worst;
                 }
-                char what[112];
+                char what[128];
                 snprintf(what, sizeof what, "matmul_gemm_%s cols=%d T=%lld rows=[%lld,%lld) of %lld%s",
-                         wfmt_names[f], test_cols[c], (long long)shapes[s][3],
-                         (long long)shapes[s][1], (long long)shapes[s][2], (long long)shapes[s][0],
-                         shapes[s][3] >= k->gemm_min_t ? " (bit-exact)" : "");
+                         wfmt_names[f], test_cols[c], (long long)sh[3], (long long)sh[1],
+                         (long long)sh[2], (long long)sh[0],
+                         starve ? " (no workspace)"
+                                : sh[3] >= RWE_GEMM_MIN_T ? " (bit-exact)" : "");
                 report(worst <= 1.0, k->name, what, worst);
             }
 }
@@ -1008,7 +1005,7 @@ int main(int argc, char **argv) {
         test_quantize_rows(k);
         test_matmuls(k);
         test_long_ranges(k);
-        if (k->matmul_lanes_q4_0) {
+        if (k->mm[RWE_TYPE_Q4_0].lanes) {
             g_lanes = 1;
             test_matmuls(k);
             test_long_ranges(k);
