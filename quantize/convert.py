@@ -267,6 +267,7 @@ def convert(
         raise ArgumentError("the output would overwrite the source checkpoint")
     digest = sha256_of(src_p)
     with open_source(src_p) as ckpt:
+        ckpt.check_complete()
         pipe = _Pipeline(ckpt, recipe, importance or {}, progress)
         written = write_gguf(
             dst_p,
