@@ -6,7 +6,9 @@ Each command lives in its own module of this package and exports ``command``
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import sys
 
 import click
 
@@ -23,6 +25,22 @@ _COMMAND_MODULES = (
 @click.version_option(package_name="rwkv-edge")
 def main() -> None:
     """Run, quantize and inspect RWKV-v5 models on the CPU."""
+    tolerant_stdio()
+
+
+def tolerant_stdio() -> None:
+    """Bytes that are not UTF-8 must not end a command in a traceback.
+
+    stdin decodes them as surrogate escapes (PEP 383, as argv already does), which
+    the tokenizers turn back into the same bytes; stdout and stderr write any
+    such character as a backslash escape instead of raising UnicodeEncodeError.
+    """
+    for stream, errors in ((sys.stdin, "surrogateescape"), (sys.stdout, "backslashreplace"),
+                           (sys.stderr, "backslashreplace")):  # fmt: skip
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):  # closed or detached streams
+                reconfigure(errors=errors)
 
 
 def _register() -> None:

@@ -36,7 +36,7 @@ from .checkpoint import Checkpoint
 from .config import ModelConfig, detect_config
 from .errors import FormatError, IoError, ShapeError, VersionError
 from .quant import BLOCK_BYTES, QK, quantize, row_bytes
-from .tensors import Tensor, closing_on_error, f32_to_bf16, map_readonly
+from .tensors import Tensor, closing_on_error, f32_to_bf16, map_readonly, open_regular
 
 GGUF_MAGIC = b"GGUF"
 GGUF_VERSIONS = (2, 3)
@@ -320,10 +320,7 @@ def read_gguf(path: str | os.PathLike[str]) -> Checkpoint:
     gguf_schema name.
     """
     p = Path(path)
-    try:
-        f = open(p, "rb")
-    except OSError as e:
-        raise IoError(f"cannot open {p}: {e.strerror}") from None
+    f = open_regular(p)  # a FIFO or device is refused, not waited on
     mm = map_readonly(f, p.name)
     with closing_on_error(mm, f):
         cur = _Cursor(mm, p.name)
