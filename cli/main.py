@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import signal
 import sys
+from types import FrameType
 
 import click
 
@@ -26,6 +28,23 @@ _COMMAND_MODULES = (
 def main() -> None:
     """Run, quantize and inspect RWKV-v5 models on the CPU."""
     tolerant_stdio()
+    sigterm_as_interrupt()
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def sigterm_as_interrupt() -> None:
+    """SIGTERM (kill, systemd, docker stop) unwinds like Ctrl-C: every ``finally`` and
+    ``with`` runs, so a writer discards its unfinished file and nothing is left behind.
+    Only where nobody else has claimed SIGTERM, and only for this command."""
+    with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _interrupt)
+            ctx = click.get_current_context(silent=True)
+            if ctx is not None:
+                ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
 
 
 def tolerant_stdio() -> None:

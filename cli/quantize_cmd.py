@@ -140,7 +140,13 @@ def quantize_command(
         raise _fail(e) from None
     _print_report(result)
     if report:
-        report.write_text(json.dumps(result.to_json(), indent=1) + "\n")
+        from rwkv_edge.atomic_file import atomic_output
+
+        try:
+            with atomic_output(report, overwrite=True) as out:
+                out.file.write((json.dumps(result.to_json(), indent=1) + "\n").encode())
+        except RwkvEdgeError as e:
+            raise _fail(e) from None
 
 
 def _run_convert(

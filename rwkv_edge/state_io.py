@@ -11,8 +11,9 @@ Layout (little-endian), version 1:
     16+H    4*N   float32 state data, N = state_len (rwkv_edge.state layout)
     ...     32    sha256 of every byte before it
 
-Writes are atomic (temp file, fsync, rename), so a crash never leaves half a
-file under the real name; an existing file is kept unless overwrite=True.
+Writes are atomic (``rwkv_edge.atomic_file``: an unnamed file linked into place
+once complete), so a crash never leaves half a file under the real name, nor a
+temp file beside it; an existing file is kept unless overwrite=True.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic_file import atomic_output
 from .config import ModelConfig
 from .errors import ArgumentError, FormatError, IoError, VersionError
 from .state import State
@@ -90,39 +92,13 @@ def _check_meta(meta: object) -> None:
 
 
 def _atomic_write(p: Path, data: bytes, overwrite: bool) -> None:
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, p)
-        else:
-            os.link(tmp, p)  # fails if p appeared meanwhile: never clobbers
-            os.unlink(tmp)
-        _fsync_dir(p.parent)
-    except FileExistsError:
-        raise IoError(f"{p} already exists; pass overwrite=True to replace it") from None
+        with atomic_output(p, overwrite=overwrite) as out:
+            out.file.write(data)
+    except IoError:
+        raise
     except OSError as e:
         raise IoError(f"cannot write {p}: {e.strerror or e}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _fsync_dir(d: Path) -> None:
-    # Makes the rename itself durable; not every platform can open a directory.
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def read_state_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], np.ndarray]:
