@@ -106,13 +106,21 @@ def _write_zip(
     prefix: str = "archive/",
     compress: int = zipfile.ZIP_STORED,
 ) -> Path:
-    """A torch-style zip: <prefix>data.pkl plus <prefix>data/<key> storages."""
-    with zipfile.ZipFile(path, "w", compression=compress) as zf:
-        zf.writestr(prefix + "data.pkl", pkl)
+    """A torch-style zip: <prefix>data.pkl plus <prefix>data/<key> storages.
+
+    Entries carry a fixed date, so the same call always writes the same bytes."""
+
+    def put(zf: zipfile.ZipFile, name: str, raw: bytes) -> None:
+        info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+        info.compress_type = compress
+        zf.writestr(info, raw)
+
+    with zipfile.ZipFile(path, "w") as zf:
+        put(zf, prefix + "data.pkl", pkl)
         for key, raw in (storages or {}).items():
-            zf.writestr(f"{prefix}data/{key}", raw)
+            put(zf, f"{prefix}data/{key}", raw)
         for name, raw in (extra or {}).items():
-            zf.writestr(name, raw)
+            put(zf, name, raw)
     return path
 
 
