@@ -134,7 +134,8 @@ def detect_config(shapes: Mapping[str, Sequence[int]]) -> ModelConfig:
 # ---------------------------------------------------------------------------
 
 FLOAT_TYPES = frozenset(("f32", "f16", "bf16", "f64"))
-MATRIX_TYPES = FLOAT_TYPES | {"q8_0", "q4_0", "q4_1"}
+# q5_0/q5_1 only come from rwkv.cpp files, which the quantizer reads (and re-encodes)
+MATRIX_TYPES = FLOAT_TYPES | {"q8_0", "q4_0", "q4_1", "q5_0", "q5_1"}
 _VECTORS = ("ln1.weight", "ln1.bias", "ln2.weight", "ln2.bias", "att.ln_x.weight",
             "att.ln_x.bias", "att.time_mix_k", "att.time_mix_v", "att.time_mix_r",
             "ffn.time_mix_k", "ffn.time_mix_r")  # fmt: skip
