@@ -225,3 +225,22 @@ def _write_attacks() -> None:
 
 if __name__ == "__main__":
     _write_attacks()
+
+
+@pytest.mark.parametrize("how", ["argv", "stdin", "stop"])
+def test_cli_takes_bytes_that_are_not_utf8(how: str, tiny_v2: Path) -> None:
+    """argv and stdin bytes that are not UTF-8 reach the (byte-level) tokenizer as the
+    same bytes: no UnicodeEncodeError traceback (issue 18)."""
+    backend = "c" if c_backend_available() else "numba"
+    cmd = [sys.executable, "-m", "rwkv_edge.cli.main", "generate"]
+    prompt, stdin = b"Hi \xff\xfe there", None
+    if how == "stdin":
+        prompt, stdin = b"-", b"Hi \xff\xfe there\n"
+    args = [*cmd, prompt, "-m", str(tiny_v2), "--backend", backend, "-n", "4", "--seed", "1"]
+    if how == "stop":
+        args += ["--stop", b"\xff"]
+    env = {**os.environ, "LC_ALL": "C.UTF-8", "PYTHONIOENCODING": "utf-8"}
+    proc = subprocess.run(args, input=stdin, capture_output=True, timeout=300, cwd="/", env=env)
+    err = proc.stderr.decode(errors="replace")
+    assert proc.returncode == 0 and "Traceback" not in err, err[-2000:]
+    assert proc.stdout.strip(), "generated nothing"
