@@ -6,7 +6,11 @@ Each command lives in its own module of this package and exports ``command``
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import signal
+import sys
+from types import FrameType
 
 import click
 
@@ -24,6 +28,39 @@ _COMMAND_MODULES = (
 @click.version_option(package_name="rwkv-edge")
 def main() -> None:
     """Run, quantize and inspect RWKV-v5 models on the CPU."""
+    tolerant_stdio()
+    sigterm_as_interrupt()
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def sigterm_as_interrupt() -> None:
+    """SIGTERM (kill, systemd, docker stop) unwinds like Ctrl-C: every ``finally`` and
+    ``with`` runs, so a writer discards its unfinished file and nothing is left behind.
+    Only where nobody else has claimed SIGTERM, and only for this command."""
+    with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _interrupt)
+            ctx = click.get_current_context(silent=True)
+            if ctx is not None:
+                ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+
+
+def tolerant_stdio() -> None:
+    """Bytes that are not UTF-8 must not end a command in a traceback.
+
+    stdin decodes them as surrogate escapes (PEP 383, as argv already does), which
+    the tokenizers turn back into the same bytes; stdout and stderr write any
+    such character as a backslash escape instead of raising UnicodeEncodeError.
+    """
+    for stream, errors in ((sys.stdin, "surrogateescape"), (sys.stdout, "backslashreplace"),
+                           (sys.stderr, "backslashreplace")):  # fmt: skip
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):  # closed or detached streams
+                reconfigure(errors=errors)
 
 
 def _register() -> None:

@@ -17,9 +17,20 @@ def _fail(e: Exception) -> click.ClickException:
     return click.ClickException(str(e))
 
 
+def _read_regular(path: Path) -> bytes:
+    """A file's bytes; a FIFO or device is an error, not a wait or an endless read."""
+    from rwkv_edge.tensors import open_regular
+
+    try:
+        with open_regular(path) as f:
+            return f.read()
+    except RwkvEdgeError as e:
+        raise _fail(e) from None
+
+
 def _read_tokenizer_file(path: Path) -> tuple[str, bytes]:
     """A SentencePiece .model (binary protobuf) or a World vocab (text) file."""
-    data = path.read_bytes()
+    data = _read_regular(path)
     if path.suffix == ".model":
         return "sentencepiece", data
     try:
@@ -41,7 +52,7 @@ def _calibration_stats(
 
     with open_source(src) as ckpt:
         kind, data = tokenizer or default_tokenizer(ckpt)
-        tokens = tokenizer_from_kind(kind, data).encode_bytes(text_file.read_bytes())
+        tokens = tokenizer_from_kind(kind, data).encode_bytes(_read_regular(text_file))
         tokens = tokens[:max_tokens]
         click.echo(f"calibrating on {len(tokens)} tokens of {text_file.name} ...", err=True)
         cache: dict[str, Any] = {}
@@ -140,7 +151,13 @@ def quantize_command(
         raise _fail(e) from None
     _print_report(result)
     if report:
-        report.write_text(json.dumps(result.to_json(), indent=1) + "\n")
+        from rwkv_edge.atomic_file import atomic_output
+
+        try:
+            with atomic_output(report, overwrite=True) as out:
+                out.file.write((json.dumps(result.to_json(), indent=1) + "\n").encode())
+        except RwkvEdgeError as e:
+            raise _fail(e) from None
 
 
 def _run_convert(
@@ -256,7 +273,7 @@ def eval_ppl_command(
 
     try:
         with Model.load(model_path, backend=backend) as model:
-            tokens = tokenize_text(model, textfile.read_bytes())[:max_tokens]
+            tokens = tokenize_text(model, _read_regular(textfile))[:max_tokens]
             res = perplexity(model, tokens, chunk)
             used = model.backend
     except RwkvEdgeError as e:

@@ -29,7 +29,7 @@ from rwkv_edge.checkpoint import Checkpoint, open_checkpoint
 from rwkv_edge.errors import ArgumentError, IoError
 from rwkv_edge.gguf_file import ChunkedTensor, nbytes_of, write_gguf
 from rwkv_edge.quant import QUANT_TYPES, dequantize, quantize
-from rwkv_edge.tensors import Tensor, f32_to_bf16, round_bf16
+from rwkv_edge.tensors import Tensor, f32_to_bf16, open_regular, round_bf16
 
 from .recipe import Recipe, tensor_type
 from .rwkvcpp import is_rwkvcpp, read_rwkvcpp
@@ -97,7 +97,7 @@ def sha256_of(path: Path) -> str:
     h = hashlib.sha256()
     files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
     for f in files:
-        with open(f, "rb") as fh:
+        with open_regular(f) as fh:  # a FIFO would be read forever
             while block := fh.read(16 << 20):
                 h.update(block)
     return h.hexdigest()
@@ -265,8 +265,9 @@ def convert(
         raise IoError(f"{dst_p} exists; pass --force to overwrite it")
     if dst_p.resolve() == src_p.resolve():
         raise ArgumentError("the output would overwrite the source checkpoint")
-    digest = sha256_of(src_p)
-    with open_source(src_p) as ckpt:
+    with open_source(src_p) as ckpt:  # validates (and refuses special files) before hashing
+        ckpt.check_complete()
+        digest = sha256_of(src_p)
         pipe = _Pipeline(ckpt, recipe, importance or {}, progress)
         written = write_gguf(
             dst_p,

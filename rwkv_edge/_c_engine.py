@@ -101,6 +101,7 @@ class CEngine:
         if _is_gguf(p):
             return cls._load(p, n_threads, code)
         with open_checkpoint(p) as ckpt, tempfile.TemporaryDirectory(prefix="rwe-") as tmp:
+            ckpt.check_complete()
             gguf_path = Path(tmp) / "model.gguf"
             write_checkpoint_gguf(ckpt, gguf_path)
             return cls._load(gguf_path, n_threads, code)  # the map outlives the file

@@ -228,8 +228,12 @@ class TokenTable:
         self.offsets[1:] = np.cumsum([len(t) for t in table])
 
     def decode(self, ids: npt.ArrayLike) -> bytes:
-        """Bytes of ``ids``; IndexError naming the first id outside the table."""
-        arr = np.asarray(ids, np.int64).reshape(-1)
+        """Bytes of ``ids``; IndexError naming the first id outside the table, TypeError
+        for ids that are not ints (1.5 must not be read as 1)."""
+        raw = np.asarray(ids)
+        if raw.size and raw.dtype.kind not in "iu":
+            raise TypeError(f"token ids must be ints, got an array of {raw.dtype}")
+        arr = raw.astype(np.int64).reshape(-1)
         out, bad = _gather(arr, self.blob, self.offsets)
         if bad >= 0:
             raise IndexError(f"token id {arr[bad]} is outside [0, {len(self.offsets) - 1})")

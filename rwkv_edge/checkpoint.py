@@ -28,13 +28,21 @@ import zipfile
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from .config import ModelConfig, detect_config
+from .config import ModelConfig, check_tensors, detect_config
 from .errors import FormatError, IoError, UnsafeCheckpointError, VersionError
-from .tensors import Tensor, closing_on_error, map_readonly
+from .tensors import (
+    MAX_DIM,
+    Tensor,
+    checked_dims,
+    closing_on_error,
+    map_readonly,
+    open_regular,
+    quote,
+)
 
 # ---------------------------------------------------------------------------
 # The Checkpoint container
@@ -57,9 +65,31 @@ class Checkpoint(Mapping[str, Tensor]):
         self.metadata = metadata or {}
         self._tensors = tensors
         self._keepalive = keepalive or []  # mmaps and open files backing the arrays
-        self.config: ModelConfig = self._config_from_metadata() or detect_config(
-            {n: t.shape for n, t in tensors.items()}
-        )
+        try:
+            self.config: ModelConfig = self._detect()
+            # The one check of every tensor's rank, shape and dtype: engines, the
+            # quantizer and `info` only ever see tensors that fit the config.
+            check_tensors(self.config, self._signature(), path.name)
+        except BaseException:
+            self.close()  # now, not at garbage collection
+            raise
+
+    def _detect(self) -> ModelConfig:
+        try:
+            return self._config_from_metadata() or detect_config(
+                {n: t.shape for n, t in self._tensors.items()}
+            )
+        except (FormatError, VersionError) as e:
+            if str(e).startswith(f"{self.path.name}:"):
+                raise
+            raise type(e)(f"{self.path.name}: {e}") from None
+
+    def _signature(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        return {n: (t.shape, t.dtype) for n, t in self._tensors.items()}
+
+    def check_complete(self) -> None:
+        """Raise FormatError naming the first missing tensors, if the model lacks any."""
+        check_tensors(self.config, self._signature(), self.path.name, complete=True)
 
     def _config_from_metadata(self) -> ModelConfig | None:
         cfg = self.metadata.get("config")
@@ -108,7 +138,7 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         return _open_hf_dir(p)
     if not p.exists():
         raise IoError(f"no such file: {p}")
-    with open(p, "rb") as f:
+    with open_regular(p) as f:  # a FIFO or device is refused, not waited on
         head = f.read(16)
     if head[:4] == b"GGUF":
         from .gguf_file import read_gguf
@@ -166,7 +196,7 @@ def _normalize_names(tensors: dict[str, Tensor], p: Path) -> dict[str, Tensor]:
     for name, t in tensors.items():
         new = hf_to_blink(name)
         if new in out:
-            raise FormatError(f"{p.name}: tensor '{new}' appears twice")
+            raise FormatError(f"{p.name}: tensor {quote(new)} appears twice")
         out[new] = Tensor(new, t.shape, t.dtype, t.raw)
     return out
 
@@ -192,11 +222,10 @@ _TORCH_DTYPES = {
 
 
 def _refuse_build(obj: object, _state: object) -> None:
-    """``__setstate__`` of every object a pickle can reach: the BUILD opcode is refused.
+    """``__setstate__`` of every object of ours a pickle can reach: BUILD is refused.
 
-    The whitelisted globals are module-level singletons, so a BUILD on one would
-    change how every later file loads in this process (e.g. retag FloatStorage as
-    bf16); a BUILD on a tensor could replace its validated array.
+    The restricted unpickler refuses BUILD itself (``_load_build``); this is the
+    second lock, for any path that would call ``__setstate__`` directly.
     """
     raise FormatError(f"checkpoint pickle tries to modify a {type(obj).__name__} (BUILD)")
 
@@ -204,6 +233,7 @@ def _refuse_build(obj: object, _state: object) -> None:
 class _StorageType:
     """Stand-in for ``torch.FloatStorage`` & co: just a dtype tag."""
 
+    __slots__ = ("name", "np_dtype", "tag")
     __setstate__ = _refuse_build
 
     def __init__(self, storage_name: str) -> None:
@@ -225,72 +255,122 @@ class _SafeFunction:
 
 
 class _Storage:
-    """A storage record from a persistent id; its bytes come from the zip entry."""
+    """A storage record from a persistent id: ``data`` is exactly its bytes in the zip entry.
 
-    def __init__(self, stype: _StorageType, key: str, numel: int, data: np.ndarray) -> None:
+    Nothing is trusted from the record but its dtype: every view is checked
+    against ``data.size``, the elements that really exist.
+    """
+
+    __slots__ = ("data", "key", "stype")
+    __setstate__ = _refuse_build
+
+    def __init__(self, stype: _StorageType, key: str, data: np.ndarray) -> None:
         self.stype = stype
         self.key = key
-        self.numel = numel
         self.data = data
 
 
 class _LazyTensor:
     """What ``_rebuild_tensor_v2`` returns here: a view, validated against its storage."""
 
+    __slots__ = ("array", "dtype")
     __setstate__ = _refuse_build
 
-    def __init__(
-        self, storage: _Storage, offset: int, size: tuple[int, ...], stride: tuple[int, ...]
-    ) -> None:
+    def __init__(self, storage: object, offset: object, size: object, stride: object) -> None:
         if not isinstance(storage, _Storage):
             raise FormatError("tensor rebuilt from something that is not a storage")
-        size = tuple(int(s) for s in size)
-        stride = tuple(int(s) for s in stride)
-        if len(size) != len(stride) or any(s < 0 for s in size + stride) or offset < 0:
-            raise FormatError(f"bad tensor geometry size={size} stride={stride} offset={offset}")
-        numel = math.prod(size)  # Python ints: np.prod wraps around at 2**63
+        if type(offset) is not int or not 0 <= offset < MAX_DIM:
+            raise FormatError("bad tensor geometry: the storage offset is not a small int")
+        size_t = checked_dims(size, "bad tensor geometry: the size")
+        stride_t = checked_dims(stride, "bad tensor geometry: the stride")
+        if len(size_t) != len(stride_t):
+            raise FormatError(f"bad tensor geometry size={size_t} stride={stride_t}")
+        avail = int(storage.data.size)  # elements that exist, whatever the record claimed
+        numel = math.prod(size_t)  # small: MAX_RANK dims below MAX_DIM
+        if offset > avail:
+            raise FormatError(f"tensor at offset {offset} reads past its storage of {avail}")
         if numel > 0:
-            last = offset + sum((s - 1) * st for s, st in zip(size, stride, strict=True))
-            if last >= storage.numel:
+            last = offset + sum((s - 1) * st for s, st in zip(size_t, stride_t, strict=True))
+            if last >= avail:
                 raise FormatError(
-                    f"tensor of size {size} at offset {offset} reads past its storage "
-                    f"of {storage.numel} elements"
+                    f"tensor of size {size_t} at offset {offset} reads past its storage "
+                    f"of {avail} elements"
                 )
-        if numel > storage.numel:
+        if numel > avail:
             # Only stride-0 or overlapping views get here: never weights, and a
             # huge one would turn into a huge allocation at to_f32().
             raise FormatError(
-                f"tensor of size {size} has {numel} elements but its storage only "
-                f"{storage.numel} elements"
+                f"tensor of size {size_t} has {numel} elements but its storage only {avail}"
             )
         item = storage.stype.np_dtype.itemsize
-        base = storage.data
-        view = np.lib.stride_tricks.as_strided(
-            base[offset:] if base.size else base,
-            shape=size,
-            strides=tuple(st * item for st in stride),
-            writeable=False,
+        base = storage.data[offset:]
+        self.array = np.lib.stride_tricks.as_strided(
+            base, shape=size_t, strides=tuple(st * item for st in stride_t), writeable=False
         )
         self.dtype = storage.stype.tag
-        self.array = view
 
 
-def _rebuild_tensor_v2(storage: Any, offset: int, size: Any, stride: Any, *_rest: Any) -> Any:
-    return _LazyTensor(storage, int(offset), tuple(size), tuple(stride))
+def _rebuild_tensor_v2(
+    storage: object, offset: object, size: object, stride: object, *_rest: object
+) -> _LazyTensor:
+    return _LazyTensor(storage, offset, size, stride)
 
 
-def _rebuild_parameter(data: Any, *_rest: Any) -> Any:
+def _rebuild_parameter(data: object, *_rest: object) -> object:
     return data
+
+
+def _new_ordered_dict(*args: object) -> OrderedDict[Any, Any]:
+    """torch pickles an OrderedDict as ``OrderedDict()`` then SETITEMS: never with arguments
+    (``OrderedDict(pairs)`` would hash keys the unpickler has not checked)."""
+    if args:
+        raise FormatError("checkpoint pickle calls OrderedDict with arguments")
+    return OrderedDict()
 
 
 # module, name -> the object handed to the pickle. Nothing else is reachable.
 _SAFE_GLOBALS: dict[tuple[str, str], Any] = {
-    ("collections", "OrderedDict"): OrderedDict,
+    ("collections", "OrderedDict"): _SafeFunction(_new_ordered_dict),
     ("torch._utils", "_rebuild_tensor_v2"): _SafeFunction(_rebuild_tensor_v2),
     ("torch._utils", "_rebuild_parameter"): _SafeFunction(_rebuild_parameter),
     **{("torch", n): _StorageType(n) for n in _STORAGE_DTYPES},
     **{("torch", d): _StorageType(s) for d, s in _TORCH_DTYPES.items()},
 }
+
+# Dict keys must hash in time linear in their size: a tuple built by doubling
+# through the memo hashes (and compares) in exponential time, and a deep one
+# overflows the C stack. State dicts only ever use str keys; the others are harmless.
+_KEY_TYPES = (str, int, float, bool, bytes, type(None))
+
+# Opcodes no tensor state dict uses: object construction outside REDUCE, and
+# sets (they hash their items). Refused outright, before they act.
+_REFUSED_OPCODES = {
+    pickle.INST: "INST",
+    pickle.OBJ: "OBJ",
+    pickle.NEWOBJ: "NEWOBJ",
+    pickle.NEWOBJ_EX: "NEWOBJ_EX",
+    pickle.EMPTY_SET: "EMPTY_SET",
+    pickle.ADDITEMS: "ADDITEMS",
+    pickle.FROZENSET: "FROZENSET",
+    pickle.NEXT_BUFFER: "NEXT_BUFFER",
+    pickle.READONLY_BUFFER: "READONLY_BUFFER",
+}
+
+
+def _refuse_opcode(name: str) -> Any:
+    def refuse(self: Any) -> None:
+        raise UnsafeCheckpointError(
+            f"checkpoint pickle uses the {name} opcode, which a tensor state dict never "
+            "needs; refusing to load it (nothing was executed)"
+        )
+
+    return refuse
+
+
+def _check_key(key: object) -> object:
+    if type(key) not in _KEY_TYPES:
+        raise FormatError(f"checkpoint pickle uses a {type(key).__name__} as a dict key")
+    return key
 
 
 # The pure-Python unpickler, not the C one: the C unpickler keeps its memo in
@@ -298,66 +378,99 @@ _SAFE_GLOBALS: dict[tuple[str, str], Any] = {
 # 0x7fffffff makes it allocate and zero ~16 GB. Here the memo is a dict. A
 # state dict's pickle is small (~100 KB for a 7B model), so speed is no issue.
 class _RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
+    dispatch: ClassVar[dict[int, Any]] = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+
     def __init__(self, data: bytes, load_storage: Any) -> None:
         import io
 
         super().__init__(io.BytesIO(data))
         self._load_storage = load_storage
+        self._size = len(data)
 
     def find_class(self, module: str, name: str) -> Any:
         obj = _SAFE_GLOBALS.get((module, name))
         if obj is None:
             raise UnsafeCheckpointError(
-                f"checkpoint pickle asks for '{module}.{name}', which a tensor state dict "
-                "never needs; refusing to load it (nothing was executed)"
+                f"checkpoint pickle asks for '{quote(module)[1:-1]}.{quote(name)[1:-1]}', "
+                "which a tensor state dict never needs; refusing to load it "
+                "(nothing was executed)"
             )
         return obj
 
     def persistent_load(self, pid: Any) -> Any:
-        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
-            raise FormatError(f"unexpected persistent id in checkpoint: {pid!r:.80}")
+        # Types first, then values: nothing of pid is formatted or compared before.
+        if type(pid) is not tuple or len(pid) != 5 or pid[0] != "storage":
+            raise FormatError(f"unexpected persistent id in checkpoint (a {type(pid).__name__})")
         _, stype, key, _location, numel = pid
-        if not isinstance(stype, _StorageType) or not isinstance(numel, int) or numel < 0:
-            raise FormatError(f"bad storage record in checkpoint: {pid!r:.80}")
-        return self._load_storage(stype, str(key), numel)
+        if not isinstance(stype, _StorageType) or type(key) is not str or len(key) > 256:
+            raise FormatError("bad storage record in checkpoint (type or key)")
+        if type(numel) is not int or numel < 0:
+            raise FormatError("bad storage record in checkpoint (element count)")
+        return self._load_storage(stype, key, numel)
+
+    def _load_build(self) -> None:
+        """BUILD sets attributes: refused on everything but a fresh OrderedDict, whose
+        state (torch's ``_metadata``) is dropped unread."""
+        self.stack.pop()
+        inst = self.stack[-1]
+        if type(inst) is not OrderedDict:
+            raise FormatError(f"checkpoint pickle tries to modify a {type(inst).__name__} (BUILD)")
+
+    def _load_setitem(self) -> None:
+        value = self.stack.pop()
+        key = _check_key(self.stack.pop())
+        self.stack[-1][key] = value
+
+    def _load_setitems(self) -> None:
+        items = self.pop_mark()
+        target = self.stack[-1]
+        for i in range(0, len(items) - 1, 2):
+            target[_check_key(items[i])] = items[i + 1]
+
+    def _load_dict(self) -> None:
+        items = self.pop_mark()
+        self.append({_check_key(items[i]): items[i + 1] for i in range(0, len(items) - 1, 2)})
+
+    def _load_bytearray8(self) -> None:
+        (n,) = struct.unpack("<Q", self.read(8))
+        if n > self._size:  # bounded by the bytes the pickle has, before allocating
+            raise FormatError(f"checkpoint pickle claims a {n}-byte bytearray")
+        self.append(bytearray(self.read(n)))
+
+    dispatch[pickle.BUILD[0]] = _load_build
+    dispatch[pickle.SETITEM[0]] = _load_setitem
+    dispatch[pickle.SETITEMS[0]] = _load_setitems
+    dispatch[pickle.DICT[0]] = _load_dict
+    dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
+    for _op, _name in _REFUSED_OPCODES.items():
+        dispatch[_op[0]] = _refuse_opcode(_name)
+    del _op, _name
 
 
-def _zip_entry_array(zf: zipfile.ZipFile, mm: mmap.mmap, info: zipfile.ZipInfo) -> np.ndarray:
-    """The bytes of one zip entry as a uint8 array; a view of the map when stored."""
+def _zip_entry_array(mm: mmap.mmap, info: zipfile.ZipInfo) -> np.ndarray:
+    """The bytes of one zip entry as a uint8 array: a view of the map, exactly the entry."""
+    what = f"zip entry {quote(info.filename)}"
     if info.compress_type != zipfile.ZIP_STORED:
-        # torch.save stores tensor data uncompressed; inflating a lying entry
+        # torch.save stores everything uncompressed; inflating a lying entry
         # (a zip bomb) could take any amount of memory.
-        raise FormatError(
-            f"zip entry '{info.filename}' is compressed; torch never compresses tensor data"
-        )
+        raise FormatError(f"{what} is compressed; torch never compresses checkpoint data")
+    if info.file_size != info.compress_size:
+        raise FormatError(f"{what} is stored but claims two different sizes")
     off = info.header_offset
-    if off + 30 > len(mm) or mm[off : off + 4] != b"PK\x03\x04":
-        raise FormatError(f"zip entry '{info.filename}' has a bad local header")
+    if not 0 <= off <= len(mm) - 30 or mm[off : off + 4] != b"PK\x03\x04":
+        raise FormatError(f"{what} has a bad local header")
     name_len, extra_len = struct.unpack_from("<HH", mm, off + 26)
     start = off + 30 + name_len + extra_len
     if start + info.file_size > len(mm):
-        raise FormatError(f"zip entry '{info.filename}' runs past the end of the file (truncated?)")
+        raise FormatError(f"{what} runs past the end of the file (truncated?)")
     return np.frombuffer(mm, dtype=np.uint8, count=info.file_size, offset=start)
 
 
-_MAX_PICKLE_BYTES = 1 << 30  # a 7B model's data.pkl is ~100 KB; bounds a lying zip
-
-
 def _read_torch_zip(p: Path) -> tuple[dict[str, Tensor], list[Any]]:
-    f = open(p, "rb")
-    mm: mmap.mmap | None = None
-    try:
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        tensors = _unpickle_zip(p, _open_zip(p, f), mm)
-    except BaseException:
-        # Close now rather than at garbage collection: a process that probes
-        # many bad files must not run out of descriptors.
-        if mm is not None:
-            with contextlib.suppress(BufferError):  # a view still alive; freed with it
-                mm.close()
-        f.close()
-        raise
-    return tensors, [mm, f]
+    f = open_regular(p)
+    mm = map_readonly(f, p.name)
+    with closing_on_error(mm, f):
+        return _unpickle_zip(p, _open_zip(p, f), mm), [mm, f]
 
 
 def _open_zip(p: Path, f: Any) -> zipfile.ZipFile:
@@ -365,7 +478,7 @@ def _open_zip(p: Path, f: Any) -> zipfile.ZipFile:
         return zipfile.ZipFile(f)
     except Exception as e:  # zipfile raises many types on a damaged directory
         raise FormatError(
-            f"{p.name}: not a readable torch zip checkpoint ({type(e).__name__}: {e})"
+            f"{p.name}: not a readable torch zip checkpoint ({type(e).__name__}: {e!s:.200})"
         ) from None
 
 
@@ -375,25 +488,30 @@ def _unpickle_zip(p: Path, zf: zipfile.ZipFile, mm: mmap.mmap) -> dict[str, Tens
         raise FormatError(f"{p.name}: expected one data.pkl in the zip, found {len(pkl_names)}")
     prefix = pkl_names[0][: -len("data.pkl")]
     entries = {i.filename: i for i in zf.infolist()}
-    if entries[pkl_names[0]].file_size > _MAX_PICKLE_BYTES:
-        raise FormatError(f"{p.name}: data.pkl claims {entries[pkl_names[0]].file_size} bytes")
+    pkl = bytes(_zip_entry_array(mm, entries[pkl_names[0]]))
 
     def load_storage(stype: _StorageType, key: str, numel: int) -> _Storage:
         info = entries.get(f"{prefix}data/{key}")
         if info is None:
-            raise FormatError(f"{p.name}: storage '{key:.80}' is missing from the zip")
-        raw = _zip_entry_array(zf, mm, info)
-        need = numel * stype.np_dtype.itemsize
-        if raw.size < need:
-            raise FormatError(f"{p.name}: storage '{key}' holds {raw.size} bytes, needs {need}")
-        return _Storage(stype, key, numel, raw[:need].view(stype.np_dtype))
+            raise FormatError(f"{p.name}: storage {quote(key)} is missing from the zip")
+        raw = _zip_entry_array(mm, info)
+        item = stype.np_dtype.itemsize
+        if numel > raw.size // item:
+            raise FormatError(
+                f"{p.name}: storage {quote(key)} holds {raw.size} bytes, needs {numel * item}"
+            )
+        return _Storage(stype, key, raw[: numel * item].view(stype.np_dtype))
 
     try:
-        obj = _RestrictedUnpickler(zf.read(pkl_names[0]), load_storage).load()
-    except (FormatError, UnsafeCheckpointError):
-        raise
+        obj = _RestrictedUnpickler(pkl, load_storage).load()
+    except (FormatError, UnsafeCheckpointError) as e:
+        if p.name in str(e):
+            raise
+        raise type(e)(f"{p.name}: {e}") from None
     except Exception as e:  # any other unpickling failure is a corrupt file
-        msg = f"{p.name}: corrupt checkpoint pickle ({type(e).__name__}: {e})"
+        # RecursionError, MemoryError included; the message of a pickle error
+        # never quotes more than an opcode or a short line.
+        msg = f"{p.name}: corrupt checkpoint pickle ({type(e).__name__}: {e!s:.200})"
         raise FormatError(msg) from None
     return _tensors_from_state_dict(obj, p)
 
@@ -412,7 +530,9 @@ def _tensors_from_state_dict(obj: Any, p: Path) -> dict[str, Tensor]:
             if name.startswith("_"):
                 out[name] = Tensor(name, (), "f32", np.zeros(0, np.float32))  # flagged later
                 continue
-            raise FormatError(f"{p.name}: entry '{name}' is a {type(val).__name__}, not a tensor")
+            raise FormatError(
+                f"{p.name}: entry {quote(name)} is a {type(val).__name__}, not a tensor"
+            )
         out[name] = Tensor(name, tuple(val.array.shape), val.dtype, val.array)
     return out
 
@@ -431,7 +551,7 @@ _ST_MAX_HEADER = 100 * 1024 * 1024
 
 
 def _read_safetensors(p: Path) -> tuple[dict[str, Tensor], list[Any]]:
-    f = open(p, "rb")
+    f = open_regular(p)
     mm = map_readonly(f, p.name)
     with closing_on_error(mm, f):
         return _parse_safetensors(p, mm), [mm, f]
@@ -445,7 +565,9 @@ def _parse_safetensors(p: Path, mm: mmap.mmap) -> dict[str, Tensor]:
         header = json.loads(bytes(mm[8 : 8 + hlen]))
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
         # RecursionError: deeply nested JSON arrays
-        raise FormatError(f"{p.name}: bad safetensors header ({type(e).__name__}: {e})") from None
+        raise FormatError(
+            f"{p.name}: bad safetensors header ({type(e).__name__}: {e!s:.200})"
+        ) from None
     if not isinstance(header, dict):
         raise FormatError(f"{p.name}: safetensors header is not a JSON object")
     base = 8 + hlen
@@ -458,19 +580,28 @@ def _parse_safetensors(p: Path, mm: mmap.mmap) -> dict[str, Tensor]:
 
 
 def _safetensors_entry(p: Path, mm: mmap.mmap, base: int, name: str, info: Any) -> Tensor:
-    try:
-        tag, dt = _ST_DTYPES[info["dtype"]]
-        shape = tuple(int(s) for s in info["shape"])
-        begin, end = (int(x) for x in info["data_offsets"])
-    except KeyError as e:
-        raise FormatError(f"{p.name}: tensor '{name}' has unsupported or missing {e}") from None
-    except (TypeError, ValueError):
-        raise FormatError(f"{p.name}: tensor '{name}' has a malformed header entry") from None
-    count = math.prod(shape)  # Python ints: np.prod wraps around at 2**63
-    if any(s < 0 for s in shape) or begin < 0 or end - begin != count * dt.itemsize:
-        raise FormatError(f"{p.name}: tensor '{name}' size does not match its shape {shape}")
+    what = f"{p.name}: tensor {quote(name)}"
+    if not isinstance(info, dict):
+        raise FormatError(f"{what} has a malformed header entry (a {type(info).__name__})")
+    for key in ("dtype", "shape", "data_offsets"):
+        if key not in info:
+            raise FormatError(f"{what} has no {key!r} in its header entry")
+    dtype = info["dtype"]
+    if not isinstance(dtype, str) or dtype not in _ST_DTYPES:
+        shown = quote(dtype) if isinstance(dtype, str) else f"a {type(dtype).__name__}"
+        raise FormatError(f"{what} has unsupported dtype {shown}")
+    tag, dt = _ST_DTYPES[dtype]
+    # ints only, checked before any arithmetic: JSON gives floats, Infinity, huge ints
+    shape = checked_dims(info["shape"], f"{what}: shape")
+    offsets = checked_dims(info["data_offsets"], f"{what}: data_offsets")
+    if len(offsets) != 2:
+        raise FormatError(f"{what}: data_offsets must be [begin, end]")
+    begin, end = offsets
+    count = math.prod(shape)
+    if end < begin or end - begin != count * dt.itemsize:
+        raise FormatError(f"{what}: size does not match its shape {shape}")
     if base + end > len(mm):
-        raise FormatError(f"{p.name}: tensor '{name}' runs past the end of the file (truncated?)")
+        raise FormatError(f"{what} runs past the end of the file (truncated?)")
     arr = np.frombuffer(mm, dtype=dt, count=count, offset=base + begin).reshape(shape)
     return Tensor(name, shape, tag, arr)
 

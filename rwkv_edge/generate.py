@@ -16,7 +16,7 @@ the model's prediction for the token after it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import ArgumentError
-from .sampling import Sampler, SamplingParams
+from .sampling import Sampler, SamplingParams, check_seed
 from .state import State
 
 ProgressFn = Callable[[int, int], None]  # (tokens ingested so far, total)
@@ -252,7 +252,7 @@ def generate(
     presence_penalty: float = 0.2,
     frequency_penalty: float = 0.2,
     penalty_decay: float = 0.996,
-    stop: Sequence[str] = (),
+    stop: Sequence[str] | None = (),
     min_chars: int = 0,
     seed: int | None = None,
     logit_bias: Mapping[int, float] | None = None,
@@ -261,6 +261,7 @@ def generate(
     on_progress: ProgressFn | None = None,
     logits: npt.ArrayLike | None = None,
     sampler: Sampler | None = None,
+    **unknown: Any,
 ) -> Generation:
     """Stream a continuation of ``prompt`` (text or token ids) as text pieces.
 
@@ -272,29 +273,31 @@ def generate(
     from a saved prediction; ``sampler`` reuses one (its penalty history
     included) instead of building one from the sampling arguments.
     """
+    if unknown:
+        raise ArgumentError(f"generate() has no option {', '.join(sorted(unknown))}")
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is None:
         raise ArgumentError("this model has no tokenizer; generation needs one to produce text")
-    if max_tokens < 0:
-        raise ArgumentError(f"max_tokens must be >= 0, got {max_tokens}")
-    if min_chars < 0:
-        raise ArgumentError(f"min_chars must be >= 0, got {min_chars}")
-    ids = tokenizer.encode(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
+    _require_count("max_tokens", max_tokens, 0)
+    _require_count("min_chars", min_chars, 0)
+    _require_count("chunk_len", chunk_len, 1)
+    stops = _stop_strings(stop)
+    if on_progress is not None and not callable(on_progress):
+        raise ArgumentError("on_progress must be a callable(done, total) or None")
+    check_seed(seed)
+    ids = tokenizer.encode(prompt) if isinstance(prompt, str) else _prompt_ids(prompt)
     if sampler is None:
-        sampler = make_sampler(
-            model,
-            SamplingParams(
-                temperature,
-                top_p,
-                top_k,
-                presence_penalty,
-                frequency_penalty,
-                penalty_decay,
-                dict(logit_bias or {}),
-                tuple(banned_tokens),
-            ),
-            seed,
+        params = SamplingParams(
+            temperature,
+            top_p,
+            top_k,
+            presence_penalty,
+            frequency_penalty,
+            penalty_decay,
+            _as_dict(logit_bias),
+            _as_tuple(banned_tokens, "banned_tokens"),
         )
+        sampler = make_sampler(model, params, seed)
     start = None if logits is None else np.asarray(logits, np.float32)
     return Generation(
         model,
@@ -302,12 +305,55 @@ def generate(
         sampler,
         ids,
         max_tokens,
-        list(stop),
+        stops,
         chunk_len,
         min_chars,
         on_progress,
         start,
     )
+
+
+def _require_count(name: str, value: object, least: int) -> None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        raise ArgumentError(f"{name} must be an int, got a {type(value).__name__}")
+    if value < least:
+        raise ArgumentError(f"{name} must be >= {least}, got {value}")
+
+
+def _stop_strings(stop: object) -> list[str]:
+    """None or a sequence of non-empty strs (one str alone is one stop string)."""
+    if stop is None:
+        return []
+    items = [stop] if isinstance(stop, str) else _as_tuple(stop, "stop")
+    for s in items:
+        if not isinstance(s, str):
+            raise ArgumentError(f"stop strings must be str, got a {type(s).__name__}")
+        if not s:
+            raise ArgumentError("an empty stop string would match before any text: remove it")
+    return list(items)
+
+
+def _as_tuple(items: object, name: str) -> tuple[Any, ...]:
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        raise ArgumentError(f"{name} must be a sequence, got a {type(items).__name__}")
+    return tuple(items)
+
+
+def _as_dict(bias: object) -> dict[Any, Any]:
+    if bias is None:
+        return {}
+    if not isinstance(bias, Mapping):
+        raise ArgumentError(f"logit_bias must be a mapping, got a {type(bias).__name__}")
+    return dict(bias)
+
+
+def _prompt_ids(prompt: object) -> list[int]:
+    """Token ids given as the prompt: ints only (1.5 or "7" are not ids)."""
+    ids = list(_as_tuple(prompt, "prompt"))
+    for t in ids:
+        if not isinstance(t, (int, np.integer)) or isinstance(t, bool):
+            raise ArgumentError(f"prompt token ids must be ints, got a {type(t).__name__}")
+    return [int(t) for t in ids]
 
 
 @dataclass

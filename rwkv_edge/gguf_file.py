@@ -10,9 +10,9 @@ copied.
 Writing uses ``gguf.GGUFWriter`` for the header. Tensors stream one by one
 into a data file beside the destination, so the header (which lists every
 tensor and the quantizer's report) can be written once all of them are
-known; the header and the data are then joined in a temp file that is
-fsynced and renamed over the destination. A crash at any point leaves the
-destination untouched.
+known; the header and the data are then joined in an unnamed file that is
+fsynced and linked over the destination (``rwkv_edge.atomic_file``). A crash
+or kill at any point leaves the destination untouched and no temp file behind.
 """
 
 from __future__ import annotations
@@ -32,11 +32,12 @@ from typing import IO, Any
 import numpy as np
 
 from . import gguf_schema as S
+from .atomic_file import atomic_output
 from .checkpoint import Checkpoint
 from .config import ModelConfig, detect_config
 from .errors import FormatError, IoError, ShapeError, VersionError
 from .quant import BLOCK_BYTES, QK, quantize, row_bytes
-from .tensors import Tensor, closing_on_error, f32_to_bf16, map_readonly
+from .tensors import Tensor, closing_on_error, f32_to_bf16, map_readonly, open_regular
 
 GGUF_MAGIC = b"GGUF"
 GGUF_VERSIONS = (2, 3)
@@ -320,10 +321,7 @@ def read_gguf(path: str | os.PathLike[str]) -> Checkpoint:
     gguf_schema name.
     """
     p = Path(path)
-    try:
-        f = open(p, "rb")
-    except OSError as e:
-        raise IoError(f"cannot open {p}: {e.strerror}") from None
+    f = open_regular(p)  # a FIFO or device is refused, not waited on
     mm = map_readonly(f, p.name)
     with closing_on_error(mm, f):
         cur = _Cursor(mm, p.name)
@@ -486,21 +484,6 @@ def _check_meta(meta: Mapping[str, Any]) -> None:
         raise ShapeError(f"emb_ln_dtype must be f32, f16 or bf16, got {meta['emb_ln_dtype']!r}")
 
 
-def _temp_path(dst: Path, tag: str) -> Path:
-    """A fresh, clearly temporary name beside dst (same filesystem, so rename is atomic)."""
-    fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=f".{tag}.tmp", dir=dst.parent)
-    os.close(fd)
-    return Path(name)
-
-
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_gguf(
     dst: str | os.PathLike[str],
     config: ModelConfig,
@@ -537,24 +520,20 @@ def write_gguf(
         raise IoError(f"{dst} exists; pass force=True (--force) to overwrite it")
     if not dst.parent.is_dir():
         raise IoError(f"directory {dst.parent} does not exist")
-    blob, tmp = _temp_path(dst, "data"), _temp_path(dst, "gguf")
-    try:
-        with open(blob, "w+b") as bf:
-            written = [_stream_tensor(bf, n, d, a) for n, d, a in tensors]
-            meta["report"] = report() if callable(report) else report
-            with _write_header(tmp, config, meta, written) as out:
-                out.write(b"\0" * (-out.tell() % S.ALIGNMENT))
-                bf.seek(0)
-                shutil.copyfileobj(bf, out, 16 << 20)
-                out.flush()
-                os.fsync(out.fileno())
-        os.replace(tmp, dst)
-        _fsync_dir(dst.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        blob.unlink(missing_ok=True)
+    # The tensors stream into an unnamed scratch file (O_TMPFILE where the OS has
+    # it), the header then goes first into the output, and only the complete,
+    # fsynced output is given dst's name: an interrupted run leaves nothing.
+    with (
+        tempfile.TemporaryFile(dir=dst.parent, prefix=f".{dst.name}.", suffix=".data.tmp") as bf,
+        atomic_output(dst, overwrite=force) as target,
+    ):
+        written = [_stream_tensor(bf, n, d, a) for n, d, a in tensors]
+        meta["report"] = report() if callable(report) else report
+        with _write_header(Path(target.path), config, meta, written) as out:
+            out.write(b"\0" * (-out.tell() % S.ALIGNMENT))
+            bf.seek(0)
+            shutil.copyfileobj(bf, out, 16 << 20)
+            out.flush()
     return WriteResult(dst, dst.stat().st_size, [(t.name, t.dtype, t.shape) for t in written])
 
 

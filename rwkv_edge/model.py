@@ -192,6 +192,16 @@ class Model:
             [self.engine.forward(toks[i : i + 1], st.data, False) for i, st in enumerate(states)]
         )
 
+    def adopt_state(self, state: State) -> State:
+        """A copy of ``state`` bound to this model: the explicit way to carry a state over
+        to another model of the same shape (``forward`` refuses a foreign one, since
+        its numbers mean something else there)."""
+        if not isinstance(state, State):
+            raise ArgumentError(f"state must be a rwkv_edge.State, got {type(state).__name__}")
+        if state.config != self.config:
+            raise ShapeError("this state belongs to a model of another shape")
+        return State(self.config, state.data.copy(), self.model_id)
+
     def generate(
         self, prompt: str | Sequence[int], state: State | None = None, **options: Any
     ) -> Any:
@@ -250,6 +260,11 @@ class Model:
             raise ArgumentError(f"state must be a rwkv_edge.State, got {type(state).__name__}")
         if state.config != self.config:
             raise ShapeError("this state belongs to a model of another shape")
+        if state.model_id and state.model_id != self.model_id:
+            raise ArgumentError(
+                f"this state belongs to model {state.model_id}, not to {self.model_id} "
+                f"({self.path.name}); use model.adopt_state(state) to carry it over on purpose"
+            )
         d = state.data  # a user may have replaced it; the engines write through it
         if not (
             isinstance(d, np.ndarray)

@@ -38,6 +38,20 @@ class SamplingParams:
     banned_tokens: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
+            _require_number(name, getattr(self, name))
+        _require_number("penalty_decay", self.penalty_decay)
+        if not _is_int(self.top_k):
+            raise ArgumentError(f"top_k must be an int, got a {type(self.top_k).__name__}")
+        if not isinstance(self.logit_bias, Mapping):
+            raise ArgumentError("logit_bias must be a mapping {token id: bias}")
+        for tok, b in self.logit_bias.items():
+            if not _is_int(tok):
+                kind = type(tok).__name__
+                raise ArgumentError(f"logit_bias keys must be token ids, got a {kind}")
+            _require_number(f"logit_bias[{tok}]", b, finite=False)
+        if not all(map(_is_int, self.banned_tokens)):
+            raise ArgumentError("banned_tokens must be token ids (ints)")
         if not (self.temperature >= 0 and np.isfinite(self.temperature)):
             raise ArgumentError(f"temperature must be >= 0, got {self.temperature}")
         if not 0.0 <= self.top_p <= 1.0:
@@ -49,6 +63,27 @@ class SamplingParams:
 
     def with_(self, **changes: Any) -> SamplingParams:
         return replace(self, **changes)
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _require_number(name: str, value: object, finite: bool = True) -> None:
+    """A real number (not a str, not a bool); finite unless a bias (-inf bans)."""
+    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
+        raise ArgumentError(f"{name} must be a number, got a {type(value).__name__}")
+    if np.isnan(value) or (finite and not np.isfinite(value)):
+        raise ArgumentError(f"{name} must be a finite number, got {value}")
+
+
+def check_seed(seed: object) -> int | None:
+    """None, or an int >= 0 (what numpy's generators accept), as an ArgumentError otherwise."""
+    if seed is None:
+        return None
+    if not _is_int(seed) or seed < 0:  # type: ignore[operator]
+        raise ArgumentError(f"seed must be None or an int >= 0, got {seed!r:.40}")
+    return int(seed)  # type: ignore[call-overload]
 
 
 class Sampler:
@@ -63,11 +98,16 @@ class Sampler:
     ) -> None:
         self.n_vocab = n_vocab
         self.params = params or SamplingParams()
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(check_seed(seed))
         self.counts = np.zeros(n_vocab, np.float32)  # decayed occurrence counts
         self.seen = np.zeros(n_vocab, np.bool_)
         self._extra_bans = tuple(int(t) for t in banned)
         self._bias = self._make_bias()
+        self._check_not_all_banned()
+
+    def _check_not_all_banned(self) -> None:
+        if self.n_vocab and np.isneginf(self._bias).all():
+            raise ArgumentError("banned_tokens (and logit_bias) leave no token that can be drawn")
 
     def _make_bias(self) -> F32:
         bias = np.zeros(self.n_vocab, np.float32)
@@ -78,6 +118,8 @@ class Sampler:
         return bias
 
     def _check(self, tok: int) -> int:
+        if not _is_int(tok):
+            raise ArgumentError(f"token ids must be ints, got a {type(tok).__name__}")
         if not 0 <= int(tok) < self.n_vocab:
             raise ArgumentError(f"token id {tok} is outside the vocabulary [0, {self.n_vocab})")
         return int(tok)
@@ -86,6 +128,7 @@ class Sampler:
         """New settings for the next draws; the penalty history is kept."""
         self.params = params
         self._bias = self._make_bias()
+        self._check_not_all_banned()
 
     def adjust(self, logits: npt.ArrayLike) -> F32:
         """Steps 1-2: bias, bans and repetition penalties (a new array)."""
@@ -101,6 +144,8 @@ class Sampler:
         if np.isnan(x).any():
             raise ArgumentError("logits contain NaN")
         best = int(np.argmax(x))
+        if x[best] == -np.inf:  # every token banned or biased to -inf: nothing may be drawn
+            raise ArgumentError("every token is banned (banned_tokens / logit_bias): none to draw")
         if self.params.temperature == 0 or not np.isfinite(x[best]):
             return best
         probs = self.probabilities(x)

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .config import ModelConfig
-from .errors import ShapeError
+from .errors import ArgumentError, ShapeError
 
 
 class LayerState(NamedTuple):
@@ -50,8 +50,10 @@ class State:
     def layer(self, i: int) -> LayerState:
         """Views (not copies) of layer i's three parts."""
         cfg = self.config
+        if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
+            raise ArgumentError(f"layer index must be an int, got a {type(i).__name__}")
         if not 0 <= i < cfg.n_layer:
-            raise IndexError(f"layer {i} out of range [0, {cfg.n_layer})")
+            raise ArgumentError(f"layer {i} out of range [0, {cfg.n_layer})")
         c, h, n = cfg.n_embd, cfg.n_head, cfg.head_size
         base = i * cfg.layer_state_len
         return LayerState(

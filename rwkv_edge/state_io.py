@@ -11,8 +11,9 @@ Layout (little-endian), version 1:
     16+H    4*N   float32 state data, N = state_len (rwkv_edge.state layout)
     ...     32    sha256 of every byte before it
 
-Writes are atomic (temp file, fsync, rename), so a crash never leaves half a
-file under the real name; an existing file is kept unless overwrite=True.
+Writes are atomic (``rwkv_edge.atomic_file``: an unnamed file linked into place
+once complete), so a crash never leaves half a file under the real name, nor a
+temp file beside it; an existing file is kept unless overwrite=True.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from typing import Any
 
 import numpy as np
 
+from .atomic_file import atomic_output
 from .config import ModelConfig
 from .errors import ArgumentError, FormatError, IoError, VersionError
 from .state import State
+from .tensors import open_regular
 
 MAGIC = b"RWKVSTAT"
 FORMAT_VERSION = 1
@@ -68,6 +71,7 @@ def save_state(
         raise ArgumentError(
             f"this state belongs to model {state.model_id}, not to {model.model_id}"
         )
+    _check_meta(meta)
     p = Path(path)
     if p.exists() and not overwrite:
         raise IoError(f"{p} already exists; pass overwrite=True to replace it")
@@ -75,70 +79,66 @@ def save_state(
     return p
 
 
-def _atomic_write(p: Path, data: bytes, overwrite: bool) -> None:
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+def _check_meta(meta: object) -> None:
+    if meta is None:
+        return
+    if not isinstance(meta, dict):
+        raise ArgumentError(f"meta must be a dict, got a {type(meta).__name__}")
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, p)
-        else:
-            os.link(tmp, p)  # fails if p appeared meanwhile: never clobbers
-            os.unlink(tmp)
-        _fsync_dir(p.parent)
-    except FileExistsError:
-        raise IoError(f"{p} already exists; pass overwrite=True to replace it") from None
+        json.dumps(meta)
+    except (TypeError, ValueError, RecursionError) as e:
+        msg = f"meta must hold only JSON values (str, number, bool, None, list, dict): {e}"
+        raise ArgumentError(msg) from None
+
+
+def _atomic_write(p: Path, data: bytes, overwrite: bool) -> None:
+    try:
+        with atomic_output(p, overwrite=overwrite) as out:
+            out.file.write(data)
+    except IoError:
+        raise
     except OSError as e:
         raise IoError(f"cannot write {p}: {e.strerror or e}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _fsync_dir(d: Path) -> None:
-    # Makes the rename itself durable; not every platform can open a directory.
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def read_state_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], np.ndarray]:
-    """Parse and verify a state file: (header dict, float32 data). No model needed."""
+    """Parse and verify a state file: (header dict, float32 data). No model needed.
+
+    Reads only a regular file (a FIFO or /dev/zero is refused, not read forever),
+    and no more bytes than its header says it holds, checked against its size first.
+    """
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as e:
-        raise IoError(f"cannot read {p}: {e.strerror or e}") from None
-    if len(raw) < _PREFIX.size or raw[:8] != MAGIC:
-        raise FormatError(f"{p.name}: not an rwkv-edge state file (bad magic)")
-    _, version, hlen = _PREFIX.unpack_from(raw)
-    if version != FORMAT_VERSION:
-        raise VersionError(
-            f"{p.name}: state file version {version}; this rwkv-edge reads version {FORMAT_VERSION}"
-        )
-    if hlen > _MAX_HEADER or len(raw) < _PREFIX.size + hlen + _DIGEST_LEN:
-        raise FormatError(f"{p.name}: truncated state file ({len(raw)} bytes)")
-    body, digest = raw[:-_DIGEST_LEN], raw[-_DIGEST_LEN:]
-    header = _parse_header(raw[_PREFIX.size : _PREFIX.size + hlen], p.name)
-    data_start = _PREFIX.size + hlen
-    want = header["state_len"] * 4
-    if len(body) - data_start != want:
-        raise FormatError(
-            f"{p.name}: truncated or padded state file: {len(body) - data_start} "
-            f"data bytes, the header says {want}"
-        )
-    if hashlib.sha256(body).digest() != digest:
+    with open_regular(p) as f:
+        size = os.fstat(f.fileno()).st_size
+        prefix = f.read(_PREFIX.size)
+        if len(prefix) < _PREFIX.size or prefix[:8] != MAGIC:
+            raise FormatError(f"{p.name}: not an rwkv-edge state file (bad magic)")
+        _, version, hlen = _PREFIX.unpack(prefix)
+        if version != FORMAT_VERSION:
+            raise VersionError(
+                f"{p.name}: state file version {version}; "
+                f"this rwkv-edge reads version {FORMAT_VERSION}"
+            )
+        if hlen > _MAX_HEADER or size < _PREFIX.size + hlen + _DIGEST_LEN:
+            raise FormatError(f"{p.name}: truncated state file ({size} bytes)")
+        hbytes = f.read(hlen)
+        header = _parse_header(hbytes, p.name)
+        want = header["state_len"] * 4
+        if size != _PREFIX.size + hlen + want + _DIGEST_LEN:
+            raise FormatError(
+                f"{p.name}: truncated or padded state file: {size} bytes, the header "
+                f"says {_PREFIX.size + hlen + want + _DIGEST_LEN}"
+            )
+        try:
+            data = f.read(want)
+            digest = f.read(_DIGEST_LEN + 1)
+        except OSError as e:
+            raise IoError(f"cannot read {p}: {e.strerror or e}") from None
+    if len(data) != want or len(digest) != _DIGEST_LEN:
+        raise FormatError(f"{p.name}: the state file changed size while being read")
+    if hashlib.sha256(prefix + hbytes + data).digest() != digest:
         raise FormatError(f"{p.name}: checksum mismatch: the state file is corrupt")
-    return header, np.frombuffer(body, "<f4", offset=data_start).astype(np.float32)
+    return header, np.frombuffer(data, "<f4").astype(np.float32)
 
 
 def _parse_header(hbytes: bytes, name: str) -> dict[str, Any]:

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import mmap
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 
-from .errors import FormatError
+from .errors import FormatError, IoError
 
 FLOAT_DTYPES = ("f32", "f16", "bf16")
 
@@ -68,6 +71,63 @@ class Tensor:
         from .quant import dequantize  # block formats live in one module
 
         return dequantize(self.raw, self.dtype, self.shape)
+
+
+MAX_RANK = 8  # no tensor of an RWKV model has more than 3 dimensions
+MAX_DIM = 1 << 48  # far beyond any real dimension; keeps every product of dims small
+
+
+def quote(text: str, limit: int = 80) -> str:
+    """A str from a file, safe to put in a message: repr of at most ``limit`` characters."""
+    return repr(text[:limit]) + ("..." if len(text) > limit else "")
+
+
+def checked_dims(value: object, what: str) -> tuple[int, ...]:
+    """A shape (or stride, offsets) read from a file: a list/tuple of at most MAX_RANK
+    plain ints in [0, MAX_DIM). Checked before anything is computed from it, so a hostile
+    value (a float, a huge int, a self-referencing list) never reaches int() or math.prod.
+    """
+    if type(value) not in (tuple, list):
+        raise FormatError(f"{what} is a {type(value).__name__}, not a list of ints")
+    items: list[object] = list(value[: MAX_RANK + 1])  # type: ignore[index]
+    if len(items) > MAX_RANK:
+        raise FormatError(f"{what} has more than {MAX_RANK} dimensions")
+    for d in items:
+        # type() is int, not isinstance: bool is an int, and 1.5 must not become 1
+        if type(d) is not int:
+            raise FormatError(f"{what} holds a {type(d).__name__}, not an int")
+        if not 0 <= d < MAX_DIM:
+            shown = d if abs(d) < 1 << 64 else "a huge int"
+            raise FormatError(f"{what} holds {shown}, outside the possible sizes [0, 2**48)")
+    return tuple(items)  # type: ignore[arg-type]
+
+
+def open_regular(path: str | os.PathLike[str], name: str | None = None) -> BinaryIO:
+    """Open a regular file for reading; refuse FIFOs, devices, sockets and directories.
+
+    The file is opened non-blocking (opening a FIFO would otherwise wait for a
+    writer forever) and checked with fstat on the open descriptor, so it cannot be
+    swapped between the check and the read.
+    """
+    p = Path(path)
+    name = name or p.name
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except IsADirectoryError:
+        raise FormatError(f"{name}: is a directory, not a file") from None
+    except OSError as e:
+        raise IoError(f"cannot open {p}: {e.strerror or e}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO, device or socket"
+            raise FormatError(f"{name}: is {kind}, not a regular file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def map_readonly(f: BinaryIO, name: str) -> mmap.mmap:

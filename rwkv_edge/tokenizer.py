@@ -24,6 +24,7 @@ import numpy as np
 
 from ._trie import ByteTrie, TokenTable
 from .errors import FormatError, TokenError
+from .tensors import open_regular
 
 WORLD_VOCAB_FILE = "rwkv_vocab_v20230424.txt"
 WORLD_N_VOCAB = 65536  # what World models' heads emit; ids above the vocab file's are unused
@@ -45,7 +46,7 @@ class Tokenizer:
         raise NotImplementedError
 
     def encode(self, text: str) -> list[int]:
-        return self.encode_bytes(text.encode("utf-8"))
+        return self.encode_bytes(text_bytes(text))
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of ``ids``; bytes that are not valid UTF-8 become U+FFFD each."""
@@ -55,12 +56,49 @@ class Tokenizer:
         return StreamDecoder(self)
 
     def _check_ids(self, ids: Iterable[int]) -> list[int]:
-        out = ids if isinstance(ids, list) else list(ids)
+        out = _id_list(ids)
         # min/max run in C; the per-id check only happens to name the culprit.
-        if out and (min(out) < 0 or max(out) >= self.vocab_size):
-            bad = next(i for i in out if not 0 <= i < self.vocab_size)
+        try:
+            ok = not out or (min(out) >= 0 and max(out) < self.vocab_size)
+        except TypeError:  # a str or None among the ids
+            ok = False
+        if not ok or not all(map(_is_int, out)):
+            bad = next(i for i in out if not _is_int(i) or not 0 <= i < self.vocab_size)
+            if not _is_int(bad):
+                raise TokenError(f"token ids must be ints, got a {type(bad).__name__}")
             raise TokenError(f"token id {bad} is outside the tokenizer's [0, {self.vocab_size})")
         return out
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _id_list(ids: Iterable[int]) -> list[int]:
+    if isinstance(ids, list):
+        return ids
+    what = f"token ids must be a sequence of ints, got a {type(ids).__name__}"
+    if isinstance(ids, (str, bytes)):
+        raise TokenError(what)
+    try:
+        return list(ids)
+    except TypeError:
+        raise TokenError(what) from None
+
+
+def text_bytes(text: str) -> bytes:
+    """UTF-8 of ``text``. Lone surrogates U+DC80..U+DCFF are the bytes Python could not
+    decode (argv, stdin, file names: PEP 383) and become those bytes again; any other
+    lone surrogate has no UTF-8 form and is a TokenError naming where it is."""
+    if not isinstance(text, str):
+        raise TokenError(f"text must be a str, got a {type(text).__name__}")
+    try:
+        return text.encode("utf-8", errors="surrogateescape")
+    except UnicodeEncodeError as e:
+        raise TokenError(
+            f"text holds a lone surrogate U+{ord(text[e.start]):04X} at index {e.start}, "
+            "which is not a character and has no UTF-8 form"
+        ) from None
 
 
 class StreamDecoder:
@@ -103,10 +141,16 @@ class ByteTokenizer(Tokenizer):
     vocab_size = 256
 
     def encode_bytes(self, data: bytes) -> list[int]:
-        return list(data)
+        return list(_as_bytes(data))
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         return bytes(self._check_ids(ids))
+
+
+def _as_bytes(data: bytes) -> bytes:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TokenError(f"encode_bytes takes bytes, got a {type(data).__name__}")
+    return bytes(data)
 
 
 # ---------------------------------------------------------------------------
@@ -186,12 +230,12 @@ class WorldTokenizer(Tokenizer):
 
     def encode_bytes(self, data: bytes) -> list[int]:
         try:
-            return self._trie.encode(bytes(data))
+            return self._trie.encode(_as_bytes(data))
         except ValueError as e:  # only a vocab without all 256 single bytes gets here
             raise TokenError(str(e)) from None
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        ids = ids if isinstance(ids, list) else list(ids)
+        ids = _id_list(ids)
         if len(ids) < 256:  # streaming decodes a token at a time: stay in Python
             return b"".join(map(self._bytes.__getitem__, self._check_ids(ids)))
         try:
@@ -236,10 +280,11 @@ class SentencePieceTokenizer(Tokenizer):
         return str(sp.id_to_piece(i)).replace("\u2581", " ").encode("utf-8")
 
     def encode(self, text: str) -> list[int]:
-        return [int(i) for i in self._sp.encode(text)]
+        return self.encode_bytes(text_bytes(text))
 
     def encode_bytes(self, data: bytes) -> list[int]:
-        return self.encode(data.decode("utf-8", errors="replace"))
+        text = _as_bytes(data).decode("utf-8", errors="replace")
+        return [int(i) for i in self._sp.encode(text)]
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         # Piece by piece (not sp.decode) so that streaming and whole decoding
@@ -297,7 +342,7 @@ def tokenizer_for_model(path: str | os.PathLike[str]) -> Tokenizer | None:
     """
     p = Path(path)
     if p.is_file():
-        with open(p, "rb") as f:
+        with open_regular(p) as f:
             if f.read(4) == b"GGUF":
                 return _gguf_tokenizer(p)
     if p.is_dir() and (p / WORLD_VOCAB_FILE).is_file():

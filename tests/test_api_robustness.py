@@ -27,6 +27,7 @@ from rwkv_edge import (
     UnsupportedIsaError,
     c_backend_available,
 )
+from rwkv_edge.tokenizer import ByteTokenizer
 
 # RWKV_EDGE_BACKENDS=c limits the run (tools/sanitize.sh runs only the C engine)
 BACKENDS = [
@@ -226,3 +227,111 @@ def test_state_file_from_another_model(model: Model, tiny_v1: Path, tmp_path: Pa
     garbage.write_bytes(b"\0" * 100)
     with pytest.raises(FormatError):
         state_io.load_state(garbage, model)
+
+
+# ---------------------------------------------------------------------------
+# Issue 18: misuse that raised raw TypeError/IndexError/RuntimeError, or was silent
+# ---------------------------------------------------------------------------
+
+
+def test_state_layer_index(model: Model) -> None:
+    st = model.new_state()
+    for bad in (99, -1, "0", 1.0):
+        with pytest.raises(ArgumentError):
+            st.layer(bad)  # type: ignore[arg-type]
+    assert st.layer(0).att_x.shape == (model.config.n_embd,)
+
+
+def test_state_of_another_model_is_refused_until_adopted(
+    model: Model, expected: np.ndarray, tmp_path: Path
+) -> None:
+    """Same shape, another file: forward refuses its state; adopt_state carries it over."""
+    import shutil
+
+    twin_path = tmp_path / f"twin{model.path.suffix}"
+    shutil.copy(model.path, twin_path)
+    with twin_path.open("r+b") as f:  # a different file of the same shape: another model id
+        f.seek(-4, os.SEEK_END)
+        f.write(b"\0\0\0\0")
+    with Model.load(twin_path, backend=model.backend, threads=1) as twin:
+        assert twin.model_id != model.model_id
+        foreign = twin.new_state()
+        with pytest.raises(ArgumentError, match="adopt_state"):
+            model.forward(PROMPT, foreign)
+        adopted = model.adopt_state(foreign)
+        assert adopted.model_id == model.model_id
+        np.testing.assert_array_equal(model.forward(PROMPT, adopted), expected)
+    _still_usable(model, expected)
+
+
+def test_save_state_meta_must_be_json(model: Model, tmp_path: Path) -> None:
+    st = model.new_state()
+    for meta in ({"a": object()}, {"a": {1, 2}}, [1, 2]):
+        with pytest.raises(ArgumentError, match="meta"):
+            model.save_state(st, tmp_path / "s.state", meta=meta)  # type: ignore[arg-type]
+        assert not list(tmp_path.iterdir())  # nothing written, not even a temp file
+    model.save_state(st, tmp_path / "s.state", meta={"a": [1, "x", None]})
+
+
+BAD_GENERATE: dict[str, dict[str, Any]] = {
+    "seed_str": {"seed": "x"},
+    "seed_negative": {"seed": -1},
+    "seed_float": {"seed": 1.5},
+    "unknown_option": {"bogus": 1},
+    "stop_empty": {"stop": [""]},
+    "stop_not_str": {"stop": [1]},
+    "max_tokens_str": {"max_tokens": "9"},
+    "max_tokens_float": {"max_tokens": 1.5},
+    "temperature_str": {"temperature": "hot"},
+    "top_p_nan": {"top_p": float("nan")},
+    "top_k_float": {"top_k": 2.5},
+    "chunk_len_zero": {"chunk_len": 0},
+    "logit_bias_str_key": {"logit_bias": {"a": 1.0}},
+    "logit_bias_not_mapping": {"logit_bias": [1, 2]},
+    "banned_str": {"banned_tokens": ["a"]},
+    "banned_int": {"banned_tokens": 5},
+    "banned_everything": {"banned_tokens": list(range(256))},
+    "bias_everything_away": {"logit_bias": {i: float("-inf") for i in range(256)}},
+    "on_progress_not_callable": {"on_progress": 3},
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_GENERATE))
+def test_generate_bad_options(name: str, model: Model, expected: np.ndarray) -> None:
+    model.tokenizer = ByteTokenizer()
+    with pytest.raises(ArgumentError):
+        list(model.generate("The", **{"max_tokens": 2, **BAD_GENERATE[name]}))
+    _still_usable(model, expected)
+
+
+def test_generate_none_stop_and_int_prompt(model: Model) -> None:
+    model.tokenizer = ByteTokenizer()
+    out = "".join(model.generate([84, 104], max_tokens=3, temperature=0, stop=None))
+    assert len(out.encode()) >= 1
+    with pytest.raises(ArgumentError):
+        list(model.generate([84, 1.5], max_tokens=1))  # type: ignore[list-item]
+    with pytest.raises(ArgumentError):
+        list(model.generate(["T"], max_tokens=1))  # type: ignore[list-item]
+
+
+def test_generate_stop_str_alone_is_one_stop_string(model: Model) -> None:
+    model.tokenizer = ByteTokenizer()
+    gen = model.generate("The", max_tokens=40, temperature=0, stop="e")
+    text = "".join(gen)
+    assert "e" not in text
+    assert gen.stats.stop_reason in ("stop", "length", "eos")
+
+
+def test_tokenizer_misuse() -> None:
+    from rwkv_edge.tokenizer import WorldTokenizer
+
+    for tok in (ByteTokenizer(), WorldTokenizer()):
+        for ids in (["x"], [1.5], [None], "abc", 5, [True], ["x"] * 300, [1.5] * 300):
+            with pytest.raises(TokenError):
+                tok.decode(ids)  # type: ignore[arg-type]
+        with pytest.raises(TokenError, match="surrogate"):
+            tok.encode("a\ud800b")
+        with pytest.raises(TokenError):
+            tok.encode(b"abc")  # type: ignore[arg-type]
+        # PEP 383: surrogate escapes are the undecodable bytes of argv/stdin, kept as bytes
+        assert tok.decode_bytes(tok.encode("a\udcffb")) == b"a\xffb"

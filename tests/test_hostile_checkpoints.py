@@ -106,13 +106,21 @@ def _write_zip(
     prefix: str = "archive/",
     compress: int = zipfile.ZIP_STORED,
 ) -> Path:
-    """A torch-style zip: <prefix>data.pkl plus <prefix>data/<key> storages."""
-    with zipfile.ZipFile(path, "w", compression=compress) as zf:
-        zf.writestr(prefix + "data.pkl", pkl)
+    """A torch-style zip: <prefix>data.pkl plus <prefix>data/<key> storages.
+
+    Entries carry a fixed date, so the same call always writes the same bytes."""
+
+    def put(zf: zipfile.ZipFile, name: str, raw: bytes) -> None:
+        info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+        info.compress_type = compress
+        zf.writestr(info, raw)
+
+    with zipfile.ZipFile(path, "w") as zf:
+        put(zf, prefix + "data.pkl", pkl)
         for key, raw in (storages or {}).items():
-            zf.writestr(f"{prefix}data/{key}", raw)
+            put(zf, f"{prefix}data/{key}", raw)
         for name, raw in (extra or {}).items():
-            zf.writestr(name, raw)
+            put(zf, name, raw)
     return path
 
 
@@ -150,7 +158,7 @@ def _rwkv_tensors(**extra: bytes) -> bytes:
             "emb.weight": _tensor("0", 16, 0, (4, 4), (4, 1)),
             "blocks.0.att.ln_x.weight": _tensor("0", 16, 4, (4,), (1,)),
             "blocks.0.att.time_decay": _tensor("0", 16, 0, (2,), (1,)),
-            "blocks.0.ffn.key.weight": _tensor("0", 16, 2, (2, 3), (4, 1)),
+            "blocks.0.ffn.key.weight": _tensor("0", 16, 2, (2, 4), (4, 1)),
         },
         **extra,
     )
@@ -161,7 +169,7 @@ def test_handcrafted_tensor_pickle_loads(tmp_path: Path) -> None:
     with open_checkpoint(p) as ck:
         assert ck.config.n_embd == 4 and ck.config.n_head == 2
         got = ck["blocks.0.ffn.key.weight"].to_f32()
-        np.testing.assert_array_equal(got, [[2, 3, 4], [6, 7, 8]])
+        np.testing.assert_array_equal(got, [[2, 3, 4, 5], [6, 7, 8, 9]])
 
 
 # ---------------------------------------------------------------------------
@@ -261,7 +269,7 @@ GEOMETRY_LIES = {
     "size_past_storage": (16, 0, (5, 4), (4, 1), ("past its storage",)),
     "offset_past_storage": (16, 15, (2,), (1,), ("past its storage",)),
     "stride_past_storage": (16, 0, (2, 2), (1000, 1), ("past its storage",)),
-    "huge_stride": (16, 0, (2,), (2**62,), ("past its storage",)),
+    "huge_stride": (16, 0, (2,), (2**62,), ("geometry",)),
     "negative_stride": (16, 8, (2,), (-4,), ("geometry",)),
     "negative_size": (16, 0, (-1,), (1,), ("geometry",)),
     "negative_offset": (16, -4, (2,), (1,), ("geometry",)),
@@ -608,3 +616,256 @@ def test_safetensors_truncated_at_every_byte(tmp_path: Path) -> None:
     for n in range(len(full)):
         with pytest.raises(FormatError):
             open_checkpoint(_fresh(tmp_path, n, full[:n]))
+
+
+# ---------------------------------------------------------------------------
+# Round 2 (issue 18): attacks on a complete, loadable model. ATTACKS builds each
+# file; tests/fuzz/make_seeds.py seeds the fuzzers with them and
+# tests/fuzz/regressions/ holds copies that tests/test_hostile_files.py runs through
+# both engines, `info` and `quantize` in a child with a memory limit.
+# ---------------------------------------------------------------------------
+
+# A whole v5.2 model: C=8, H=2 (N=4), F=16, V=16, one layer, every tensor a view of storage "0".
+_C, _H, _F, _V = 8, 2, 16, 16
+_MODEL_SHAPES: dict[str, tuple[int, ...]] = {
+    "emb.weight": (_V, _C),
+    "blocks.0.ln0.weight": (_C,),
+    "blocks.0.ln0.bias": (_C,),
+    **{f"blocks.0.{n}": (_C,) for n in ("ln1.weight", "ln1.bias", "ln2.weight", "ln2.bias")},
+    **{f"blocks.0.att.time_mix_{m}": (1, 1, _C) for m in "kvrg"},
+    "blocks.0.att.time_decay": (_H, _C // _H),
+    "blocks.0.att.time_faaaa": (_H, _C // _H),
+    **{f"blocks.0.att.{m}.weight": (_C, _C) for m in ("receptance", "key", "value", "output")},
+    "blocks.0.att.gate.weight": (_C, _C),
+    "blocks.0.att.ln_x.weight": (_C,),
+    "blocks.0.att.ln_x.bias": (_C,),
+    "blocks.0.ffn.time_mix_k": (1, 1, _C),
+    "blocks.0.ffn.time_mix_r": (1, 1, _C),
+    "blocks.0.ffn.key.weight": (_F, _C),
+    "blocks.0.ffn.receptance.weight": (_C, _C),
+    "blocks.0.ffn.value.weight": (_C, _F),
+    "ln_out.weight": (_C,),
+    "ln_out.bias": (_C,),
+    "head.weight": (_V, _C),
+}
+_MODEL_NUMEL = sum(int(np.prod(s)) for s in _MODEL_SHAPES.values())
+
+
+def _model_storage() -> bytes:
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal(_MODEL_NUMEL) * 0.3).astype(np.float32).tobytes()
+
+
+def _contiguous(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(int(np.prod(shape[i + 1 :])) for i in range(len(shape)))
+
+
+def _model_pickle(**override: bytes) -> bytes:
+    """The whole model's state dict; ``override`` replaces (or adds) entries by name."""
+    items: dict[str, bytes] = {}
+    off = 0
+    for name, shape in _MODEL_SHAPES.items():
+        items[name] = _tensor("0", _MODEL_NUMEL, off, shape, _contiguous(shape))
+        off += int(np.prod(shape))
+    items.update(override)
+    return _pickle(b"}(" + b"".join(_s(k) + v for k, v in items.items()) + b"u")
+
+
+def _model_zip(path: Path, pkl: bytes | None = None, **storages: bytes) -> Path:
+    return _write_zip(path, pkl or _model_pickle(), {"0": _model_storage(), **storages})
+
+
+def _doubled(levels: int, close: bytes = b"l") -> bytes:
+    """A list (or with close=b"t" a tuple) nested ``levels`` deep, each level holding the
+    previous one twice through the memo: 2**levels leaves in a few bytes."""
+    out = (b"]" if close == b"l" else b")") + b"q\x000"  # EMPTY_LIST/TUPLE, BINPUT 0, POP
+    for _ in range(levels):
+        out += b"(h\x00h\x00" + close + b"q\x000"
+    return out + b"h\x00"
+
+
+def _storage_build_oob(p: Path) -> Path:
+    """The critical one: a storage record of 4 floats, then BUILD raises its numel."""
+    pid = _tup(_s("storage"), _glob("torch", "FloatStorage"), _s("1"), _s("cpu"), _i(4)) + b"Q"
+    build = _tup(b"N", _dict(numel=_i(_V * _C))) + b"b"
+    head = _call(
+        _glob("torch._utils", "_rebuild_tensor_v2"),
+        pid + build,
+        _i(0),
+        _tup(_i(_V), _i(_C)),
+        _tup(_i(_C), _i(1)),
+    )
+    return _model_zip(p, _model_pickle(**{"head.weight": head}), **{"1": F32_16})
+
+
+def _pid_doubled(p: Path) -> Path:
+    return _model_zip(p, _model_pickle(**{"head.weight": _doubled(60) + b"Q"}))
+
+
+def _key_doubled(p: Path) -> Path:
+    pid = _tup(_s("storage"), _glob("torch", "FloatStorage"), _doubled(60), _s("cpu"), _i(4))
+    return _model_zip(p, _model_pickle(**{"head.weight": pid + b"Q"}))
+
+
+def _dict_key_doubled(p: Path) -> Path:
+    return _model_zip(p, _pickle(b"}" + _doubled(60, b"t") + _i(1) + b"s"))
+
+
+def _huge_size_ints(p: Path) -> Path:
+    big = b"\x8b" + struct.pack("<i", 4000) + b"\x7f" * 4000  # LONG4: a 32000-bit int
+    size = b"(" + big * 3 + b"t"
+    head = _call(
+        _glob("torch._utils", "_rebuild_tensor_v2"),
+        _storage("0", 16),
+        _i(0),
+        size,
+        size,
+    )
+    return _model_zip(p, _model_pickle(**{"head.weight": head}))
+
+
+def _bytearray8(p: Path) -> Path:
+    return _model_zip(p, b"\x80\x05\x96" + struct.pack("<Q", 2**31) + b".")
+
+
+def _float_dim(p: Path) -> Path:
+    emb = _call(
+        _glob("torch._utils", "_rebuild_tensor_v2"),
+        _storage("0", _MODEL_NUMEL),
+        _i(0),
+        _tup(_i(_V), b"G" + struct.pack(">d", 8.5)),
+        _tup(_i(_C), _i(1)),
+    )
+    return _model_zip(p, _model_pickle(**{"emb.weight": emb}))
+
+
+def _shape_lie(name: str, shape: tuple[int, ...]) -> Callable[[Path], Path]:
+    def build(p: Path) -> Path:
+        t = _tensor("0", _MODEL_NUMEL, 0, shape, _contiguous(shape))
+        return _model_zip(p, _model_pickle(**{name: t}))
+
+    return build
+
+
+def _safetensors_model(p: Path, **override: object) -> Path:
+    header: dict[str, object] = {}
+    off = 0
+    for name, shape in _MODEL_SHAPES.items():
+        n = 4 * int(np.prod(shape))
+        header[name] = {"dtype": "F32", "shape": list(shape), "data_offsets": [off, off + n]}
+        off += n
+    header.update(override)
+    return _safetensors(p, header, _model_storage())
+
+
+def _st_layer_bomb(p: Path) -> Path:
+    return _safetensors(
+        p,
+        {"blocks.99999999999.att.ln_x.weight": _entry(), "emb.weight": _entry(shape=[2, 2])},
+        F32_16,
+    )
+
+
+def _st_infinity(p: Path) -> Path:
+    return _safetensors_model(
+        p, **{"head.weight": {"dtype": "F32", "shape": [16, 8], "data_offsets": [0, 1e999]}}
+    )
+
+
+def _st_float_dim(p: Path) -> Path:
+    return _safetensors_model(
+        p, **{"head.weight": {"dtype": "F32", "shape": [16, 8.0], "data_offsets": [0, 512]}}
+    )
+
+
+def _truncated_entry_lie(p: Path) -> Path:
+    """A stored storage entry whose local sizes run into the central directory."""
+    p = _model_zip(p)
+    data = bytearray(p.read_bytes())
+    i = data.rfind(b"PK\x01\x02")  # patch the last central entry's sizes upward
+    while i >= 0:
+        if data[i + 46 : i + 46 + 14] == b"archive/data/0":
+            struct.pack_into("<II", data, i + 20, 1 << 20, 1 << 20)
+        i = data.rfind(b"PK\x01\x02", 0, i)
+    p.write_bytes(bytes(data))
+    return p
+
+
+ATTACKS: dict[str, Callable[[Path], Path]] = {
+    "storage-build-oob.pth": _storage_build_oob,
+    "pid-doubled-list.pth": _pid_doubled,
+    "storage-key-doubled-list.pth": _key_doubled,
+    "dict-key-doubled-tuple.pth": _dict_key_doubled,
+    "size-huge-ints.pth": _huge_size_ints,
+    "bytearray8-2gb.pth": _bytearray8,
+    "float-dimension.pth": _float_dim,
+    "emb-1d.pth": _shape_lie("emb.weight", (_V * _C,)),
+    "time-decay-0d.pth": _shape_lie("blocks.0.att.time_decay", ()),
+    "ffn-key-0d.pth": _shape_lie("blocks.0.ffn.key.weight", ()),
+    "zero-dim.pth": _shape_lie("blocks.0.att.key.weight", (_C, 0)),
+    "time-mix-k-wrong.pth": _shape_lie("blocks.0.att.time_mix_k", (1, 1, _C - 1)),
+    "head-wrong.pth": _shape_lie("head.weight", (_V - 1, _C)),
+    "entry-size-lie.pth": _truncated_entry_lie,
+    "layer-bomb.safetensors": _st_layer_bomb,
+    "offsets-infinity.safetensors": _st_infinity,
+    "float-dimension.safetensors": _st_float_dim,
+}
+
+
+def test_attack_control_model_loads(tmp_path: Path) -> None:
+    """Positive control: the model the attacks start from opens and is complete."""
+    for p in (_model_zip(tmp_path / "m.pth"), _safetensors_model(tmp_path / "m.safetensors")):
+        with open_checkpoint(p) as ck:
+            ck.check_complete()
+            assert ck.config.version == "5.2" and ck.config.n_head == _H
+            np.testing.assert_array_equal(
+                ck["head.weight"].to_f32().ravel(),
+                np.frombuffer(_model_storage(), np.float32)[-_V * _C :],
+            )
+
+
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_attack_is_refused_quickly(name: str, tmp_path: Path) -> None:
+    """Each attack of issue 18 ends in a FormatError naming the file, in well under a second."""
+    import time
+
+    p = ATTACKS[name](tmp_path / name)
+    t0 = time.perf_counter()
+    msg = _expect(p, FormatError, name)
+    assert time.perf_counter() - t0 < 2.0, msg
+    assert len(msg) < 400, msg
+
+
+def test_bytearray8_within_the_pickle_still_loads(tmp_path: Path) -> None:
+    """The BYTEARRAY8 bound is the pickle's size, not a refusal of the opcode."""
+    body = _dict(w=b"\x96" + struct.pack("<Q", 3) + b"abc")
+    p = _write_zip(tmp_path / "ba.pth", b"\x80\x05" + body + b".", {"0": F32_16})
+    _expect(p, FormatError, "not a tensor")  # got past the opcode
+
+
+def test_torch_metadata_build_is_accepted(tmp_path: Path) -> None:
+    """module.state_dict() pickles its _metadata with BUILD on the OrderedDict: allowed."""
+    torch = pytest.importorskip("torch")
+    net = torch.nn.Linear(2, 3)
+    sd = net.state_dict()
+    assert hasattr(sd, "_metadata")
+    torch.save(sd, tmp_path / "m.pth")
+    from rwkv_edge.checkpoint import _read_torch_zip
+
+    tensors, _keep = _read_torch_zip(tmp_path / "m.pth")
+    np.testing.assert_array_equal(tensors["weight"].to_f32(), net.weight.detach().numpy())
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dir", "dev"])
+def test_special_files_are_refused(kind: str, tmp_path: Path) -> None:
+    if kind == "fifo":
+        p = tmp_path / "fifo.pth"
+        os.mkfifo(p)
+    elif kind == "dir":
+        p = tmp_path / "d.safetensors"
+        p.mkdir()
+        (p / "x.txt").write_text("x")
+    else:
+        p = Path("/dev/zero")
+    with pytest.raises(FormatError):
+        open_checkpoint(p).close()

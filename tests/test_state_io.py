@@ -131,3 +131,42 @@ def test_bad_magic_and_future_version(tiny: Any, warm_state: Any, tmp_path: Path
     p.write_bytes(bytes(raw))
     with pytest.raises(VersionError, match="version 2"):
         load_state(p, tiny)
+
+
+@pytest.mark.parametrize("kind", ["dev_zero", "fifo", "dir"])
+def test_special_files_are_refused_not_read(kind: str, tiny: Any, tmp_path: Path) -> None:
+    """/dev/zero would be read until MemoryError, a FIFO waited on forever (issue 18)."""
+    if kind == "dev_zero":
+        p = Path("/dev/zero")
+    elif kind == "fifo":
+        p = tmp_path / "s.state"
+        os.mkfifo(p)
+    else:
+        p = tmp_path
+    with pytest.raises(FormatError, match="not a regular file"):
+        load_state(p, tiny)
+
+
+def test_header_cannot_make_the_reader_read_more_than_the_file(
+    tiny: Any, warm_state: Any, tmp_path: Path
+) -> None:
+    p = save_state(warm_state, tmp_path / "s.state", tiny)
+    raw = bytearray(p.read_bytes())
+    raw[8:12] = struct.pack("<I", 2)  # also refuses other versions before reading on
+    (tmp_path / "v.state").write_bytes(bytes(raw))
+    with pytest.raises(VersionError):
+        load_state(tmp_path / "v.state", tiny)
+    big = p.read_bytes().replace(b'"state_len": ', b'"state_len": 9999999', 1)
+    (tmp_path / "b.state").write_bytes(big)
+    with pytest.raises(FormatError):
+        load_state(tmp_path / "b.state", tiny)
+
+
+def test_model_load_refuses_a_fifo(tmp_path: Path) -> None:
+    from rwkv_edge import Model
+
+    fifo = tmp_path / "model.gguf"
+    os.mkfifo(fifo)
+    for backend in ("numba", "auto"):
+        with pytest.raises(FormatError, match="not a regular file"):
+            Model.load(fifo, backend=backend)

@@ -4,13 +4,16 @@
 #   tools/fuzz.sh           CI: about two minutes in all (fixed runs per target)
 #   tools/fuzz.sh --long    on demand: FUZZ_SECONDS (default 600) per target
 #
-# Targets: the Python checkpoint reader, the Python GGUF reader and the World
+# Targets: the Python checkpoint reader (raw bytes, and structure-aware: whole
+# .pth and safetensors models with lies in their pickle opcodes, zip layout or
+# header, tests/fuzz/structured.py), the Python GGUF reader and the World
 # tokenizer (atheris, tests/fuzz/fuzz_python.py), and the C model loader
 # (libFuzzer + ASan + UBSan, tests/fuzz/fuzz_gguf_c.c; skipped with a note when
 # clang is missing: apt-get install clang). The package must be importable
 # (installed, or PYTHONPATH=/tmp/rwe-site-NAME). A crash, timeout or OOM writes
 # the input to $FUZZ_WORK/artifacts and makes the script fail: copy it into
-# tests/fuzz/regressions/<target>/ and add a test next to the hostile-file ones.
+# tests/fuzz/regressions/<target>/ (tests/test_hostile_files.py runs every file
+# there through both engines, `info` and `quantize` under a memory limit).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=${FUZZ_WORK:-/tmp/rwe-fuzz-${USER:-ci}}
@@ -20,12 +23,14 @@ mkdir -p "$work/artifacts"
 cd "$work" || exit 1  # run from outside the source tree so the installed package is used
 
 # runs per target in CI mode: each takes 10-30 s on one core
-declare -A RUNS=([checkpoint]=30000 [gguf]=8000 [tokenizer]=150000 [c]=6000)
+declare -A RUNS=([checkpoint]=30000 [pth]=2500 [safetensors]=2500 [gguf]=8000 [tokenizer]=150000 [c]=6000)
 
 limits() {  # libFuzzer options shared by every target
     local t=$1
     if ((long)); then echo "-max_total_time=${FUZZ_SECONDS:-600}"; else echo "-runs=${RUNS[$t]}"; fi
     echo "-seed=1 -rss_limit_mb=2048 -timeout=30 -max_len=65536"
+    # structure-aware targets: every input byte is a decision, long ones from the start
+    [[ $t == pth || $t == safetensors ]] && echo "-len_control=0 -max_len=4096"
     echo "-artifact_prefix=$work/artifacts/$t- -print_final_stats=1"
 }
 
@@ -56,7 +61,7 @@ run_target() {  # name, command...
 }
 
 if python -c "import atheris" 2>/dev/null; then
-    for t in checkpoint gguf tokenizer; do
+    for t in checkpoint pth safetensors gguf tokenizer; do
         run_target "$t" python "$root/tests/fuzz/fuzz_python.py" "$t"
     done
 else

@@ -25,6 +25,7 @@ class NumbaEngine:
     name = "numba"
 
     def __init__(self, ckpt: Checkpoint) -> None:
+        ckpt.check_complete()
         self.config: ModelConfig = ckpt.config
         self._emb = ckpt["emb.weight"].to_f32()
         self._ln0 = (_vec(ckpt, "blocks.0.ln0.weight"), _vec(ckpt, "blocks.0.ln0.bias"))

@@ -1,7 +1,12 @@
 """atheris harnesses for the Python readers of untrusted bytes.
 
     python tests/fuzz/fuzz_python.py TARGET [libFuzzer options] [corpus dirs]
-    TARGET: checkpoint | gguf | tokenizer
+    TARGET: checkpoint | pth | safetensors | gguf | tokenizer
+
+``pth`` and ``safetensors`` are structure-aware (tests/fuzz/structured.py): the
+input is a list of decisions that build a whole model file with lies in its
+pickle opcodes, zip layout or header; a file that opens is then checked
+complete, every tensor read in full, and the numba engine's weights built.
 
 The contract under test: for any input the code returns or raises an
 ``RwkvEdgeError``; any other exception (or a crash, hang, or memory blow-up
@@ -12,12 +17,9 @@ looking for new ones; RWE_FUZZ_STRICT=1 turns them back into findings.
 
 from __future__ import annotations
 
-import io
 import os
 import sys
 import tempfile
-import zipfile
-from collections.abc import Callable
 from pathlib import Path
 
 import atheris
@@ -35,15 +37,19 @@ else:
     with atheris.instrument_imports(include=["rwkv_edge"]):
         from rwkv_edge.checkpoint import open_checkpoint
         from rwkv_edge.gguf_file import read_gguf
+    # numba code cannot run instrumented bytecode: the engine's loader comes after
+    from rwkv_edge.reference.engine import load_weights
 
 import contextlib
 
 from rwkv_edge.errors import RwkvEdgeError, TokenError
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from structured import checkpoint_file, pth_file, safetensors_file
+
 # tmpfs when there is one: rewriting one file per input on ext4 flushes each time
 _DIR = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
 _FILE = _DIR / f"rwe-fuzz-{os.getpid()}"
-F32_16 = bytes(range(64))
 
 # (exception type, text in its message) -> the test that records the bug.
 # Empty: the last one (config.detect_config on no blocks.N. layers) is fixed.
@@ -61,26 +67,29 @@ def _write(data: bytes) -> Path:
     return _FILE
 
 
-def _as_torch_zip(pkl: bytes) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("archive/data.pkl", pkl)
-        zf.writestr("archive/data/0", F32_16)
-    return buf.getvalue()
-
-
-def _as_safetensors(header: bytes) -> bytes:
-    return len(header).to_bytes(8, "little") + header + F32_16
-
-
 def check_checkpoint(data: bytes) -> None:
     """Mode byte: 0 whole file, 1 data.pkl in a valid zip, 2 safetensors header."""
     if not data:
         return
-    body = data[1:]
-    wrap: Callable[[bytes], bytes] = (lambda b: b, _as_torch_zip, _as_safetensors)[data[0] % 3]
     with contextlib.suppress(RwkvEdgeError):
-        open_checkpoint(_write(wrap(body))).close()
+        open_checkpoint(_write(checkpoint_file(data))).close()
+
+
+def _load_fully(path: Path) -> None:
+    """What an engine does with a file: open, check, read every byte, build the weights."""
+    with contextlib.suppress(RwkvEdgeError), open_checkpoint(path) as ckpt:
+        for t in ckpt.values():
+            t.to_f32()
+        ckpt.check_complete()
+        load_weights(ckpt)
+
+
+def check_pth(data: bytes) -> None:
+    _load_fully(_write(pth_file(data)))
+
+
+def check_safetensors(data: bytes) -> None:
+    _load_fully(_write(safetensors_file(data)))
 
 
 def check_gguf(data: bytes) -> None:
@@ -115,7 +124,13 @@ def check_tokenizer(data: bytes) -> None:
             WorldTokenizer(body).encode_bytes(b"hello world")
 
 
-TARGETS = {"checkpoint": check_checkpoint, "gguf": check_gguf, "tokenizer": check_tokenizer}
+TARGETS = {
+    "checkpoint": check_checkpoint,
+    "pth": check_pth,
+    "safetensors": check_safetensors,
+    "gguf": check_gguf,
+    "tokenizer": check_tokenizer,
+}
 
 
 def main() -> None:

@@ -58,6 +58,21 @@ def checkpoint_seeds(out: Path) -> None:
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("archive/data.pkl", pkl)
     (out / "pickle-only.pth").write_bytes(b"\x00" + buf.getvalue())
+    # every named attack of issue 18, as a whole file (mode byte 0)
+    for name, build in hostile.ATTACKS.items():
+        (out / f"attack-{name}").write_bytes(b"\x00" + build(out / name).read_bytes())
+        (out / name).unlink()
+
+
+def structured_seeds(out: Path) -> None:
+    """Decision lists for the structure-aware targets: the valid model (no bytes),
+    then each kind of lie on the first and on a later tensor (one byte per decision)."""
+    (out / "valid").write_bytes(b"")
+    for choice in range(16):
+        (out / f"lie-{choice}").write_bytes(bytes([0, choice]))
+        (out / f"late-lie-{choice}").write_bytes(bytes(2 * 30) + bytes([0, choice]))
+    for layout in range(10):  # zip layouts (pth) / header lies (safetensors) after the tensors
+        (out / f"layout-{layout}").write_bytes(bytes(2 * 40) + bytes([layout] * 8))
 
 
 def tokenizer_seeds(out: Path) -> None:
@@ -74,6 +89,8 @@ def main(argv: list[str]) -> int:
     for kind, make in (
         ("gguf", gguf_seeds),
         ("checkpoint", checkpoint_seeds),
+        ("pth", structured_seeds),
+        ("safetensors", structured_seeds),
         ("tokenizer", tokenizer_seeds),
     ):
         d = root / kind
