@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -51,14 +52,16 @@ def reference7(path: Path, tokens: list[int], mode: str) -> tuple[np.ndarray, li
     """
     if path.suffix != ".pth":
         raise ValueError("the x070 reference loads '<name>.pth' only")
-    out = path.with_name(f"{path.stem}-{mode}-ref.npz")
     env = dict(os.environ, RWKV_V7_ON="1", RWKV_JIT_ON="1", RWKV_CUDA_ON="0")
-    args = [sys.executable, "-c", _RUNNER, str(path), mode, str(out), ",".join(map(str, tokens))]
-    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    with np.load(out) as z:
-        n = len([k for k in z.files if k.startswith("s")])
-        return z["logits"], [z[f"s{i}"] for i in range(n)]
+    with tempfile.TemporaryDirectory() as tmp:  # never beside the checkpoint (tests/data)
+        out = Path(tmp) / "ref.npz"
+        toks = ",".join(map(str, tokens))
+        args = [sys.executable, "-c", _RUNNER, str(path), mode, str(out), toks]
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        with np.load(out) as z:
+            n = len([k for k in z.files if k.startswith("s")])
+            return z["logits"], [z[f"s{i}"] for i in range(n)]
 
 
 def random_v7_checkpoint(
