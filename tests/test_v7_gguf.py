@@ -109,3 +109,10 @@ def test_info_shows_v7(files: dict[str, Path]) -> None:
     assert res.exit_code == 0, res.output
     assert "version: 7.0" in res.output
     assert "lora_ranks: w 32, a 32, v 32, g 64" in res.output
+
+
+def test_calibration_refused_for_v7() -> None:
+    from rwkv_edge.quantize.calibration import collect_stats
+
+    with open_checkpoint(CKPT) as ck, pytest.raises(ArgumentError, match="RWKV-7"):
+        collect_stats(lambda n: ck[n].to_f32(), ck.config, [1, 2, 3])
