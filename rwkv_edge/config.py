@@ -242,7 +242,10 @@ def detect_v7_config(shapes: Mapping[str, Sequence[int]]) -> ModelConfig:
     (n_vocab, C), (H, N) = emb, r_k
     if H <= 0 or N <= 0 or H * N != C:
         raise FormatError(f"att.r_k shape {r_k} (heads x head size) does not make n_embd {C}")
-    n_ffn = _require(shapes, "blocks.0.ffn.key.weight")[0]
+    ffn_key = _require(shapes, "blocks.0.ffn.key.weight")
+    if len(ffn_key) != 2:
+        raise FormatError(f"ffn.key.weight has shape {ffn_key}, expected [F, {C}]")
+    n_ffn = ffn_key[0]
     # Layer 0 may lack v1/v2; a 1-layer model without them has no value residual at all.
     v_layer = next((i for i in range(n_layer) if f"blocks.{i}.att.v1" in names), None)
     cfg = ModelConfig(

@@ -78,6 +78,8 @@ def test_variants_refused(small: Path, extra: dict, match: str) -> None:
         ("blocks.1.att.a1", (128, 17), "shape"),
         ("blocks.0.att.r_k", (3, 32), "does not make n_embd"),
         ("blocks.1.ffn.value.weight", (128, 500), "expected"),
+        ("blocks.0.ffn.key.weight", (), r"expected \[F, 128\]"),
+        ("emb.weight", (97,), "not 2-D"),
     ],
 )
 def test_bad_shapes_named(small: Path, name: str, shape: tuple[int, ...], match: str) -> None:
