@@ -27,7 +27,7 @@ _COMMAND_MODULES = (
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="rwkv-edge")
 def main() -> None:
-    """Run, quantize and inspect RWKV-v5 models on the CPU."""
+    """Run, quantize and inspect RWKV models on the CPU (v5; v7 on the numba engine)."""
     tolerant_stdio()
     sigterm_as_interrupt()
 

@@ -233,6 +233,8 @@ def _printable_meta(ckpt: Any) -> dict[str, Any]:
         "ln_eps": c.ln_eps,
         "gn_eps": c.gn_eps,
     }
+    if c.is_v7:
+        meta["lora_ranks"] = f"w {c.lora_w}, a {c.lora_a}, v {c.lora_v}, g {c.lora_g}"
     m = ckpt.metadata
     for key in (
         "tokenizer_kind",

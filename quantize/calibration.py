@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rwkv_edge.config import ModelConfig
+from rwkv_edge.errors import ArgumentError
 
 F32 = npt.NDArray[np.float32]
 Weights = Callable[[str], F32]  # name -> float32 values
@@ -136,6 +137,11 @@ def collect_stats(
     weights: Mapping[str, F32] | Weights, cfg: ModelConfig, tokens: Sequence[int], chunk: int = 512
 ) -> dict[str, F32]:
     """Mean squared input activation per channel, for every matrix (name -> [in])."""
+    if cfg.is_v7:
+        raise ArgumentError(
+            "--calibration runs the v5 forward pass; it is not available for RWKV-7 yet "
+            "(quantize without --calibration)"
+        )
     w = weights if callable(weights) else weights.__getitem__
     rec = _Recorder()
     # Independent chunks from the zero state: bounded memory, same statistics shape.

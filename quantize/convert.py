@@ -28,6 +28,7 @@ import numpy.typing as npt
 from rwkv_edge.checkpoint import Checkpoint, open_checkpoint
 from rwkv_edge.errors import ArgumentError, IoError
 from rwkv_edge.gguf_file import ChunkedTensor, nbytes_of, write_gguf
+from rwkv_edge.gguf_schema import stored_squeezed
 from rwkv_edge.quant import QUANT_TYPES, dequantize, quantize
 from rwkv_edge.tensors import Tensor, f32_to_bf16, open_regular, round_bf16
 
@@ -128,6 +129,8 @@ def _emb_ln_dtype(ckpt: Checkpoint) -> str:
     """The dtype the reference computes LN(emb) in: the source embedding's (spec 5.3)."""
     if "emb_ln_dtype" in ckpt.metadata:
         return str(ckpt.metadata["emb_ln_dtype"])
+    if ckpt.config.is_v7:
+        return "f32"  # the v7 reference upcasts before LN(emb) (RWKV7_SPEC.md section 2)
     src = ckpt["emb.weight"].dtype
     return src if src in ("f32", "f16", "bf16") else "f32"
 
@@ -193,8 +196,8 @@ def _slabs(t: Tensor) -> Iterator[Tensor]:
 
 
 def _stored_shape(name: str, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """gguf_schema: time_mix_* squeezed from [1, 1, C] to [C]; nothing else changes."""
-    return (int(np.prod(shape)),) if ".time_mix_" in name else shape
+    """gguf_schema: time_mix_* (v7: x_*, w0, ...) squeezed from [1, 1, C] to [C]."""
+    return (int(np.prod(shape)),) if stored_squeezed(name) else shape
 
 
 class _Pipeline:

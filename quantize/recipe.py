@@ -9,6 +9,12 @@ Rules, in order:
   * ``emb.weight`` and ``head.weight`` take their own types (below);
   * every other matrix takes the requested type.
 
+For RWKV-7 the same rules keep float everything llama.cpp keeps float: the
+LoRA matrices ``w1/w2 a1/a2 v1/v2 g1/g2`` and ``r_k`` are 2-D but not
+``*.weight``, and the vectors ``x_*``, ``w0 a0 v0 k_k k_a`` are not 2-D; so only
+``att.{receptance,key,value,output}``, ``ffn.{key,value}``, emb and head are
+quantized (tests/test_v7_gguf.py checks the types).
+
 ``emb`` and ``head`` defaults for 4-bit types were chosen by byte-level
 perplexity on held-out text with both tiny fixtures (q4_0 search, rest fixed):
 emb q8_0 instead of q4_0 cut perplexity by 1.0-1.4% for +1.6% file size, the

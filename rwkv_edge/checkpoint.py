@@ -192,11 +192,70 @@ def _normalize_names(tensors: dict[str, Tensor], p: Path) -> dict[str, Tensor]:
             f"{p.name}: this file was pre-converted by the rwkv pip package for one strategy "
             "(its weights are transposed or quantized); use the original checkpoint"
         )
+    tensors = fla_rwkv7_to_blink(tensors, p)
     out: dict[str, Tensor] = {}
     for name, t in tensors.items():
         new = hf_to_blink(name)
         if new in out:
             raise FormatError(f"{p.name}: tensor {quote(new)} appears twice")
+        out[new] = Tensor(new, t.shape, t.dtype, t.raw)
+    return out
+
+
+# flash-linear-attention RWKV7ForCausalLM names -> BlinkDL x070 names. The LoRA
+# layers are nn.Linear ([out, in]): lora.0.weight [D, C] is X1 transposed,
+# lora.2.weight [C, D] is X2 transposed, lora.2.bias is X0 (the gate has none).
+_FLA7_RE = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
+_FLA7_TOP = {
+    "model.embeddings.weight": "emb.weight",
+    "model.norm.weight": "ln_out.weight",
+    "model.norm.bias": "ln_out.bias",
+    "lm_head.weight": "head.weight",
+}
+_FLA7_LAYER = {
+    "pre_norm.": "ln0.",
+    "attn_norm.": "ln1.",
+    "ffn_norm.": "ln2.",
+    "attn.r_proj.": "att.receptance.",
+    "attn.k_proj.": "att.key.",
+    "attn.v_proj.": "att.value.",
+    "attn.o_proj.": "att.output.",
+    "attn.g_norm.": "att.ln_x.",
+    "attn.": "att.",
+    "ffn.": "ffn.",
+}
+_FLA7_LORA = re.compile(r"^attn\.([wavg])_lora\.lora\.(0\.weight|2\.weight|2\.bias)$")
+
+
+def _fla7_name(rest: str) -> tuple[str, bool]:
+    """BlinkDL suffix of one FLA layer tensor, and whether its matrix is transposed."""
+    m = _FLA7_LORA.match(rest)
+    if m:
+        letter, part = m.groups()
+        index = {"0.weight": 1, "2.weight": 2, "2.bias": 0}[part]
+        return f"att.{letter}{index}", part != "2.bias"
+    for old, new in _FLA7_LAYER.items():
+        if rest.startswith(old):
+            return new + rest[len(old) :], False
+    return rest, False  # unknown: kept, so detection names it
+
+
+def fla_rwkv7_to_blink(tensors: dict[str, Tensor], p: Path) -> dict[str, Tensor]:
+    """Rename (and transpose the LoRA matrices of) an FLA RWKV-7 state dict; others pass."""
+    if not any(n.startswith("model.layers.") and ".attn." in n for n in tensors):
+        return tensors
+    out: dict[str, Tensor] = {}
+    for name, t in tensors.items():
+        m = _FLA7_RE.match(name)
+        if m:
+            rest, transpose = _fla7_name(m.group(2))
+            new = f"blocks.{m.group(1)}.{rest}"
+        else:
+            new, transpose = _FLA7_TOP.get(name, name), False
+        if transpose and len(t.shape) == 2:
+            t = Tensor(new, t.shape[::-1], t.dtype, np.asarray(t.raw).T)
+        if new in out:
+            raise FormatError(f"{p.name}: tensor '{new}' appears twice")
         out[new] = Tensor(new, t.shape, t.dtype, t.raw)
     return out
 

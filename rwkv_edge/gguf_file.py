@@ -207,9 +207,9 @@ def _get(kv: Mapping[str, Any], key: str, kind: type, name: str) -> Any:
 
 def _check_identity(kv: Mapping[str, Any], name: str) -> None:
     arch = kv.get(S.KEY_ARCH)
-    if arch != S.ARCH:
+    if arch not in S.ARCHS:
         kind = VersionError if isinstance(arch, str) and arch.startswith("rwkv") else FormatError
-        raise kind(f"{name}: architecture is {arch!r}; rwkv-edge runs '{S.ARCH}' only")
+        raise kind(f"{name}: architecture is {arch!r}; rwkv-edge runs {' and '.join(S.ARCHS)}")
     fv = _get(kv, S.KEY_FILE_VERSION, int, name)
     if fv > S.FILE_VERSION:
         raise VersionError(
@@ -220,13 +220,18 @@ def _check_identity(kv: Mapping[str, Any], name: str) -> None:
 
 def config_from_kv(kv: Mapping[str, Any], name: str) -> ModelConfig:
     """The ModelConfig the metadata describes (validated)."""
-    dims = {k: _get(kv, key, int, name) for k, key in _REQUIRED_U32.items()}
+    arch = kv.get(S.KEY_ARCH, S.ARCH)
+    dims = {k: _get(kv, S.arch_key(key, arch), int, name) for k, key in _REQUIRED_U32.items()}
     if min(dims.values()) <= 0 or dims["n_head"] * dims["head_size"] != dims["n_embd"]:
         raise FormatError(f"{name}: inconsistent hyper-parameters {dims}")
-    code = _get(kv, S.KEY_VERSION, int, name)
+    code = _get(kv, S.arch_key(S.KEY_VERSION, arch), int, name)
+    if (code == 70) != (arch == S.ARCH_V7):
+        raise FormatError(f"{name}: version {code} does not belong to architecture {arch!r}")
+    if arch == S.ARCH_V7:
+        dims |= {k: _get(kv, key, int, name) for k, key in S.KEYS_V7_LORA.items()}
     # eps are stored as float32; 7 digits give back the float64 that was written
     eps = {
-        k: float(f"{_get(kv, key, float, name):.7g}")
+        k: float(f"{_get(kv, S.arch_key(key, arch), float, name):.7g}")
         for k, key in (("ln_eps", S.KEY_LN_EPS), ("gn_eps", S.KEY_GN_EPS))
     }
     return ModelConfig.from_version_code(code, **eps, **dims)
@@ -249,7 +254,8 @@ def _metadata(kv: dict[str, Any], config: ModelConfig, name: str) -> dict[str, A
     if not isinstance(data, bytes) or (kind != "bytes" and not data):
         raise FormatError(f"{name}: tokenizer '{kind}' has no embedded data")
     # optional: absent means "f32" (no rounding), as in the C loader
-    emb_ln = _get(kv, S.KEY_EMB_LN_DTYPE, str, name) if S.KEY_EMB_LN_DTYPE in kv else "f32"
+    key = S.arch_key(S.KEY_EMB_LN_DTYPE, kv.get(S.KEY_ARCH, S.ARCH))
+    emb_ln = _get(kv, key, str, name) if key in kv else "f32"
     if emb_ln not in ("f32", "f16", "bf16"):
         raise FormatError(f"{name}: emb_ln_dtype {emb_ln!r} is not f32, f16 or bf16")
     return {
@@ -305,8 +311,9 @@ def _check_shapes(tensors: Mapping[str, Tensor], config: ModelConfig, name: str)
     try:
         found = detect_config({n: t.shape for n, t in tensors.items()})
     except (FormatError, VersionError) as e:
-        raise FormatError(f"{name}: tensors do not form an RWKV-v5 model ({e})") from None
+        raise FormatError(f"{name}: tensors do not form an RWKV model ({e})") from None
     fields = ("version", "n_layer", "n_embd", "n_head", "head_size", "n_ffn", "n_vocab")
+    fields += ("lora_w", "lora_a", "lora_v", "lora_g")
     diff = [f for f in fields if getattr(found, f) != getattr(config, f)]
     if diff:
         raise FormatError(f"{name}: metadata and tensor shapes disagree on {', '.join(diff)}")
@@ -427,12 +434,16 @@ def _add_metadata(w: Any, config: ModelConfig, meta: Mapping[str, Any]) -> None:
     w.add_uint32(S.KEY_FILE_VERSION, S.FILE_VERSION)
     if meta.get("name"):
         w.add_string(S.KEY_NAME, str(meta["name"]))
-    w.add_uint32(S.KEY_VERSION, config.version_code)
+    arch = S.ARCH_V7 if config.is_v7 else S.ARCH
+    w.add_uint32(S.arch_key(S.KEY_VERSION, arch), config.version_code)
     for attr, key in _REQUIRED_U32.items():
-        w.add_uint32(key, int(getattr(config, attr)))
-    w.add_float32(S.KEY_LN_EPS, config.ln_eps)
-    w.add_float32(S.KEY_GN_EPS, config.gn_eps)
-    w.add_string(S.KEY_EMB_LN_DTYPE, meta["emb_ln_dtype"])
+        w.add_uint32(S.arch_key(key, arch), int(getattr(config, attr)))
+    if config.is_v7:
+        for attr, key in S.KEYS_V7_LORA.items():
+            w.add_uint32(key, int(getattr(config, attr)))
+    w.add_float32(S.arch_key(S.KEY_LN_EPS, arch), config.ln_eps)
+    w.add_float32(S.arch_key(S.KEY_GN_EPS, arch), config.gn_eps)
+    w.add_string(S.arch_key(S.KEY_EMB_LN_DTYPE, arch), meta["emb_ln_dtype"])
     kind, data = meta["tokenizer"]
     w.add_string(S.KEY_TOKENIZER_KIND, kind)
     if data:
@@ -451,7 +462,7 @@ def _write_header(
     """Write magic, metadata and tensor table to ``tmp``; return the open file."""
     import gguf  # the reference writer; only the quantizer needs it
 
-    w = gguf.GGUFWriter(tmp, S.ARCH)
+    w = gguf.GGUFWriter(tmp, S.ARCH_V7 if config.is_v7 else S.ARCH)
     _add_metadata(w, config, meta)
     for t in written:
         if t.dtype in BLOCK_BYTES:

@@ -8,11 +8,21 @@ raw bonus, ``time_first`` the log bonus of v5.0), with two changes:
 ``time_mix_*`` are squeezed from ``[1, 1, C]`` to ``[C]``, and nothing else is
 precomputed. Matrices are ``[out, in]`` in numpy order, which GGUF stores as
 ``ne = [in, out]``: each output row is contiguous, as the C kernels want.
+
+RWKV-7 files (arch ``rwkv7``, docs/RWKV7_SPEC.md) use the same keys under the
+``rwkv7.`` prefix (``arch_key``), version 70, plus the four LoRA ranks; their
+tensors keep BlinkDL's x070 names (``att.w1`` [C, D] as stored by BlinkDL, so
+GGUF ``ne = [D, C]``), the ``[1, 1, C]`` vectors (``att.x_*``, ``w0``, ``a0``,
+``v0``, ``k_k``, ``k_a``, ``ffn.x_k``) squeezed to ``[C]`` and ``att.r_k`` kept
+``[H, N]``. ``emb_ln_dtype`` is always ``f32`` there: the v7 reference upcasts
+before its embedding LayerNorm.
 """
 
 from __future__ import annotations
 
 ARCH = "rwkv5"
+ARCH_V7 = "rwkv7"
+ARCHS = (ARCH, ARCH_V7)
 
 # general.* keys follow the GGUF convention.
 KEY_ARCH = "general.architecture"
@@ -48,6 +58,18 @@ KEY_REPORT = "rwkv_edge.quant.report"  # JSON: per-tensor error figures
 KEY_SOURCE_SHA256 = "rwkv_edge.source.sha256"
 KEY_SOURCE_NAME = "rwkv_edge.source.name"
 
+# RWKV-7 LoRA ranks (uint32), llama.cpp's names; ModelConfig field -> key.
+KEYS_V7_LORA = {
+    "lora_w": f"{ARCH_V7}.decay_lora_rank",
+    "lora_a": f"{ARCH_V7}.iclr_lora_rank",
+    "lora_v": f"{ARCH_V7}.value_residual_mix_lora_rank",
+    "lora_g": f"{ARCH_V7}.gate_lora_rank",
+}
+# x070 vectors stored [1, 1, C] by BlinkDL and [C] here (name suffixes).
+V7_SQUEEZED = tuple(
+    f".{n}" for n in ("x_r", "x_w", "x_k", "x_v", "x_a", "x_g", "w0", "a0", "v0", "k_k", "k_a")
+)
+
 FILE_VERSION = 1
 ALIGNMENT = 64  # tensor data alignment in bytes: whole cache lines, AVX-512 loads
 
@@ -55,3 +77,13 @@ ALIGNMENT = 64  # tensor data alignment in bytes: whole cache lines, AVX-512 loa
 def block_prefix(layer: int) -> str:
     """Name prefix of one layer's tensors."""
     return f"blocks.{layer}."
+
+
+def arch_key(key: str, arch: str) -> str:
+    """A hyper-parameter key (written above for ``rwkv5``) under another arch's prefix."""
+    return arch + key[len(ARCH) :] if key.startswith(ARCH + ".") else key
+
+
+def stored_squeezed(name: str) -> bool:
+    """True for the [1, 1, C] vectors a GGUF file stores as [C] (both versions)."""
+    return ".time_mix_" in name or name.endswith(V7_SQUEEZED)

@@ -54,8 +54,13 @@ def _open_engine(path: Path, backend: str, threads: int | None, isa: str) -> Eng
     if backend not in BACKENDS:
         raise ArgumentError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
-        backend = "c" if c_backend_available() else "numba"
+        backend = "c" if c_backend_available() and not _holds_v7(path) else "numba"
     if backend == "c":
+        if _holds_v7(path):
+            raise ArgumentError(
+                f"{path.name} is an RWKV-7 model, which the C engine does not run yet; "
+                "use backend='numba' (or 'auto', which picks it)"
+            )
         try:
             from ._c_engine import CEngine
         except ImportError as e:
@@ -64,16 +69,28 @@ def _open_engine(path: Path, backend: str, threads: int | None, isa: str) -> Eng
                 "reinstall rwkv-edge with a C compiler, or use backend='numba'"
             ) from None
         return CEngine.open(path, threads=threads, isa=isa)
-    from .reference.engine import NumbaEngine
+    from .reference.engine7 import open_numba_engine
 
-    return NumbaEngine.open(path)
+    return open_numba_engine(path)
+
+
+def _holds_v7(path: Path) -> bool:
+    """True when the file opens as an RWKV-7 model; any failure is left to the engine to report."""
+    from .checkpoint import open_checkpoint
+    from .errors import RwkvEdgeError
+
+    try:
+        with open_checkpoint(path) as ckpt:
+            return ckpt.config.is_v7
+    except (RwkvEdgeError, OSError):
+        return False
 
 
 _FROM_FILE: Any = object()  # Model.tokenizer not built yet: read it from the file
 
 
 class Model:
-    """A loaded RWKV-v5 model. Use as a context manager or call ``close()``."""
+    """A loaded RWKV model (v5; v7 on numba). Use as a context manager or call ``close()``."""
 
     def __init__(self, engine: Engine, path: Path, tokenizer: Any = _FROM_FILE) -> None:
         self._engine: Engine | None = engine

@@ -59,18 +59,17 @@ class NumbaEngine:
         full_output: bool,
         want_logits: bool = True,
     ) -> npt.NDArray[np.float32]:
-        cfg = self.config
-        logits = rwkv5.forward(
-            self.embed(tokens),
-            self._weights,
-            state,
-            cfg.has_gate,
-            cfg.ln_eps,
-            cfg.gn_eps,
-            full_output,
-            want_logits,
-        )
+        logits = self._run(self.embed(tokens), state, full_output, want_logits)
         return logits if full_output else logits[0]
+
+    def _run(
+        self, x: npt.NDArray[np.float32], state: npt.NDArray[np.float32], full: bool, want: bool
+    ) -> npt.NDArray[np.float32]:
+        """Logits [T or 1 or 0, V] of embedded tokens x [T, C]; state advanced in place."""
+        cfg = self.config
+        return rwkv5.forward(
+            x, self._weights, state, cfg.has_gate, cfg.ln_eps, cfg.gn_eps, full, want
+        )
 
     def close(self) -> None:
         self._weights = None  # type: ignore[assignment]

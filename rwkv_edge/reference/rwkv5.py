@@ -230,8 +230,22 @@ def forward(
         S = state[base + 2 * C : base + per_layer].reshape((H, N, N))
         x = x + time_mixing(x, li, wt, att_x, S, has_gate, ln_eps, gn_eps)
         x = x + channel_mixing(x, li, wt, ffn_x, ln_eps)
+    return head_logits(x, wt.ln_out_w, wt.ln_out_b, wt.head, ln_eps, full_output, want_logits)
+
+
+@njit(cache=True)
+def head_logits(
+    x: np.ndarray,
+    ln_w: np.ndarray,
+    ln_b: np.ndarray,
+    head: np.ndarray,
+    ln_eps: float,
+    full_output: bool,
+    want_logits: bool,
+) -> np.ndarray:
+    """LN_out and the head: logits [T, V] (full_output), [1, V] (last row) or [0, V]."""
     if not want_logits:
-        return np.zeros((0, wt.head.shape[0]), dtype=np.float32)
+        return np.zeros((0, head.shape[0]), dtype=np.float32)
     if not full_output:
         x = x[-1:]
-    return matmul(layer_norm(x, wt.ln_out_w, wt.ln_out_b, ln_eps), wt.head)
+    return matmul(layer_norm(x, ln_w, ln_b, ln_eps), head)

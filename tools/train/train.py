@@ -215,11 +215,11 @@ class Block(nn.Module):
 
 
 class RWKV5(nn.Module):
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, block: Callable[[Any, int], nn.Module] = Block) -> None:
         super().__init__()
         self.cfg = cfg
         self.emb = nn.Embedding(cfg.vocab, cfg.n_embd)
-        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
+        self.blocks = nn.ModuleList(block(cfg, i) for i in range(cfg.n_layer))
         self.ln_out = nn.LayerNorm(cfg.n_embd, eps=LN_EPS)
         self.head = nn.Linear(cfg.n_embd, cfg.vocab, bias=False)
         self._init_matrices()
@@ -230,10 +230,20 @@ class RWKV5(nn.Module):
         nn.init.uniform_(self.emb.weight, -1e-4, 1e-4)
         nn.init.normal_(self.head.weight, std=0.5 / math.sqrt(c))
         for blk in self.blocks:
-            for lin in (blk.att.receptance, blk.att.key, blk.att.value, blk.att.gate, blk.ffn.key):
+            normal, zero = self._block_matrices(blk)
+            for lin in normal:
                 nn.init.normal_(lin.weight, std=1 / math.sqrt(c))
-            for lin in (blk.att.output, blk.ffn.value, blk.ffn.receptance):
+            for lin in zero:
                 nn.init.zeros_(lin.weight)
+
+    def _block_matrices(self, blk: Any) -> tuple[list[nn.Linear], list[nn.Linear]]:
+        """A block's matrices initialised N(0, 1/C), and those initialised to zero."""
+        att, ffn = blk.att, blk.ffn
+        return [att.receptance, att.key, att.value, att.gate, ffn.key], [
+            att.output,
+            ffn.value,
+            ffn.receptance,
+        ]
 
     def forward(self, idx: Tensor, step: bool = False) -> Tensor:
         """Logits (B,T,V) for token ids (B,T) from the zero state; step=True uses wkv_step."""
@@ -345,13 +355,16 @@ def greedy(model: RWKV5, prompt: list[int], n: int, device: str) -> list[int]:
     return ids[len(prompt) :]
 
 
-def train(args: argparse.Namespace, cfg: Config) -> None:
+def train(
+    args: argparse.Namespace, cfg: Config, make_model: Callable[[Any], nn.Module] | None = None
+) -> None:
+    """Train RWKV5(cfg), or make_model(cfg) (train_v7.py's RWKV7), for args.minutes."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     amp = device == "cuda"
     torch.manual_seed(args.seed)
     torch.backends.cuda.matmul.allow_tf32 = True
     data = {s: np.load(args.data / f"{s}.npy") for s in ("train", "val", "heldout")}
-    model = RWKV5(cfg).to(device)
+    model: Any = (make_model or RWKV5)(cfg).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     opt = make_optimizer(model, args.lr, args.wd)
     gen = np.random.default_rng(args.seed)
@@ -476,11 +489,12 @@ def selftest() -> None:
     assert d < 1e-9
 
 
-def parse() -> tuple[argparse.Namespace, Config]:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def argument_parser(doc: str, out: str, minutes: float, **defaults: Any) -> argparse.ArgumentParser:
+    """The options train.py and train_v7.py share; ``defaults`` overrides set_defaults."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("tools/train/data"))
-    ap.add_argument("--out", type=Path, default=Path("tools/train/data/run"))
-    ap.add_argument("--minutes", type=float, default=6.5)
+    ap.add_argument("--out", type=Path, default=Path(out))
+    ap.add_argument("--minutes", type=float, default=minutes)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=8e-4)
     ap.add_argument("--wd", type=float, default=0.1)
@@ -495,6 +509,19 @@ def parse() -> tuple[argparse.Namespace, Config]:
     ap.add_argument("--merge", type=Path, help="folder of demo.part*.pth shards to join")
     ap.add_argument("--save", type=Path, help="with --merge: where to write the joined .pth")
     ap.add_argument("--fp16", action="store_true", help="with --merge: save as float16")
+    ap.set_defaults(**defaults)
+    return ap
+
+
+def merge_and_save(args: argparse.Namespace) -> None:
+    """--merge DIR --save X.pth [--fp16]: join a run's shards into one checkpoint."""
+    sd = merge_shards(args.merge, "demo")
+    dtype = torch.float16 if args.fp16 else torch.float32
+    torch.save({k: v.to(dtype) for k, v in sd.items()}, args.save)
+
+
+def parse() -> tuple[argparse.Namespace, Config]:
+    ap = argument_parser(__doc__ or "", "tools/train/data/run", 6.5)
     args = ap.parse_args()
     if args.tiny:
         cfg = Config(n_layer=2, n_embd=64, head_size=32, ffn=128, ctx=64, chunk=16)
@@ -508,9 +535,7 @@ def main() -> None:
     if args.selftest:
         selftest()
     elif args.merge:
-        sd = merge_shards(args.merge, "demo")
-        dtype = torch.float16 if args.fp16 else torch.float32
-        torch.save({k: v.to(dtype) for k, v in sd.items()}, args.save)
+        merge_and_save(args)
     else:
         train(args, cfg)
 
