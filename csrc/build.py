@@ -47,6 +47,7 @@ ENGINE_ONLY = (
     "gguf.c",
     "threadpool.c",
     "error.c",
+    "bandwidth.c",
 )
 # Test programs under csrc/tests, each with the group it links against.
 PROGRAMS = {

@@ -235,6 +235,14 @@ def _is_gguf(p: Path) -> bool:
         return f.read(4) == b"GGUF"
 
 
+def read_bandwidth(words: npt.NDArray[np.int64], threads: int) -> float:
+    """GB/s of one read pass over ``words`` by ``threads`` threads (rwe_read_bandwidth:
+    the C half of the bench's roofline, shipped in the core rather than compiled at run time)."""
+    out = ffi.new("double *")
+    _check(lib.rwe_read_bandwidth(ffi.from_buffer("uint64_t[]", words), words.size, threads, out))
+    return float(out[0])
+
+
 # ---------------------------------------------------------------------------
 # Float checkpoint -> GGUF (the C core only reads GGUF)
 # ---------------------------------------------------------------------------
