@@ -6,7 +6,8 @@ Every build of csrc/ reads this file: the extension setup.py builds
 (ci_arm.sh, clang_kernels.sh, sanitize.sh, fuzz.sh) through the command line
 below. The shipped flags are the base of every build; a profile adds only what
 its purpose needs (-Werror, sanitizers, libFuzzer), and a cross build changes the
-compiler, never the flags, so the kernel tests test the code as it ships.
+compiler, never the flags, so the kernel tests test the code as it ships (the
+sanitizer and fuzz builds also lower -O3 to -O1, see PROFILES).
 
 Adding a C file to the core is one line: in KERNELS if the kernel test program
 needs it (every kernel set and what they call), else in ENGINE_ONLY. Headers
@@ -68,11 +69,14 @@ PROFILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # test programs: the shipped code, where any warning fails the build
     "strict": (("-Werror",), ()),
     # ASan + UBSan (tools/sanitize.sh, RWKV_EDGE_SANITIZE=1 for the extension):
-    # -g and frame pointers make the reports' stacks readable
-    "sanitize": (("-g", "-fno-omit-frame-pointer", _SANITIZERS), (_SANITIZERS,)),
-    # libFuzzer harness (clang only, tools/fuzz.sh): a UBSan finding must stop the run
+    # -g and frame pointers make the reports' stacks readable; -O1 because the
+    # instrumented SIMD files build several times slower at -O3 (figures in the
+    # commit that set it), and CI builds the core twice under the sanitizers
+    "sanitize": (("-O1", "-g", "-fno-omit-frame-pointer", _SANITIZERS), (_SANITIZERS,)),
+    # libFuzzer harness (clang only, tools/fuzz.sh): a UBSan finding must stop the
+    # run; -O1 as above (the fuzzer wants executions per second, not -O3 code)
     "fuzz": (
-        ("-g", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=undefined"),
+        ("-O1", "-g", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=undefined"),
         ("-fsanitize=fuzzer,address,undefined",),
     ),
 }
