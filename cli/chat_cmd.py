@@ -29,6 +29,8 @@ from typing import Any
 import click
 import numpy as np
 
+from rwkv_edge import sampling
+
 from .run_cmd import load_model, model_options, sampling_options, warm_up
 
 STOPS = ("\n\n", "\nUser:")  # a blank line; a "User:" line the model writes itself
@@ -40,14 +42,7 @@ DEMO_MIN_REPLY_CHARS = 48
 PROMPT = "You> "
 MORE = "... "
 CHAT_FORMAT = "rwkv-edge-chat/1"
-CHAT_DEFAULTS: dict[str, float] = dict(
-    temperature=1.0,
-    top_p=0.3,
-    top_k=0,
-    presence_penalty=0.5,
-    frequency_penalty=0.5,
-    penalty_decay=0.996,
-)
+CHAT_DEFAULTS: dict[str, float] = sampling.CHAT.options()
 HELP = """Commands:
   /undo              forget the last turn (state restored from its snapshot)
   /retry             draw a new reply to the last message
@@ -245,18 +240,11 @@ class ChatSession:
 
     def set_option(self, name: str, value: str) -> str:
         """/set NAME VALUE; returns a confirmation (raises ValueError on bad input)."""
-        from rwkv_edge.sampling import SamplingParams
+        from rwkv_edge.sampling import OPTIONS, SamplingParams
 
         if name in ("max_tokens", "seed"):
             setattr(self, name, int(value))
-        elif name in (
-            "temperature",
-            "top_p",
-            "top_k",
-            "presence_penalty",
-            "frequency_penalty",
-            "penalty_decay",
-        ):
+        elif name in OPTIONS:
             new = {**self.sampling, name: int(value) if name == "top_k" else float(value)}
             SamplingParams(**new)  # validates
             self.sampling = new

@@ -35,6 +35,8 @@ from .errors import (
     ShapeError,
     UnsupportedIsaError,
 )
+from .gguf_schema import emb_ln_dtype as _emb_ln_dtype
+from .gguf_schema import is_matrix
 from .tensors import Tensor
 
 ISAS: dict[str, int] = {
@@ -247,12 +249,6 @@ def read_bandwidth(words: npt.NDArray[np.int64], threads: int) -> float:
 # Float checkpoint -> GGUF (the C core only reads GGUF)
 # ---------------------------------------------------------------------------
 
-_EMB_LN_DTYPES = {"bf16": "bf16", "f16": "f16"}
-
-
-def _is_matrix(name: str, shape: tuple[int, ...]) -> bool:
-    return len(shape) == 2 and name.endswith(".weight") and ".ln" not in name
-
 
 def write_checkpoint_gguf(
     ckpt: Checkpoint, path: Path, matrix_type: str | None = None, emb_ln_dtype: str | None = None
@@ -270,7 +266,7 @@ def write_checkpoint_gguf(
         path,
         ckpt.config,
         (_entry(n, ckpt[n], matrix_type) for n in ckpt),
-        emb_ln_dtype=emb_ln_dtype or _EMB_LN_DTYPES.get(ckpt.source_dtype, "f32"),
+        emb_ln_dtype=emb_ln_dtype or _emb_ln_dtype(ckpt.metadata, ckpt.source_dtype),
         source_name=ckpt.path.name,
         force=True,
     )
@@ -278,7 +274,7 @@ def write_checkpoint_gguf(
 
 def _entry(name: str, t: Tensor, matrix_type: str | None) -> tuple[str, str, np.ndarray]:
     """(name, GGUF dtype, data) of one tensor."""
-    if not _is_matrix(name, t.shape):
+    if not is_matrix(name, t.shape):
         return name, "f32", t.to_f32()
     if matrix_type is not None:
         return name, matrix_type, t.to_f32()

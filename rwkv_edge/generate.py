@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import ArgumentError
-from .sampling import Sampler, SamplingParams
+from .sampling import DEFAULTS, Sampler, SamplingParams
 from .state import State
 
 ProgressFn = Callable[[int, int], None]  # (tokens ingested so far, total)
@@ -214,12 +214,12 @@ def generate(
     state: State | None = None,
     *,
     max_tokens: int = 256,
-    temperature: float = 1.0,
-    top_p: float = 0.85,
-    top_k: int = 0,
-    presence_penalty: float = 0.2,
-    frequency_penalty: float = 0.2,
-    penalty_decay: float = 0.996,
+    temperature: float = DEFAULTS.temperature,
+    top_p: float = DEFAULTS.top_p,
+    top_k: int = DEFAULTS.top_k,
+    presence_penalty: float = DEFAULTS.presence_penalty,
+    frequency_penalty: float = DEFAULTS.frequency_penalty,
+    penalty_decay: float = DEFAULTS.penalty_decay,
     stop: Sequence[str] = (),
     min_chars: int = 0,
     seed: int | None = None,

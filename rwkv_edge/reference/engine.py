@@ -15,6 +15,7 @@ import numpy.typing as npt
 from ..checkpoint import Checkpoint, open_checkpoint
 from ..config import ModelConfig
 from ..errors import FormatError, ShapeError
+from ..gguf_schema import emb_ln_dtype
 from ..tensors import round_bf16
 from . import rwkv5
 
@@ -81,7 +82,7 @@ def _vec(ckpt: Checkpoint, name: str) -> npt.NDArray[np.float32]:
 
 def _emb_rounding(ckpt: Checkpoint):  # type: ignore[no-untyped-def]
     """The reference runs LN(emb) in the checkpoint's dtype: round like it does."""
-    dtype = ckpt.metadata.get("emb_ln_dtype") or ckpt.source_dtype
+    dtype = emb_ln_dtype(ckpt.metadata, ckpt.source_dtype)
     if dtype == "bf16":
         return round_bf16
     if dtype == "f16":
