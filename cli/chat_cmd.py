@@ -21,7 +21,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,7 +137,7 @@ class ChatSession:
 
     def send(
         self, message: str, on_progress: Callable[[int, int], None] | None = None
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, None]:
         """Add a user turn and stream the reply."""
         before = self.now.copy()
         try:
@@ -150,7 +150,7 @@ class ChatSession:
         self._trim_snapshots()
         return self._reply(turn)
 
-    def _reply(self, turn: Turn) -> Iterator[str]:
+    def _reply(self, turn: Turn) -> Generator[str, None, None]:
         from rwkv_edge.generate import generate
 
         self._draws += 1
@@ -196,7 +196,7 @@ class ChatSession:
         self.now = turn.before
         return f"undid: {turn.user[:40]!r}"
 
-    def retry(self) -> Iterator[str] | None:
+    def retry(self) -> Generator[str, None, None] | None:
         if not self.turns or self.turns[-1].after_prompt is None:
             return None
         turn = self.turns[-1]
@@ -301,7 +301,7 @@ def read_message() -> str:
     return "\n".join([*lines, line])
 
 
-def _stream(session: ChatSession, pieces: Iterator[str], stats: bool) -> None:
+def _stream(session: ChatSession, pieces: Generator[str, None, None], stats: bool) -> None:
     try:
         for piece in pieces:
             sys.stdout.write(piece)

@@ -175,7 +175,7 @@ def _normalize_names(tensors: dict[str, Tensor], p: Path) -> dict[str, Tensor]:
 # torch zip checkpoints: the restricted unpickler
 # ---------------------------------------------------------------------------
 
-_STORAGE_DTYPES = {
+_STORAGE_DTYPES: dict[str, tuple[str, np.dtype[Any]]] = {
     "FloatStorage": ("f32", np.dtype("<f4")),
     "HalfStorage": ("f16", np.dtype("<f2")),
     "BFloat16Storage": ("bf16", np.dtype("<u2")),
@@ -297,7 +297,7 @@ _SAFE_GLOBALS: dict[tuple[str, str], Any] = {
 # an array indexed by the memo key, so a 200-byte pickle with LONG_BINPUT
 # 0x7fffffff makes it allocate and zero ~16 GB. Here the memo is a dict. A
 # state dict's pickle is small (~100 KB for a 7B model), so speed is no issue.
-class _RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
+class _RestrictedUnpickler(pickle._Unpickler):
     def __init__(self, data: bytes, load_storage: Any) -> None:
         import io
 
@@ -421,7 +421,7 @@ def _tensors_from_state_dict(obj: Any, p: Path) -> dict[str, Tensor]:
 # safetensors
 # ---------------------------------------------------------------------------
 
-_ST_DTYPES = {
+_ST_DTYPES: dict[str, tuple[str, np.dtype[Any]]] = {
     "F32": ("f32", np.dtype("<f4")),
     "F16": ("f16", np.dtype("<f2")),
     "BF16": ("bf16", np.dtype("<u2")),

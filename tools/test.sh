@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test run, as the README's second command and CI do it:
 #   1. install the package with its test extras (builds the C core via cffi);
-#   2. lint (ruff);
+#   2. lint (ruff) and type-check the installed package (mypy, tools/typecheck.sh);
 #   3. the aarch64 kernels, cross-compiled and run under qemu-user;
 #   4. the C core under ASan+UBSan (kernel tests and the C-engine suites);
 #   5. the kernel tests built with clang; a short fixed-seed fuzz run of every
@@ -25,6 +25,7 @@ export RWKV_EDGE_REQUIRE_C=1  # a C build failure must fail the run, not fall ba
 python3 -m pip install -q ".[test]"
 python3 -m ruff check .
 python3 -m ruff format --check .
+bash tools/typecheck.sh
 
 if ((!quick)); then
     bash tools/ci_arm.sh

@@ -7,6 +7,7 @@ memory: meant for small models, tests and debugging, not for 7B decode.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ from ..errors import FormatError, ShapeError
 from ..gguf_schema import emb_ln_dtype
 from ..tensors import round_bf16
 from . import rwkv5
+
+F32 = npt.NDArray[np.float32]
 
 
 class NumbaEngine:
@@ -80,7 +83,7 @@ def _vec(ckpt: Checkpoint, name: str) -> npt.NDArray[np.float32]:
     return np.ascontiguousarray(ckpt[name].to_f32().reshape(-1))
 
 
-def _emb_rounding(ckpt: Checkpoint):  # type: ignore[no-untyped-def]
+def _emb_rounding(ckpt: Checkpoint) -> Callable[[F32], F32]:
     """The reference runs LN(emb) in the checkpoint's dtype: round like it does."""
     dtype = emb_ln_dtype(ckpt.metadata, ckpt.source_dtype)
     if dtype == "bf16":
