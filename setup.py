@@ -8,7 +8,7 @@ warning. Set RWKV_EDGE_REQUIRE_C=1 to make a failed C build an error (CI does).
 import os
 import sys
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 
@@ -19,7 +19,7 @@ class OptionalBuildExt(build_ext):
         except Exception as e:  # a missing compiler surfaces as several error types
             self._give_up(e)
 
-    def build_extension(self, ext) -> None:  # type: ignore[no-untyped-def]
+    def build_extension(self, ext: Extension) -> None:
         try:
             super().build_extension(ext)
         except Exception as e:

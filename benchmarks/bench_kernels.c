@@ -4,9 +4,9 @@
  *                     from DRAM as in a real model (24 layers x 2048 wide);
  *                     compared with a plain read loop over the same memory.
  *   prefill (T = 16, or RWE_BENCH_T): the same matrices, multiply-adds per second.
- * Build (from the repo root):
- *   gcc -O2 -std=gnu11 -Icsrc -o /tmp/bench benchmarks/bench_kernels.c \
- *       csrc/kernels/[a-z]*.c csrc/quant/quant_ref.c csrc/cpu_features.c -lm -pthread
+ * Build (from the repo root; the shipped flags and sources of csrc/build.py):
+ *   gcc $(python3 csrc/build.py cflags shipped) -o /tmp/bench benchmarks/bench_kernels.c \
+ *       $(python3 csrc/build.py sources kernels) $(python3 csrc/build.py ldflags shipped)
  *   /tmp/bench [ROWS COLS [MB]] [ISA ...]   (default 7168 2048 400, all ISAs;
  *                                          a small MB keeps the weights in cache)
  *   RWE_BENCH_LANES=1 times the lanes-layout entries (what the engine runs

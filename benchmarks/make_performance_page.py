@@ -598,7 +598,7 @@ def render(
         "benchmarks/results/*.json; do not edit by hand -->",
         "",
         "Synthetic checkpoints of the real RWKV-v5 World shapes (random weights of realistic "
-        "scale from `tools/make_synthetic.py`: speed depends on shapes and formats, not on "
+        "scale from `rwkv-edge make-synthetic`: speed depends on shapes and formats, not on "
         "values), quantized with "
         + (", ".join(f"`{q}`" for q in quant) or "the project's quantizer (`rwkv_edge.quantize`)")
         + ", timed with `rwkv-edge bench` (C engine). Decode is bound by "

@@ -3,7 +3,7 @@
 
     PYTHONPATH=/tmp/rwe-site-NAME python benchmarks/run_matrix.py [--cache DIR] [--quick]
 
-For every shape it writes a synthetic bf16 checkpoint (tools/make_synthetic.py)
+For every shape it writes a synthetic bf16 checkpoint (rwkv_edge.synthetic)
 into the cache, quantizes it with the project's quantizer (``rwkv-edge
 quantize``) into each format, and runs ``rwkv-edge bench`` on it in a fresh
 process (so peak RSS is the model's own) with 2 threads against 1 (``--vs``).
@@ -19,14 +19,12 @@ are cached, so reruns skip generation and quantization.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,24 +37,14 @@ CONTEXT = ("12x768", "q8_0", "0,1024,8192,32768")  # shape, format, positions of
 CLI = [sys.executable, "-c", "import sys; from rwkv_edge.cli.main import main; sys.exit(main())"]
 
 
-def load_writer() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "make_synthetic", REPO / "tools" / "make_synthetic.py"
-    )
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def synthetic(shape: str, cache: Path) -> Path:
     """The bf16 checkpoint of a shape (bf16: what BlinkDL publishes), generated once."""
-    ms = load_writer()
+    from rwkv_edge import synthetic as ms
+
     path = cache / f"synthetic-{shape}-bf16.pth"
     if not path.exists():
         log(f"generating {path.name}")
@@ -125,8 +113,6 @@ def bench(model: Path, out: Path, threads: int, vs: str | None, extra: list[str]
         str(threads),
         "--json",
         str(out),
-        "--bandwidth-c",
-        str(REPO / "benchmarks" / "bandwidth.c"),
         *extra,
     ]
     if vs:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import click
 
@@ -74,13 +71,6 @@ def _ints(text: str) -> tuple[int, ...]:
     help="Context sweep positions, e.g. 0,1024,8192,32768 (slow: runs every token).",
 )
 @click.option("--bandwidth-mib", type=click.IntRange(16), default=1024, show_default=True)
-@click.option(
-    "--bandwidth-c",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="benchmarks/bandwidth.c for the C cross-check "
-    "(default: found in the source checkout, if any).",
-)
 def bench_command(
     model: Path,
     threads: int | None,
@@ -93,7 +83,6 @@ def bench_command(
     prefill: str,
     context: str,
     bandwidth_mib: int,
-    bandwidth_c: Path | None,
 ) -> None:
     """Measure decode ms/token against the memory-bandwidth roofline, prefill and load."""
     from ..bench import BenchOptions, BenchPlan, bench_model, format_report, parse_vs
@@ -106,7 +95,6 @@ def bench_command(
         prefill_lengths=_ints(prefill),
         context_positions=_ints(context),
         bandwidth_mib=bandwidth_mib,
-        bandwidth_c_source=bandwidth_c,
     )
     try:
         runs = [base] if vs_spec is None else [base, parse_vs(vs_spec, base)]
@@ -119,24 +107,6 @@ def bench_command(
         click.echo(f"wrote {json_path}")
 
 
-def load_synthetic_writer() -> ModuleType:
-    """tools/make_synthetic.py of the source checkout (tools/ is not part of the wheel)."""
-    here = Path(__file__).resolve().parents  # cli/ in a checkout, rwkv_edge/cli/ installed
-    for root in (here[1], here[2], Path.cwd(), *Path.cwd().parents):
-        src = root / "tools" / "make_synthetic.py"
-        if src.is_file():
-            spec = importlib.util.spec_from_file_location("rwkv_edge_make_synthetic", src)
-            if spec and spec.loader:
-                mod = importlib.util.module_from_spec(spec)
-                sys.modules[spec.name] = mod  # dataclasses look their module up there
-                spec.loader.exec_module(mod)
-                return mod
-    raise click.ClickException(
-        "make-synthetic needs tools/make_synthetic.py of a source "
-        "checkout: run it from inside the rwkv-edge repository"
-    )
-
-
 @click.command("make-synthetic")
 @click.argument("shape")
 @click.argument("dst", type=click.Path(dir_okay=False, path_type=Path))
@@ -147,7 +117,8 @@ def load_synthetic_writer() -> ModuleType:
 @click.option("--vocab", type=click.IntRange(1), default=65536, show_default=True)
 def make_synthetic_command(shape: str, dst: Path, dtype: str, seed: int, vocab: int) -> None:
     """Write a random-weight RWKV-v5.2 .pth of SHAPE (12x768, 24x1024, 24x2048, 32x4096, LxC)."""
-    ms = load_synthetic_writer()
+    from .. import synthetic as ms
+
     try:
         n_layer, n_embd = ms.parse_shape(shape)
         spec = ms.SyntheticSpec(n_layer, n_embd, n_vocab=vocab, dtype=dtype, seed=seed)

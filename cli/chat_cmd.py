@@ -21,7 +21,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,7 +132,7 @@ class ChatSession:
 
     def send(
         self, message: str, on_progress: Callable[[int, int], None] | None = None
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, None]:
         """Add a user turn and stream the reply."""
         before = self.now.copy()
         try:
@@ -145,7 +145,7 @@ class ChatSession:
         self._trim_snapshots()
         return self._reply(turn)
 
-    def _reply(self, turn: Turn) -> Iterator[str]:
+    def _reply(self, turn: Turn) -> Generator[str, None, None]:
         from rwkv_edge.generate import generate
 
         self._draws += 1
@@ -191,7 +191,7 @@ class ChatSession:
         self.now = turn.before
         return f"undid: {turn.user[:40]!r}"
 
-    def retry(self) -> Iterator[str] | None:
+    def retry(self) -> Generator[str, None, None] | None:
         if not self.turns or self.turns[-1].after_prompt is None:
             return None
         turn = self.turns[-1]
@@ -235,18 +235,11 @@ class ChatSession:
 
     def set_option(self, name: str, value: str) -> str:
         """/set NAME VALUE; returns a confirmation (raises ValueError on bad input)."""
-        from rwkv_edge.sampling import SamplingParams
+        from rwkv_edge.sampling import OPTIONS, SamplingParams
 
         if name in ("max_tokens", "seed"):
             setattr(self, name, int(value))
-        elif name in (
-            "temperature",
-            "top_p",
-            "top_k",
-            "presence_penalty",
-            "frequency_penalty",
-            "penalty_decay",
-        ):
+        elif name in OPTIONS:
             new = {**self.sampling, name: int(value) if name == "top_k" else float(value)}
             SamplingParams(**new)  # validates
             self.sampling = new
@@ -303,7 +296,7 @@ def read_message() -> str:
     return "\n".join([*lines, line])
 
 
-def _stream(session: ChatSession, pieces: Iterator[str], stats: bool) -> None:
+def _stream(session: ChatSession, pieces: Generator[str, None, None], stats: bool) -> None:
     try:
         for piece in pieces:
             sys.stdout.write(piece)

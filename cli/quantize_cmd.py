@@ -175,12 +175,12 @@ def _run_convert(
     with open_source(src) as ckpt:
         total = sum(t.nbytes for t in ckpt.values())
     current = {"name": ""}
+
+    def show(_: int | None) -> str | None:  # the bar's items are byte counts
+        return current["name"] or None
+
     with click.progressbar(
-        length=total,
-        label="quantizing",
-        show_eta=True,
-        show_pos=True,
-        item_show_func=lambda _: current["name"] or None,
+        length=total, label="quantizing", show_eta=True, show_pos=True, item_show_func=show
     ) as bar:
 
         def progress(name: str, nbytes: int) -> None:

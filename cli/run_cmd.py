@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 import click
 
+from rwkv_edge import sampling
+
 BACKENDS = ("auto", "c", "numba")
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -102,14 +104,7 @@ def warm_up(model: Any) -> None:
     model.forward([0, 0], scratch)  # sequence mode may be a separate kernel
 
 
-ONE_SHOT_DEFAULTS: dict[str, float] = dict(
-    temperature=1.0,
-    top_p=0.85,
-    top_k=0,
-    presence_penalty=0.2,
-    frequency_penalty=0.2,
-    penalty_decay=0.996,
-)
+ONE_SHOT_DEFAULTS: dict[str, float] = sampling.DEFAULTS.options()
 
 
 @click.command("generate")

@@ -132,6 +132,13 @@ rwe_status rwe_eval_batch(rwe_model *model, const int32_t *tokens, size_t n_seq,
                           float *const *states, size_t state_len, float *logits,
                           size_t logits_len);
 
+/* Memory read bandwidth for `rwkv-edge bench`'s roofline (touches no model):
+ * n_threads threads each sum one contiguous slice of words[0, n_words) once;
+ * *out_gbps is the pass's bytes over its wall time in GB/s (1e9 bytes).
+ * n_threads in [1, 256]; RWE_ERR_NOMEM when a thread cannot start. */
+rwe_status rwe_read_bandwidth(const uint64_t *words, size_t n_words, uint32_t n_threads,
+                              double *out_gbps);
+
 #ifdef __cplusplus
 }
 #endif

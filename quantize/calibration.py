@@ -115,7 +115,8 @@ def _channel_mix(x: F32, w: Weights, p: str, cfg: ModelConfig, rec: _Recorder) -
     xr = _mix(xx, sx, w(f + "time_mix_r").reshape(-1))
     kk = np.maximum(rec.matmul(f + "key.weight", xk, w), 0) ** 2
     rr = rec.matmul(f + "receptance.weight", xr, w)
-    return x + (1 / (1 + np.exp(-rr))) * rec.matmul(f + "value.weight", kk, w)
+    one = np.float32(1)  # float32 throughout, as the engines compute it
+    return x + one / (one + np.exp(-rr)) * rec.matmul(f + "value.weight", kk, w)
 
 
 def run_float_model(

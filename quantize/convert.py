@@ -28,7 +28,7 @@ import numpy.typing as npt
 from rwkv_edge.checkpoint import Checkpoint, open_checkpoint
 from rwkv_edge.errors import ArgumentError, IoError
 from rwkv_edge.gguf_file import ChunkedTensor, nbytes_of, write_gguf
-from rwkv_edge.gguf_schema import stored_squeezed
+from rwkv_edge.gguf_schema import emb_ln_dtype, stored_squeezed
 from rwkv_edge.quant import QUANT_TYPES, dequantize, quantize
 from rwkv_edge.tensors import Tensor, f32_to_bf16, open_regular, round_bf16
 
@@ -127,12 +127,9 @@ def default_tokenizer(ckpt: Checkpoint) -> tuple[str, bytes]:
 
 def _emb_ln_dtype(ckpt: Checkpoint) -> str:
     """The dtype the reference computes LN(emb) in: the source embedding's (spec 5.3)."""
-    if "emb_ln_dtype" in ckpt.metadata:
-        return str(ckpt.metadata["emb_ln_dtype"])
     if ckpt.config.is_v7:
         return "f32"  # the v7 reference upcasts before LN(emb) (RWKV7_SPEC.md section 2)
-    src = ckpt["emb.weight"].dtype
-    return src if src in ("f32", "f16", "bf16") else "f32"
+    return emb_ln_dtype(ckpt.metadata, ckpt["emb.weight"].dtype)
 
 
 def _release_pages(arr: Any) -> None:

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rwkv_edge.errors import ArgumentError
+from rwkv_edge.gguf_schema import is_matrix
 from rwkv_edge.quant import QK, QUANT_TYPES
 
 FLOAT_TYPES = ("f32", "f16", "bf16")
@@ -85,17 +86,11 @@ def make_recipe(
     return Recipe(qtype, emb or d_emb, head or d_head, method, calibrated, dict(overrides or {}))
 
 
-def is_matrix(name: str, shape: tuple[int, ...]) -> bool:
-    """Projection matrices and emb/head: the tensors worth quantizing."""
-    leaf = name.rsplit(".", 2)
-    return len(shape) == 2 and name.endswith(".weight") and not leaf[-2].startswith("ln")
-
-
 def tensor_type(recipe: Recipe, name: str, shape: tuple[int, ...]) -> str:
     """The storage type of one tensor under ``recipe``."""
     if name in recipe.overrides:
         want = recipe.overrides[name]
-    elif not is_matrix(name, shape) or ".time_" in name:
+    elif not is_matrix(name, shape):
         return "f32"
     elif name == "emb.weight":
         want = recipe.emb

@@ -33,7 +33,10 @@ from rwkv_edge.quant import QK
 from rwkv_edge.tensors import Tensor, closing_on_error, map_readonly
 
 MAGIC = b"fmgg"  # 0x67676d66 written little-endian
-_FLOAT = {0: ("f32", np.dtype("<f4")), 1: ("f16", np.dtype("<f2"))}
+_FLOAT: dict[int, tuple[str, np.dtype[Any]]] = {
+    0: ("f32", np.dtype("<f4")),
+    1: ("f16", np.dtype("<f2")),
+}
 _BLOCKS = {2: ("q4_0", 18), 3: ("q4_1", 20), 7: ("q5_0", 22), 8: ("q5_1", 24), 9: ("q8_0", 34)}
 _MAX_DIMS = 4
 

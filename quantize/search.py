@@ -19,6 +19,9 @@ converter runs) is the same search compiled with numba, byte for byte equal.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, cast
+
 import numpy as np
 import numpy.typing as npt
 from llvmlite import ir
@@ -127,28 +130,32 @@ _LANES = 16  # blocks searched side by side
 _GROUPS = 32  # groups of _LANES blocks a parallel iteration takes
 
 
-@intrinsic
-def _f32_bits(typingctx, x):
+def _f32_bits_typing(typingctx: Any, x: Any) -> Any:
     """The IEEE bits of a float32, as uint32."""
     if x != types.float32:
         return None
 
-    def codegen(context, builder, sig, args):
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
         return builder.bitcast(args[0], ir.IntType(32))
 
     return types.uint32(types.float32), codegen
 
 
-@intrinsic
-def _bits_f32(typingctx, u):
+def _bits_f32_typing(typingctx: Any, u: Any) -> Any:
     """The float32 whose IEEE bits are the uint32 ``u``."""
     if u != types.uint32:
         return None
 
-    def codegen(context, builder, sig, args):
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
         return builder.bitcast(args[0], ir.FloatType())
 
     return types.float32(types.uint32), codegen
+
+
+# numba calls the typing functions above while compiling; jitted code calls the
+# intrinsics with the value alone, which is the type they have here.
+_f32_bits = cast(Callable[[np.float32], np.uint32], intrinsic(_f32_bits_typing))
+_bits_f32 = cast(Callable[[np.uint32], np.float32], intrinsic(_bits_f32_typing))
 
 
 @njit(cache=True)

@@ -35,6 +35,8 @@ from .errors import (
     ShapeError,
     UnsupportedIsaError,
 )
+from .gguf_schema import emb_ln_dtype as _emb_ln_dtype
+from .gguf_schema import is_matrix
 from .tensors import Tensor
 
 ISAS: dict[str, int] = {
@@ -263,15 +265,17 @@ def _is_gguf(p: Path) -> bool:
         return f.read(4) == b"GGUF"
 
 
+def read_bandwidth(words: npt.NDArray[np.int64], threads: int) -> float:
+    """GB/s of one read pass over ``words`` by ``threads`` threads (rwe_read_bandwidth:
+    the C half of the bench's roofline, shipped in the core rather than compiled at run time)."""
+    out = ffi.new("double *")
+    _check(lib.rwe_read_bandwidth(ffi.from_buffer("uint64_t[]", words), words.size, threads, out))
+    return float(out[0])
+
+
 # ---------------------------------------------------------------------------
 # Float checkpoint -> GGUF (the C core only reads GGUF)
 # ---------------------------------------------------------------------------
-
-_EMB_LN_DTYPES = {"bf16": "bf16", "f16": "f16"}
-
-
-def _is_matrix(name: str, shape: tuple[int, ...]) -> bool:
-    return len(shape) == 2 and name.endswith(".weight") and ".ln" not in name
 
 
 def write_checkpoint_gguf(
@@ -290,7 +294,7 @@ def write_checkpoint_gguf(
         path,
         ckpt.config,
         (_entry(n, ckpt[n], matrix_type) for n in ckpt),
-        emb_ln_dtype=emb_ln_dtype or _EMB_LN_DTYPES.get(ckpt.source_dtype, "f32"),
+        emb_ln_dtype=emb_ln_dtype or _emb_ln_dtype(ckpt.metadata, ckpt.source_dtype),
         source_name=ckpt.path.name,
         force=True,
     )
@@ -298,7 +302,7 @@ def write_checkpoint_gguf(
 
 def _entry(name: str, t: Tensor, matrix_type: str | None) -> tuple[str, str, np.ndarray]:
     """(name, GGUF dtype, data) of one tensor."""
-    if not _is_matrix(name, t.shape):
+    if not is_matrix(name, t.shape):
         return name, "f32", t.to_f32()
     if matrix_type is not None:
         return name, matrix_type, t.to_f32()

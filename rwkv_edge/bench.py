@@ -4,17 +4,18 @@ Decode reads every weight once per token, so its floor is
 ``weight_bytes / read_bandwidth``. Bandwidth is measured in the same run as
 the model (it drifts with load on a shared machine, and a figure from another
 day is meaningless), by two independent methods: a numba ``prange`` read loop
-here and ``benchmarks/bandwidth.c`` (plain C + pthreads, built as a library) when
-its source and gcc are at hand, the two taking turns pass by pass over one buffer.
-Every decode figure is reported with its ratio to that roofline, which stays
-comparable across machines where raw ms/token do not.
+here and the C core's ``rwe_read_bandwidth`` (plain C + pthreads, csrc/bandwidth.c)
+where the C engine is built, the two taking turns pass by pass over one buffer.
+This module runs only code of the package: nothing it measures with is found
+or compiled at run time. Every decode figure is reported with its ratio to that
+roofline, which stays comparable across machines where raw ms/token do not.
 
 On a shared machine the bandwidth itself moves by a third within minutes, so
 each run also takes *paired* readings: short decode blocks, each between two
 C bandwidth passes with the run's thread count, and the ratio of every block
 to the passes around it (the median of those is ``paired_roofline_ratio``).
 
-    from rwkv_edge.bench import BenchOptions, BenchPlan, bench_model
+    from rwkv_edge.bench import BenchOptions, bench_model, format_report
     result = bench_model("m.gguf", [BenchOptions(threads=2), BenchOptions(threads=1)])
     print(format_report(result))                 # result is JSON-ready
 
@@ -23,14 +24,10 @@ Timing only happens here and in benchmarks/, never in tests.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import platform
 import resource
-import shutil
 import statistics
-import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,7 +42,7 @@ from numba import njit, prange
 
 from .checkpoint import open_checkpoint
 from .config import ModelConfig
-from .errors import ArgumentError
+from .errors import ArgumentError, RwkvEdgeError
 
 SCHEMA = "rwkv-edge-bench/1"
 GB = 1e9
@@ -84,7 +81,6 @@ class BenchPlan:
     context_decode: int = 16
     bandwidth_mib: int = 1024
     bandwidth_reps: int = 9
-    bandwidth_c_source: Path | None = None  # benchmarks/bandwidth.c; None: look for it
     paired_blocks: int = 8  # decode blocks, each between two bandwidth passes; 0: skip
     paired_tokens: int = 6  # timed tokens per block (after one untimed token)
     seed: int = 0
@@ -101,8 +97,10 @@ def parse_vs(spec: str, base: BenchOptions) -> BenchOptions:
             if not val.isdigit() or int(val) < 1:
                 raise ArgumentError(f"--vs threads must be a positive integer, got {val!r}")
             out = replace(out, threads=int(val))
-        elif key in ("isa", "backend"):
-            out = replace(out, **{key: val})
+        elif key == "isa":
+            out = replace(out, isa=val)
+        elif key == "backend":
+            out = replace(out, backend=val)
         else:
             raise ArgumentError(f"--vs understands threads=, isa=, backend=; got {part!r}")
     if out == base:
@@ -168,7 +166,9 @@ def numba_threads(n: int) -> Iterator[None]:
     import numba
 
     old = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    # NUMBA_NUM_THREADS: numba.config sets it from the environment at import, out of a
+    # type checker's sight
+    numba.set_num_threads(max(1, min(n, int(vars(numba.config)["NUMBA_NUM_THREADS"]))))
     try:
         yield
     finally:
@@ -195,44 +195,30 @@ def measure_bandwidth(threads: int, mib: int = 1024, reps: int = 5) -> Bandwidth
     return Bandwidth("numba", threads, max(runs), [round(r, 3) for r in runs])
 
 
-def find_bandwidth_c() -> Path | None:
-    """benchmarks/bandwidth.c of a source checkout: beside the package, or above the cwd."""
-    here = Path(__file__).resolve().parent.parent
-    for root in (here, Path.cwd(), *Path.cwd().parents):
-        cand = root / "benchmarks" / "bandwidth.c"
-        if cand.is_file():
-            return cand
-    return None
-
-
-def load_bandwidth_c(source: Path, out_dir: Path) -> ctypes.CDLL | None:
-    """benchmarks/bandwidth.c built as a library (rwe_bw_pass); None without a compiler."""
-    cc = shutil.which("gcc") or shutil.which("cc")
-    if cc is None:
+def _c_read_pass() -> Callable[[npt.NDArray[np.int64], int], float] | None:
+    """The C core's read pass (rwe_read_bandwidth), or None where the C engine is not built."""
+    try:
+        from ._c_engine import read_bandwidth
+    except ImportError:
         return None
-    lib = out_dir / "libbandwidth.so"
-    flags = ["-O3", "-march=native", "-shared", "-fPIC", "-pthread", "-DRWE_BW_LIBRARY"]
-    if subprocess.run([cc, *flags, str(source), "-o", str(lib)], capture_output=True).returncode:
+    return read_bandwidth
+
+
+def _c_pass(words: npt.NDArray[np.int64], threads: int) -> float | None:
+    """GB/s of one C pass; None without the C engine or when its threads cannot start."""
+    c_read = _c_read_pass()
+    if c_read is None:
         return None
-    dll = ctypes.CDLL(str(lib))
-    dll.rwe_bw_pass.restype = ctypes.c_double
-    dll.rwe_bw_pass.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    return dll
+    try:
+        return c_read(words, threads)
+    except (RwkvEdgeError, MemoryError):  # RWE_ERR_NOMEM (a thread did not start): MemoryError
+        return None
 
 
-def _c_pass(dll: ctypes.CDLL, words: npt.NDArray[np.int64], threads: int) -> float | None:
-    gbps = float(dll.rwe_bw_pass(words.ctypes.data, words.size, threads))
-    return gbps if gbps > 0 else None
-
-
-def measure_bandwidth_c(
-    source: Path, threads: int, mib: int = 1024, reps: int = 5
-) -> Bandwidth | None:
-    """Best-of-``reps`` bandwidth by benchmarks/bandwidth.c; None when it cannot be built."""
-    with tempfile.TemporaryDirectory(prefix="rwe-bw-") as tmp:
-        dll = load_bandwidth_c(source, Path(tmp))
-        words = _read_buffer(mib)
-        runs = [_c_pass(dll, words, threads) for _ in range(reps)] if dll else [None]
+def measure_bandwidth_c(threads: int, mib: int = 1024, reps: int = 5) -> Bandwidth | None:
+    """Best-of-``reps`` bandwidth by the C core; None without it."""
+    words = _read_buffer(mib)
+    runs = [_c_pass(words, threads) for _ in range(reps)]
     if any(r is None for r in runs):
         return None
     got = [float(r) for r in runs if r is not None]
@@ -240,7 +226,7 @@ def measure_bandwidth_c(
 
 
 def _alternating_passes(
-    words: npt.NDArray[np.int64], threads: int, reps: int, dll: ctypes.CDLL | None
+    words: npt.NDArray[np.int64], threads: int, reps: int, use_c: bool
 ) -> tuple[Bandwidth, Bandwidth | None]:
     """reps passes of each method over the same buffer, taking turns (and swapping who goes
     first every rep), so that both read the same pages under the same bursts of other load."""
@@ -249,13 +235,13 @@ def _alternating_passes(
     with numba_threads(threads):
         _read_sum(words[: 1 << 12], threads)  # compile outside the timing
         for rep in range(reps):
-            if rep % 2 and dll is not None:
-                cb.append(_c_pass(dll, words, threads))
+            if rep % 2 and use_c:
+                cb.append(_c_pass(words, threads))
             nb.append(_numba_pass(words, threads))
-            if rep % 2 == 0 and dll is not None:
-                cb.append(_c_pass(dll, words, threads))
+            if rep % 2 == 0 and use_c:
+                cb.append(_c_pass(words, threads))
     numba_bw = Bandwidth("numba", threads, max(nb), [round(r, 3) for r in nb])
-    if dll is None or any(c is None for c in cb):
+    if not use_c or any(c is None for c in cb):
         return numba_bw, None
     c_runs = [float(c) for c in cb if c is not None]
     return numba_bw, Bandwidth("c", threads, max(c_runs), [round(r, 3) for r in c_runs])
@@ -269,18 +255,9 @@ def _bw_json(bw: Bandwidth) -> dict[str, Any]:
     }
 
 
-@contextmanager
-def bandwidth_library(plan: BenchPlan) -> Iterator[ctypes.CDLL | None]:
-    """benchmarks/bandwidth.c built once for a whole bench (None without source or gcc)."""
-    source = plan.bandwidth_c_source or find_bandwidth_c()
-    with tempfile.TemporaryDirectory(prefix="rwe-bw-") as tmp:
-        yield load_bandwidth_c(source, Path(tmp)) if source else None
-
-
-def bandwidth_table(
-    thread_counts: list[int], plan: BenchPlan, dll: ctypes.CDLL | None
-) -> dict[str, Any]:
-    """Both methods for every thread count; the roofline uses the better of the two bests.
+def bandwidth_table(thread_counts: list[int], plan: BenchPlan) -> dict[str, Any]:
+    """Both methods for every thread count (numba alone without the C engine); the
+    roofline uses the better of the two bests.
 
     The cross-check compares the methods' upper quartiles: a single lucky pass on a
     shared machine moves a best-of figure, and the per-pass bandwidth there can be bimodal
@@ -294,7 +271,7 @@ def bandwidth_table(
     }
     words = _read_buffer(plan.bandwidth_mib)
     for t in sorted(set(thread_counts)):
-        nb, cb = _alternating_passes(words, t, plan.bandwidth_reps, dll)
+        nb, cb = _alternating_passes(words, t, plan.bandwidth_reps, _c_read_pass() is not None)
         entry: dict[str, Any] = {
             "numba": _bw_json(nb),
             "c": _bw_json(cb) if cb else None,
@@ -518,17 +495,17 @@ def _engine_facts(model: Any) -> dict[str, Any]:
 PassFn = Callable[[npt.NDArray[np.int64], int], float]
 
 
-def pass_function(dll: ctypes.CDLL | None) -> tuple[str, PassFn]:
-    """One timed read pass (GB/s) by the C loop where it was built, else by numba
-    (also when the C loop cannot start its threads)."""
+def pass_function() -> tuple[str, PassFn]:
+    """One timed read pass (GB/s) by the C core where it is built, else by numba
+    (also when the C pass cannot start its threads)."""
 
     def numba_pass(words: npt.NDArray[np.int64], threads: int) -> float:
         with numba_threads(threads):
             return _numba_pass(words, threads)
 
-    if dll is None:
+    if _c_read_pass() is None:
         return "numba", numba_pass
-    return "c", lambda words, threads: _c_pass(dll, words, threads) or numba_pass(words, threads)
+    return "c", lambda words, threads: _c_pass(words, threads) or numba_pass(words, threads)
 
 
 def paired_decode(
@@ -694,10 +671,9 @@ def bench_model(
     with open_checkpoint(p) as ck:
         cfg = ck.config
     file_bytes, fmt = file_weight_bytes(p)
-    with bandwidth_library(plan) as dll:
-        bw = bandwidth_table([1, *(r.threads for r in runs)], plan, dll)
-        method, bw_pass = pass_function(dll)
-        results = [bench_one(p, r, plan, bw_pass) for r in runs]
+    bw = bandwidth_table([1, *(r.threads for r in runs)], plan)
+    method, bw_pass = pass_function()
+    results = [bench_one(p, r, plan, bw_pass) for r in runs]
     bw["paired_method"] = method
     for r in results:
         _add_roofline(r, r["engine"].get("weight_bytes", file_bytes), bw)
@@ -705,7 +681,7 @@ def bench_model(
         "schema": SCHEMA,
         "system": system_info(),
         "bandwidth": bw,
-        "plan": _plan_json(plan),
+        "plan": asdict(plan),
         "model": {
             "path": str(p),
             "name": p.name,
@@ -719,12 +695,6 @@ def bench_model(
         "runs": results,
         "vs": _compare(results[0], results[1]) if len(results) == 2 else None,
     }
-
-
-def _plan_json(plan: BenchPlan) -> dict[str, Any]:
-    d = asdict(plan)
-    d["bandwidth_c_source"] = str(plan.bandwidth_c_source) if plan.bandwidth_c_source else None
-    return d
 
 
 # ---------------------------------------------------------------------------

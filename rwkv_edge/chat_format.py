@@ -13,20 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from . import sampling
+
 STOPS = ("\n\n", "\nUser:")  # a blank line; a "User:" line the model writes itself
 # The built-in demo model answers "Assistant:" like a Jargon File headword ("n.") and
 # then a blank line; with it, a reply may end only after this many characters.
 DEMO_MIN_REPLY_CHARS = 48
-# Sampler settings for chat replies (ChatRWKV's chat defaults): `rwkv-edge chat`'s option
-# defaults and what `rwkv-edge serve` uses where a chat request leaves a setting out.
-CHAT_SAMPLING: dict[str, float] = dict(
-    temperature=1.0,
-    top_p=0.3,
-    top_k=0,
-    presence_penalty=0.5,
-    frequency_penalty=0.5,
-    penalty_decay=0.996,
-)
+# Sampler settings for chat replies (sampling.CHAT, ChatRWKV's chat defaults): `rwkv-edge
+# chat`'s option defaults and what `rwkv-edge serve` uses where a chat request leaves a
+# setting out.
+CHAT_SAMPLING: dict[str, float] = sampling.CHAT.options()
 ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}
 REPLY_CUE = "Assistant:"
 

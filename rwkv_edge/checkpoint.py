@@ -26,7 +26,7 @@ import re
 import struct
 import zipfile
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -264,7 +264,7 @@ def fla_rwkv7_to_blink(tensors: dict[str, Tensor], p: Path) -> dict[str, Tensor]
 # torch zip checkpoints: the restricted unpickler
 # ---------------------------------------------------------------------------
 
-_STORAGE_DTYPES = {
+_STORAGE_DTYPES: dict[str, tuple[str, np.dtype[Any]]] = {
     "FloatStorage": ("f32", np.dtype("<f4")),
     "HalfStorage": ("f16", np.dtype("<f2")),
     "BFloat16Storage": ("bf16", np.dtype("<u2")),
@@ -436,8 +436,14 @@ def _check_key(key: object) -> object:
 # an array indexed by the memo key, so a 200-byte pickle with LONG_BINPUT
 # 0x7fffffff makes it allocate and zero ~16 GB. Here the memo is a dict. A
 # state dict's pickle is small (~100 KB for a 7B model), so speed is no issue.
-class _RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
-    dispatch: ClassVar[dict[int, Any]] = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+class _RestrictedUnpickler(pickle._Unpickler):
+    dispatch: ClassVar[dict[int, Any]] = dict(pickle._Unpickler.dispatch)
+    # the pure-Python unpickler's working parts the opcode handlers below use
+    # (typeshed declares only its public interface)
+    stack: list[Any]
+    append: Callable[[Any], None]
+    read: Callable[[int], bytes]
+    pop_mark: Callable[[], list[Any]]
 
     def __init__(self, data: bytes, load_storage: Any) -> None:
         import io
@@ -600,7 +606,7 @@ def _tensors_from_state_dict(obj: Any, p: Path) -> dict[str, Tensor]:
 # safetensors
 # ---------------------------------------------------------------------------
 
-_ST_DTYPES = {
+_ST_DTYPES: dict[str, tuple[str, np.dtype[Any]]] = {
     "F32": ("f32", np.dtype("<f4")),
     "F16": ("f16", np.dtype("<f2")),
     "BF16": ("bf16", np.dtype("<u2")),

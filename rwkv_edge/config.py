@@ -191,7 +191,7 @@ def _optional_tensors(cfg: ModelConfig, layer: str) -> dict[str, tuple[tuple[int
     """Per-layer tensors a model may have; v5's bonus is one of the first two (required)."""
     H, N, C = cfg.n_head, cfg.head_size, cfg.n_embd
     if cfg.version == V7_VERSION:
-        opt = {layer + "att.time_state": ((H, N, N),)}
+        opt: dict[str, tuple[tuple[int, ...], ...]] = {layer + "att.time_state": ((H, N, N),)}
         if layer == "blocks.0.":  # layer 0 keeps v_first = v and never reads these
             opt[layer + "att.v0"] = _vector(C)
             opt[layer + "att.v1"] = ((C, cfg.lora_v),)

@@ -16,7 +16,7 @@ the model's prediction for the token after it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import ArgumentError
-from .sampling import Sampler, SamplingParams, check_seed
+from .sampling import DEFAULTS, Sampler, SamplingParams, check_seed
 from .state import State
 
 ProgressFn = Callable[[int, int], None]  # (tokens ingested so far, total)
@@ -198,7 +198,7 @@ class Generation:
         self.tokens.append(tok)
         return tok
 
-    def _run(self) -> Iterator[str]:
+    def _run(self) -> Generator[str, None, None]:
         logits = self._ingest_prompt()
         out = TextStream(self.model.tokenizer, self.stop, self.min_chars)
         self.stats.stop_reason = "interrupted"  # unless the loop below finishes
@@ -246,12 +246,12 @@ def generate(
     state: State | None = None,
     *,
     max_tokens: int = 256,
-    temperature: float = 1.0,
-    top_p: float = 0.85,
-    top_k: int = 0,
-    presence_penalty: float = 0.2,
-    frequency_penalty: float = 0.2,
-    penalty_decay: float = 0.996,
+    temperature: float = DEFAULTS.temperature,
+    top_p: float = DEFAULTS.top_p,
+    top_k: int = DEFAULTS.top_k,
+    presence_penalty: float = DEFAULTS.presence_penalty,
+    frequency_penalty: float = DEFAULTS.frequency_penalty,
+    penalty_decay: float = DEFAULTS.penalty_decay,
     stop: Sequence[str] | None = (),
     min_chars: int = 0,
     seed: int | None = None,

@@ -25,7 +25,7 @@ import shutil
 import struct
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -45,7 +45,11 @@ GGUF_VERSIONS = (2, 3)
 # GGML tensor type ids of the dtypes rwkv-edge stores.
 GGML_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 8, "bf16": 30}
 _DTYPE_OF_GGML = {v: k for k, v in GGML_TYPES.items()}
-_NP_DTYPES = {"f32": np.dtype("<f4"), "f16": np.dtype("<f2"), "bf16": np.dtype("<u2")}
+_NP_DTYPES: dict[str, np.dtype[Any]] = {
+    "f32": np.dtype("<f4"),
+    "f16": np.dtype("<f2"),
+    "bf16": np.dtype("<u2"),
+}
 
 # GGUF metadata value types: id -> struct format (scalars only).
 _SCALARS = {
@@ -230,11 +234,11 @@ def config_from_kv(kv: Mapping[str, Any], name: str) -> ModelConfig:
     if arch == S.ARCH_V7:
         dims |= {k: _get(kv, key, int, name) for k, key in S.KEYS_V7_LORA.items()}
     # eps are stored as float32; 7 digits give back the float64 that was written
-    eps = {
-        k: float(f"{_get(kv, S.arch_key(key, arch), float, name):.7g}")
-        for k, key in (("ln_eps", S.KEY_LN_EPS), ("gn_eps", S.KEY_GN_EPS))
-    }
-    return ModelConfig.from_version_code(code, **eps, **dims)
+    ln_eps, gn_eps = (
+        float(f"{_get(kv, S.arch_key(key, arch), float, name):.7g}")
+        for key in (S.KEY_LN_EPS, S.KEY_GN_EPS)
+    )
+    return replace(ModelConfig.from_version_code(code, **dims), ln_eps=ln_eps, gn_eps=gn_eps)
 
 
 def _decode_json(kv: Mapping[str, Any], key: str, name: str) -> Any:
@@ -312,8 +316,8 @@ def _check_shapes(tensors: Mapping[str, Tensor], config: ModelConfig, name: str)
         found = detect_config({n: t.shape for n, t in tensors.items()})
     except (FormatError, VersionError) as e:
         raise FormatError(f"{name}: tensors do not form an RWKV model ({e})") from None
-    fields = ("version", "n_layer", "n_embd", "n_head", "head_size", "n_ffn", "n_vocab")
-    fields += ("lora_w", "lora_a", "lora_v", "lora_g")
+    fields: tuple[str, ...] = ("version", "n_layer", "n_embd", "n_head", "head_size")
+    fields += ("n_ffn", "n_vocab", "lora_w", "lora_a", "lora_v", "lora_g")
     diff = [f for f in fields if getattr(found, f) != getattr(config, f)]
     if diff:
         raise FormatError(f"{name}: metadata and tensor shapes disagree on {', '.join(diff)}")
@@ -416,7 +420,7 @@ def _stream_tensor(
     written = 0
     for chunk in chunks:
         arr = _to_storage(dtype, chunk, name)
-        out.write(memoryview(arr).cast("B"))
+        out.write(arr.data.cast("B"))
         written += arr.nbytes
     if dtype in BLOCK_BYTES and shape[-1] % QK:
         raise ShapeError(f"tensor '{name}': rows of {shape[-1]} are not whole {dtype} blocks")

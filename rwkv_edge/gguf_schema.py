@@ -20,6 +20,8 @@ before its embedding LayerNorm.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 ARCH = "rwkv5"
 ARCH_V7 = "rwkv7"
 ARCHS = (ARCH, ARCH_V7)
@@ -45,6 +47,7 @@ KEY_GN_EPS = f"{ARCH}.group_norm_epsilon"  # float32, 64e-5 (the reference's ln_
 # reference computes LN(emb) in the checkpoint's dtype, so bf16 (f16)
 # checkpoints see bf16- (f16-) rounded embeddings (RWKV5_SPEC.md section 5.3).
 KEY_EMB_LN_DTYPE = f"{ARCH}.emb_ln_dtype"
+EMB_LN_DTYPES = ("f32", "f16", "bf16")
 
 # Tokenizer: the kind, and the tokenizer's own file embedded as bytes (uint8
 # array) so that one file is the whole model.
@@ -87,3 +90,23 @@ def arch_key(key: str, arch: str) -> str:
 def stored_squeezed(name: str) -> bool:
     """True for the [1, 1, C] vectors a GGUF file stores as [C] (both versions)."""
     return ".time_mix_" in name or name.endswith(V7_SQUEEZED)
+
+
+def is_matrix(name: str, shape: tuple[int, ...]) -> bool:
+    """Whether a tensor is a matrix in the file's sense: a 2-D ``.weight`` of a projection,
+    the embedding or the head, which the quantizer may quantize and the C engine multiplies
+    by. Norm weights (``ln*``) and ``time_*`` parameters are never matrices, whatever
+    their shape. The one rule for the quantizer's recipe and the float GGUF writer."""
+    if len(shape) != 2 or not name.endswith(".weight") or ".time_" in name:
+        return False
+    module = name.rsplit(".", 2)[-2]  # "blocks.0.att.key.weight" -> "key"
+    return not module.startswith("ln")
+
+
+def emb_ln_dtype(metadata: Mapping[str, object], emb_dtype: str) -> str:
+    """The dtype LN(emb) is rounded to (KEY_EMB_LN_DTYPE above), for every writer and
+    engine: what a converted file's metadata (``Checkpoint.metadata``) already says, else
+    the dtype the source embedding is stored in, f32 for anything but f16/bf16."""
+    if "emb_ln_dtype" in metadata:
+        return str(metadata["emb_ln_dtype"])
+    return emb_dtype if emb_dtype in EMB_LN_DTYPES else "f32"

@@ -14,7 +14,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +22,10 @@ import numpy.typing as npt
 from .config import ModelConfig
 from .errors import ArgumentError, ShapeError, TokenError
 from .state import State
+
+if TYPE_CHECKING:  # for the annotations only: both are imported where they are used
+    from .generate import Generation
+    from .tokenizer import Tokenizer
 
 BACKENDS = ("auto", "c", "numba")
 
@@ -92,7 +96,9 @@ _FROM_FILE: Any = object()  # Model.tokenizer not built yet: read it from the fi
 class Model:
     """A loaded RWKV model (v5; v7 on numba). Use as a context manager or call ``close()``."""
 
-    def __init__(self, engine: Engine, path: Path, tokenizer: Any = _FROM_FILE) -> None:
+    def __init__(
+        self, engine: Engine, path: Path, tokenizer: Tokenizer | None = _FROM_FILE
+    ) -> None:
         self._engine: Engine | None = engine
         self.path = path
         self.config: ModelConfig = engine.config
@@ -101,7 +107,7 @@ class Model:
         self._model_id: str | None = None
 
     @property
-    def tokenizer(self) -> Any:
+    def tokenizer(self) -> Tokenizer | None:
         """The tokenizer the model file names (None if it names none), built on first use.
 
         Lazy because building the World trie costs ~0.15 s, more than mapping a model.
@@ -111,7 +117,7 @@ class Model:
         return self._tokenizer
 
     @tokenizer.setter
-    def tokenizer(self, value: Any) -> None:
+    def tokenizer(self, value: Tokenizer | None) -> None:
         self._tokenizer = value
 
     @classmethod
@@ -221,7 +227,7 @@ class Model:
 
     def generate(
         self, prompt: str | Sequence[int], state: State | None = None, **options: Any
-    ) -> Any:
+    ) -> Generation:
         """Stream a continuation as text pieces; see ``rwkv_edge.generate.generate``.
 
         ``state`` (if given) is advanced past the prompt and every generated
@@ -314,7 +320,7 @@ class Model:
         )
 
 
-def _load_tokenizer(path: Path) -> Any:
+def _load_tokenizer(path: Path) -> Tokenizer | None:
     """The tokenizer a model file names, or None where it names none."""
     try:
         from .tokenizer import tokenizer_for_model

@@ -64,6 +64,26 @@ class SamplingParams:
     def with_(self, **changes: Any) -> SamplingParams:
         return replace(self, **changes)
 
+    def options(self) -> dict[str, float]:
+        """The scalar settings by name (OPTIONS): the CLI's option defaults and /set names."""
+        return {name: getattr(self, name) for name in OPTIONS}
+
+
+# The settings a user sets by name (generate() keywords, CLI options, chat's /set).
+OPTIONS = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "presence_penalty",
+    "frequency_penalty",
+    "penalty_decay",
+)
+# The defaults, each defined once: generate() and `rwkv-edge generate` take DEFAULTS
+# (ChatRWKV's PIPELINE_ARGS); `rwkv-edge chat` takes CHAT (ChatRWKV chat.py's settings:
+# a narrower nucleus and stronger penalties against a chat model's loops).
+DEFAULTS = SamplingParams()
+CHAT = SamplingParams(top_p=0.3, presence_penalty=0.5, frequency_penalty=0.5)
+
 
 def _is_int(x: object) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)

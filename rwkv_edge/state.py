@@ -74,7 +74,8 @@ class State:
             and bool(np.array_equal(self.data, other.data))
         )
 
-    __hash__ = None  # type: ignore[assignment]  # mutable
+    # No __hash__: a class that defines __eq__ alone has unhashable instances, right for
+    # a mutable state.
 
     def to_reference(self) -> list[npt.NDArray[np.float32]]:
         """The rwkv pip package's layout: [att_x, wkv, ffn_x] per layer (copies)."""

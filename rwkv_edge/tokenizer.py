@@ -207,7 +207,7 @@ class WorldTokenizer(Tokenizer):
     def __init__(self, vocab: str | os.PathLike[str] | bytes | None = None) -> None:
         """``vocab``: a path, the file's bytes, or None for the packaged World vocab."""
         if vocab is None:
-            data = resources.files("rwkv_edge").joinpath("data", WORLD_VOCAB_FILE).read_bytes()
+            data = (resources.files("rwkv_edge") / "data" / WORLD_VOCAB_FILE).read_bytes()
         elif isinstance(vocab, bytes):
             data = vocab
         else:

@@ -23,12 +23,10 @@ import pytest
 
 from rwkv_edge import open_checkpoint
 
-from .conftest import TEXT, TINY_V1, TINY_V2
-from .csrc import CSRC, ENGINE_SOURCES
+from .conftest import TEXT, TINY_V1, TINY_V2, cbuild
 
 c_engine = pytest.importorskip("rwkv_edge._c_engine")
 
-SOURCES = [CSRC / "tests" / "model_check.c", *ENGINE_SOURCES]
 CROSS_CC = "aarch64-linux-gnu-gcc"
 QEMU = ["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"]
 TOKENS = list(TEXT.encode("utf-8"))
@@ -52,8 +50,7 @@ def arm_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
             pytest.fail(msg)
         pytest.skip(msg)
     exe = tmp_path_factory.mktemp("arm") / "model_check"
-    cmd = [CROSS_CC, "-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-pthread"]
-    cmd += ["-fno-strict-aliasing", f"-I{CSRC}", "-o", str(exe), *map(str, SOURCES), "-lm"]
+    cmd = cbuild.command(CROSS_CC, "model_check", "strict", exe)  # shipped flags + -Werror
     build = subprocess.run(cmd, capture_output=True, text=True)
     assert build.returncode == 0, build.stderr
     return exe

@@ -6,41 +6,24 @@ checks that a run produces every field with sane types and arithmetic.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import pickle
-import shutil
 import statistics
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
 
 from rwkv_edge import bench
+from rwkv_edge import synthetic as ms
 from rwkv_edge.checkpoint import open_checkpoint
 from rwkv_edge.config import ModelConfig
 
-from .conftest import REPO
+from .conftest import load_script
 
 TINY = {"n_layer": 2, "n_embd": 128, "n_vocab": 300}  # two heads of 64: real head size
-
-
-def _load_script(rel: str) -> ModuleType:
-    """A script of the checkout (tools/, benchmarks/ are not installed packages)."""
-    src = REPO / rel
-    spec = importlib.util.spec_from_file_location(f"{src.stem}_under_test", src)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ms = _load_script("tools/make_synthetic.py")
 
 
 def _write(tmp: Path, dtype: str, zip64: bool = False, seed: int = 0) -> Path:
@@ -159,20 +142,51 @@ def test_bandwidth_is_positive() -> None:
     assert bw.best_gbps == pytest.approx(max(bw.runs_gbps), rel=1e-3)
 
 
-@pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc")
+def _c_available() -> bool:
+    from rwkv_edge.model import c_backend_available
+
+    return c_backend_available()
+
+
+needs_c = pytest.mark.skipif(not _c_available(), reason="the C engine is not built")
+
+
+@needs_c
 def test_c_bandwidth_is_positive() -> None:
-    bw = bench.measure_bandwidth_c(REPO / "benchmarks" / "bandwidth.c", 2, mib=16, reps=2)
+    bw = bench.measure_bandwidth_c(2, mib=16, reps=2)
     assert bw is not None and bw.method == "c" and bw.threads == 2 and bw.best_gbps > 0
 
 
-@pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc")
+@needs_c
+def test_c_bandwidth_refuses_bad_arguments() -> None:
+    from rwkv_edge._c_engine import read_bandwidth
+    from rwkv_edge.errors import ArgumentError
+
+    words = np.ones(1024, np.int64)
+    for threads in (0, 257):
+        with pytest.raises(ArgumentError, match="1-256 threads"):
+            read_bandwidth(words, threads)
+    with pytest.raises(ArgumentError):
+        read_bandwidth(words[:0], 1)
+
+
+def test_bench_runs_no_file_from_disk() -> None:
+    """`rwkv-edge bench` and `make-synthetic` find, compile and load nothing from the
+    disk around them: what they measure and write with ships in the package."""
+    import inspect
+
+    from rwkv_edge.cli import bench_cmd
+
+    for mod in (bench, bench_cmd, ms):
+        text = inspect.getsource(mod)
+        for smell in ("subprocess", "ctypes", "CDLL", "Path.cwd", "spec_from_file_location"):
+            assert smell not in text, (mod.__name__, smell)
+
+
+@needs_c
 def test_bandwidth_table_cross_checks_upper_quartiles() -> None:
-    plan = bench.BenchPlan(
-        bandwidth_mib=16, bandwidth_reps=3, bandwidth_c_source=REPO / "benchmarks" / "bandwidth.c"
-    )
-    with bench.bandwidth_library(plan) as dll:
-        assert dll is not None  # gcc is here (skipif above)
-        table = bench.bandwidth_table([1, 2], plan, dll)
+    plan = bench.BenchPlan(bandwidth_mib=16, bandwidth_reps=3)
+    table = bench.bandwidth_table([1, 2], plan)
     assert table["reps"] == 3 and set(table["by_threads"]) == {"1", "2"}
     for t, e in table["by_threads"].items():
         n, c = e["numba"], e["c"]
@@ -281,7 +295,6 @@ def bench_result(tiny_bf16: Path) -> dict[str, Any]:
         context_decode=2,
         bandwidth_mib=16,
         bandwidth_reps=1,
-        bandwidth_c_source=REPO / "benchmarks" / "bandwidth.c",
         paired_blocks=3,
         paired_tokens=2,
     )
@@ -334,18 +347,12 @@ def _check_paired(run: dict[str, Any]) -> None:
 
 
 def test_performance_page_renders(bench_result: dict[str, Any], tmp_path: Path) -> None:
-    page = _load_script("benchmarks/make_performance_page.py")
+    page = load_script("benchmarks/make_performance_page.py")
     (tmp_path / "2x128-bf16.json").write_text(json.dumps(bench_result))
     results, matrix = page.load_results(tmp_path)
     md = page.render(results, matrix)
     assert "| 2x128 | bf16 | 2 |" in md and "| 2x128 | bf16 | 1 |" in md
     assert "not measured by us" in md  # rwkv.cpp's figures are labelled as quoted
-
-
-def _c_available() -> bool:
-    from rwkv_edge.model import c_backend_available
-
-    return c_backend_available()
 
 
 def _fake_quality() -> dict[str, Any]:
@@ -385,7 +392,7 @@ def _fake_quality() -> dict[str, Any]:
 
 
 def test_performance_page_quality_section(bench_result: dict[str, Any], tmp_path: Path) -> None:
-    page = _load_script("benchmarks/make_performance_page.py")
+    page = load_script("benchmarks/make_performance_page.py")
     (tmp_path / "2x128-bf16.json").write_text(json.dumps(bench_result))
     results, matrix = page.load_results(tmp_path)
     without = page.render(results, matrix, page.load_quality(tmp_path))
@@ -409,7 +416,7 @@ def test_performance_page_quality_section(bench_result: dict[str, Any], tmp_path
 
 
 def test_scaling_line_fit() -> None:
-    scaling = _load_script("benchmarks/scaling.py")
+    scaling = load_script("benchmarks/scaling.py")
     straight = scaling.line_fit([1, 2, 4], [2.5, 4.5, 8.5])  # y = 2x + 0.5
     assert straight["slope"] == pytest.approx(2) and straight["intercept"] == pytest.approx(0.5)
     assert straight["worst_rel_gap"] == pytest.approx(0, abs=1e-12)
@@ -419,7 +426,7 @@ def test_scaling_line_fit() -> None:
 
 
 def test_performance_page_scaling_section(bench_result: dict[str, Any], tmp_path: Path) -> None:
-    page = _load_script("benchmarks/make_performance_page.py")
+    page = load_script("benchmarks/make_performance_page.py")
     (tmp_path / "2x128-bf16.json").write_text(json.dumps(bench_result))
     results, matrix = page.load_results(tmp_path)
     assert page.load_scaling(tmp_path) is None

@@ -1,9 +1,11 @@
 """Builds csrc/tests/test_kernels.c with the kernel sources and runs it per ISA.
 
-The C program compares every SIMD kernel with its scalar twin (ref.c) and the
-reference with dequantize-then-dot; one pytest case per kernel set, skipped
-where this CPU or build lacks it.  `avx2` run alone is the CI proof that the
-non-AVX-512 kernels are exercised on an AVX-512 machine.
+Built with the shipped flags plus -Werror (csrc/build.py's "strict" profile),
+so the kernels tested are the kernels shipped. The C program compares every
+SIMD kernel with its scalar twin (ref.c) and the reference with
+dequantize-then-dot; one pytest case per kernel set, skipped where this CPU or
+build lacks it.  `avx2` run alone is the CI proof that the non-AVX-512 kernels
+are exercised on an AVX-512 machine.
 """
 
 from __future__ import annotations
@@ -14,35 +16,30 @@ from pathlib import Path
 
 import pytest
 
-from .csrc import CSRC, KERNEL_SOURCES
+from .conftest import cbuild
 
-SOURCES = [CSRC / "tests" / "test_kernels.c", *KERNEL_SOURCES]
 ALL_ISAS = ["ref", "avx2", "avx512", "neon", "dotprod"]
 
 
 @pytest.fixture(scope="module")
 def kernel_test_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """csrc/tests/test_kernels.c with the shipped flags plus -Werror (csrc/build.py)."""
     cc = shutil.which("gcc") or shutil.which("cc")
     if cc is None:
         pytest.skip("no C compiler")
     exe = tmp_path_factory.mktemp("ckernels") / "test_kernels"
-    cmd = [
-        cc,
-        "-O2",
-        "-std=gnu11",
-        "-Wall",
-        "-Wextra",
-        "-Werror",
-        "-fno-strict-aliasing",
-        f"-I{CSRC}",
-        "-o",
-        str(exe),
-        *map(str, SOURCES),
-        "-lm",
-    ]
-    build = subprocess.run(cmd, capture_output=True, text=True)
+    build = subprocess.run(
+        cbuild.command(cc, "test_kernels", "strict", exe), capture_output=True, text=True
+    )
     assert build.returncode == 0, build.stderr
     return exe
+
+
+def test_every_c_file_is_in_the_build_description() -> None:
+    """A .c file under csrc/ that csrc/build.py does not list would be built by nothing."""
+    listed = {*cbuild.sources("engine"), *(cbuild.sources(p)[0] for p in cbuild.PROGRAMS)}
+    assert set(cbuild.CSRC.rglob("*.c")) == listed
+    assert cbuild.cflags("strict")[: len(cbuild.BASE_CFLAGS)] == list(cbuild.BASE_CFLAGS)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # aarch64 CI on an x86 host: cross-compile the C kernel tests with Debian's
-# gcc-aarch64-linux-gnu (baseline -march; the dotprod kernels opt in per
-# function) and run them under qemu-user:
+# gcc-aarch64-linux-gnu (csrc/build.py's flags: baseline -march, the dotprod
+# kernels opt in per function) and run them under qemu-user:
 #   1. qemu's default "max" CPU: the neon and dotprod kernel sets both run;
 #   2. -cpu cortex-a53 (ARMv8.0, no SDOT): dotprod must be detected as absent.
 # Installs the toolchain and qemu with apt-get when missing (root or sudo).
@@ -16,9 +16,9 @@ bash "$root/tools/apt_install.sh" "${need[@]}"
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-source "$root/tools/kernel_test_sources.sh"
-aarch64-linux-gnu-gcc -O2 -std=gnu11 -Wall -Wextra -Werror -fno-strict-aliasing -I "$root/csrc" \
-    -o "$out/test_kernels" "${kernel_test_srcs[@]}" -lm
+build=$(python3 "$root/csrc/build.py" shell strict) # the shipped flags + -Werror
+eval "$build"
+aarch64-linux-gnu-gcc "${cflags[@]}" -o "$out/test_kernels" "${test_kernels_srcs[@]}" "${ldflags[@]}"
 
 run() { qemu-aarch64 -L /usr/aarch64-linux-gnu "$@"; }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The kernel tests built with clang (-Wall -Wextra -Werror) and run for every
+# The kernel tests built with clang (csrc/build.py's flags + -Werror) and run for every
 # kernel set: on this x86 CPU, and for aarch64 (clang --target, linked by
 # Debian's cross gcc, run under qemu-user like tools/ci_arm.sh) when those
 # tools are here. clang is the compiler of macOS and the Android NDK, and
@@ -10,21 +10,21 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-source "$root/tools/kernel_test_sources.sh"
-flags=(-O2 -std=gnu11 -Wall -Wextra -Werror -I "$root/csrc")
+build=$(python3 "$root/csrc/build.py" shell strict) # the shipped flags + -Werror
+eval "$build"
 
-clang "${flags[@]}" -o "$out/test_kernels" "${kernel_test_srcs[@]}" -lm -pthread
+clang "${cflags[@]}" -o "$out/test_kernels" "${test_kernels_srcs[@]}" "${ldflags[@]}"
 for isa in $("$out/test_kernels" --list); do
     "$out/test_kernels" "$isa" | tail -n 1 | sed "s/^/clang x86 kernels $isa: /"
 done
 
 if command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null; then
     mkdir "$out/arm"
-    for f in "${kernel_test_srcs[@]}"; do
-        clang --target=aarch64-linux-gnu -isystem /usr/aarch64-linux-gnu/include "${flags[@]}" \
+    for f in "${test_kernels_srcs[@]}"; do
+        clang --target=aarch64-linux-gnu -isystem /usr/aarch64-linux-gnu/include "${cflags[@]}" \
             -c "$f" -o "$out/arm/$(basename "$f" .c).o"
     done
-    aarch64-linux-gnu-gcc -o "$out/arm/test_kernels" "$out"/arm/*.o -lm -pthread
+    aarch64-linux-gnu-gcc -o "$out/arm/test_kernels" "$out"/arm/*.o "${ldflags[@]}"
     # neon and dotprod only: the ref set is the portable C that the x86 run above
     # and ci_arm.sh (gcc, aarch64) already test, and under qemu it costs ~25 s
     qemu-aarch64 -L /usr/aarch64-linux-gnu "$out/arm/test_kernels" neon dotprod | tail -n 1 \

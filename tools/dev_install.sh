@@ -10,5 +10,6 @@ site=/tmp/rwe-site-$name
 rm -rf "$src" && mkdir -p "$src"
 tar -C "$root" --exclude=./.git --exclude=./build --exclude='*.egg-info' -cf - . | tar -C "$src" -xf -
 rm -rf "$site"
-pip install -q --no-deps --no-build-isolation --target "$site" "$src" 2>&1 | grep -v "Running pip as the 'root'" || true
+# No pipe after pip: a failed install (a failed C build under RWKV_EDGE_REQUIRE_C=1) fails here.
+PIP_ROOT_USER_ACTION=ignore pip install -q --no-deps --no-build-isolation --target "$site" "$src"
 echo "export PYTHONPATH=$site"

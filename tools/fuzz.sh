@@ -69,12 +69,10 @@ else
 fi
 
 if command -v clang >/dev/null; then
-    srcs=$(find "$root/csrc" -name '*.c' -not -path '*/tests/*' -not -name 'arm_*.c' | sort)
-    # -march=native: clang refuses the kernels' per-function target attributes
-    # otherwise; the harness runs the "ref" kernels anyway.
-    if clang -g -O1 -march=native -fsanitize=fuzzer,address,undefined \
-        -fno-sanitize-recover=undefined -pthread -I"$root/csrc" $srcs \
-        "$root/tests/fuzz/fuzz_gguf_c.c" -lm -o "$work/fuzz_gguf_c" 2>"$work/c-build.log"; then
+    build=$(python3 "$root/csrc/build.py" shell fuzz) # shipped flags + libFuzzer, ASan, UBSan
+    eval "$build"
+    if clang "${cflags[@]}" -o "$work/fuzz_gguf_c" "$root/tests/fuzz/fuzz_gguf_c.c" \
+        "${engine_srcs[@]}" "${ldflags[@]}" 2>"$work/c-build.log"; then
         UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 run_target c "$work/fuzz_gguf_c"
     else
         status=1

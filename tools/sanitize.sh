@@ -3,12 +3,12 @@
 #
 #   tools/sanitize.sh          a few minutes; exit 0 only with zero sanitizer reports
 #
-# 1. Builds the extension with RWKV_EDGE_SANITIZE=1 (rwkv_edge/_build_ffi.py adds
-#    -fsanitize=address,undefined) into a private site dir, /tmp/rwe-site-sanitize.
+# 1. Builds the extension with RWKV_EDGE_SANITIZE=1 (csrc/build.py's "sanitize"
+#    profile: the shipped flags + -fsanitize=address,undefined) into a private site dir, /tmp/rwe-site-sanitize.
 # 2. Runs the C-engine pytest suites against it with libasan preloaded (python
 #    itself is not instrumented, so the runtime must come first). Leak detection
 #    is off: CPython's own allocations would drown real reports.
-# 3. Builds csrc/tests/test_kernels.c with the same sanitizers and runs it for
+# 3. Builds csrc/tests/test_kernels.c with the same profile and runs it for
 #    every kernel set this CPU supports.
 # Every report goes to a log file (pytest would hide stderr of passing tests);
 # any log file at the end is a failure, printed here.
@@ -45,9 +45,10 @@ grep -qE "[0-9]+ passed" "$work/pytest.log" && ! grep -qE "[0-9]+ (failed|error)
     || pytest_status=1
 
 echo "== kernel tests under ASan+UBSan"
-source "$root/tools/kernel_test_sources.sh"
-gcc -O1 -g -std=gnu11 -fno-strict-aliasing -fsanitize=address,undefined -fno-omit-frame-pointer \
-    -I"$root/csrc" -o "$work/test_kernels" "${kernel_test_srcs[@]}" -lm 2>"$work/kernels-build.log" || {
+build=$(python3 "$root/csrc/build.py" shell sanitize) # the shipped flags + ASan/UBSan
+eval "$build"
+gcc "${cflags[@]}" -o "$work/test_kernels" "${test_kernels_srcs[@]}" "${ldflags[@]}" \
+    2>"$work/kernels-build.log" || {
     cat "$work/kernels-build.log"
     exit 1
 }

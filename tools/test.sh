@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test run, as the README's second command and CI do it:
 #   1. install the package with its test extras (builds the C core via cffi);
-#   2. lint (ruff);
+#   2. lint (ruff) and type-check the installed package (mypy, tools/typecheck.sh);
 #   3. the aarch64 kernels, cross-compiled and run under qemu-user;
 #   4. the C core under ASan+UBSan (kernel tests and the C-engine suites);
 #   5. the kernel tests built with clang; a short fixed-seed fuzz run of every
@@ -19,10 +19,13 @@ if [[ ${1:-} == --quick ]]; then
     shift
 fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+export PIP_ROOT_USER_ACTION=ignore # CI runs as root; pip's warning about it is noise
 export RWKV_EDGE_REQUIRE_C=1  # a C build failure must fail the run, not fall back
-python3 -m pip install -q ".[test]" 2>&1 | grep -v "Running pip as the 'root' user" || true
+# No pipe after pip: its exit status (a failed C build included) must stop the run.
+python3 -m pip install -q ".[test]"
 python3 -m ruff check .
 python3 -m ruff format --check .
+bash tools/typecheck.sh
 
 if ((!quick)); then
     bash tools/ci_arm.sh

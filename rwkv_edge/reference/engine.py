@@ -7,6 +7,7 @@ memory: meant for small models, tests and debugging, not for 7B decode.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,11 @@ import numpy.typing as npt
 from ..checkpoint import Checkpoint, open_checkpoint
 from ..config import ModelConfig
 from ..errors import FormatError, ShapeError
+from ..gguf_schema import emb_ln_dtype
 from ..tensors import round_bf16
 from . import rwkv5
+
+F32 = npt.NDArray[np.float32]
 
 
 class NumbaEngine:
@@ -79,9 +83,9 @@ def _vec(ckpt: Checkpoint, name: str) -> npt.NDArray[np.float32]:
     return np.ascontiguousarray(ckpt[name].to_f32().reshape(-1))
 
 
-def _emb_rounding(ckpt: Checkpoint):  # type: ignore[no-untyped-def]
+def _emb_rounding(ckpt: Checkpoint) -> Callable[[F32], F32]:
     """The reference runs LN(emb) in the checkpoint's dtype: round like it does."""
-    dtype = ckpt.metadata.get("emb_ln_dtype") or ckpt.source_dtype
+    dtype = emb_ln_dtype(ckpt.metadata, ckpt.source_dtype)
     if dtype == "bf16":
         return round_bf16
     if dtype == "f16":

@@ -12,15 +12,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from ..chat_format import CHAT_SAMPLING, ROLES, STOPS, conversation_segments
-from ..sampling import SamplingParams
+from ..chat_format import ROLES, STOPS, conversation_segments
+from ..sampling import CHAT, SamplingParams
 from .scheduler import Done, GenRequest
 
 MAX_STOPS = 4  # as OpenAI's API
 # Where a request leaves a setting out: `rwkv-edge generate`'s defaults for completions
 # (SamplingParams'), `rwkv-edge chat`'s for chat.
 COMPLETION_DEFAULTS = SamplingParams()
-CHAT_DEFAULTS = SamplingParams(**CHAT_SAMPLING)  # type: ignore[arg-type]
+CHAT_DEFAULTS = CHAT
 
 
 class ApiError(Exception):

@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 """Write synthetic RWKV-v5.2 checkpoints of real shapes in BlinkDL's .pth format, without torch.
 
-    python tools/make_synthetic.py 24x1024 /tmp/x.pth --dtype bf16
-    rwkv-edge make-synthetic 24x1024 /tmp/x.pth             (same thing, through the CLI)
+    rwkv-edge make-synthetic 24x1024 /tmp/x.pth --dtype bf16
+    rwkv_edge.synthetic.write_synthetic(path, SyntheticSpec(24, 1024, dtype="bf16"))
 
 Why: benchmarks need models of every real size (up to Eagle 7B, 32x4096,
 15 GB in bf16) and CI cannot download them. Speed depends only on shapes and
@@ -26,10 +25,8 @@ weights near 1, a small embedding. Same seed, same bytes.
 
 from __future__ import annotations
 
-import argparse
 import re
 import struct
-import sys
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -429,22 +426,3 @@ def write_synthetic(
 def checkpoint_bytes(spec: SyntheticSpec) -> int:
     """Tensor bytes of the checkpoint (what the file is, less a few KiB of zip/pickle)."""
     return sum(p.numel for p in tensor_plans(spec)) * _STORAGE[spec.dtype][1]
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("shape", help=f"LAYERSxEMBD, e.g. one of {', '.join(SHAPES)}")
-    ap.add_argument("dst", type=Path)
-    ap.add_argument("--dtype", choices=DTYPES, default="bf16")
-    ap.add_argument("--vocab", type=int, default=WORLD_VOCAB)
-    ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args(argv)
-    n_layer, n_embd = parse_shape(a.shape)
-    spec = SyntheticSpec(n_layer, n_embd, n_vocab=a.vocab, dtype=a.dtype, seed=a.seed)
-    size = write_synthetic(a.dst, spec, progress=lambda m: print("  " + m, file=sys.stderr))
-    print(f"wrote {a.dst} ({size / 1e9:.2f} GB, {a.dtype})")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
