@@ -69,22 +69,6 @@ class SamplingParams:
         return {name: getattr(self, name) for name in OPTIONS}
 
 
-# The settings a user sets by name (generate() keywords, CLI options, chat's /set).
-OPTIONS = (
-    "temperature",
-    "top_p",
-    "top_k",
-    "presence_penalty",
-    "frequency_penalty",
-    "penalty_decay",
-)
-# The defaults, each defined once: generate() and `rwkv-edge generate` take DEFAULTS
-# (ChatRWKV's PIPELINE_ARGS); `rwkv-edge chat` takes CHAT (ChatRWKV chat.py's settings:
-# a narrower nucleus and stronger penalties against a chat model's loops).
-DEFAULTS = SamplingParams()
-CHAT = SamplingParams(top_p=0.3, presence_penalty=0.5, frequency_penalty=0.5)
-
-
 def _is_int(x: object) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
@@ -104,6 +88,22 @@ def check_seed(seed: object) -> int | None:
     if not _is_int(seed) or seed < 0:  # type: ignore[operator]
         raise ArgumentError(f"seed must be None or an int >= 0, got {seed!r:.40}")
     return int(seed)  # type: ignore[call-overload]
+
+
+# The settings a user sets by name (generate() keywords, CLI options, chat's /set).
+OPTIONS = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "presence_penalty",
+    "frequency_penalty",
+    "penalty_decay",
+)
+# The defaults, each defined once: generate() and `rwkv-edge generate` take DEFAULTS
+# (ChatRWKV's PIPELINE_ARGS); `rwkv-edge chat` takes CHAT (ChatRWKV chat.py's settings:
+# a narrower nucleus and stronger penalties against a chat model's loops).
+DEFAULTS = SamplingParams()
+CHAT = SamplingParams(top_p=0.3, presence_penalty=0.5, frequency_penalty=0.5)
 
 
 class Sampler:
