@@ -394,6 +394,7 @@ def chat_command(
     model_path: Path | None,
     backend: str,
     threads: int | None,
+    state_file: Path | None,
     system: str | None,
     max_tokens: int | None,
     seed: int | None,
@@ -401,7 +402,7 @@ def chat_command(
     **sampling: Any,
 ) -> None:
     """Chat with a model in the terminal (World format: User: / Assistant:)."""
-    model = load_model(model_path, backend, threads)
+    model = load_model(model_path, backend, threads, state_file=state_file)
     try:
         warm_up(model)  # so the first reply starts promptly and its --stats are fair
         if max_tokens is None:

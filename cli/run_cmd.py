@@ -15,8 +15,19 @@ BACKENDS = ("auto", "c", "numba")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+STATE_HELP = "Start from this state-tuning file (blocks.N.att.time_state, .pth or safetensors)."
+
+
 def model_options(f: F) -> F:
-    """--model, --backend, --threads."""
+    """--model, --backend, --threads, --state."""
+    f = click.option(
+        "--state",
+        "state_file",
+        default=None,
+        metavar="FILE",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help=STATE_HELP,
+    )(f)
     f = click.option(
         "--threads",
         "-t",
@@ -69,14 +80,25 @@ def sampling_options(defaults: dict[str, float]) -> Callable[[F], F]:
 
 
 def load_model(
-    model_path: Path | None, backend: str, threads: int | None, isa: str = "auto"
+    model_path: Path | None,
+    backend: str,
+    threads: int | None,
+    isa: str = "auto",
+    state_file: Path | None = None,
 ) -> Any:
-    """Model.load with every failure turned into a one-line CLI error."""
+    """Model.load (and its state-tuning file) with every failure turned into a one-line
+    CLI error."""
     from rwkv_edge import Model
     from rwkv_edge.errors import RwkvEdgeError
 
     try:
         model = Model.load(model_path, backend=backend, threads=threads, isa=isa)
+        if state_file is not None:
+            try:
+                model.load_initial_state(state_file)
+            except BaseException:
+                model.close()
+                raise
     except ImportError as e:
         if model_path is None:
             raise click.ClickException(
@@ -120,6 +142,7 @@ def generate_command(
     model_path: Path | None,
     backend: str,
     threads: int | None,
+    state_file: Path | None,
     max_tokens: int,
     seed: int | None,
     stop: tuple[str, ...],
@@ -132,7 +155,7 @@ def generate_command(
 
     if prompt == "-":
         prompt = sys.stdin.read()
-    model = load_model(model_path, backend, threads)
+    model = load_model(model_path, backend, threads, state_file=state_file)
     if stats:
         warm_up(model)
     gen = None

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from .bench_cmd import ISAS
-from .run_cmd import BACKENDS, load_model, warm_up
+from .run_cmd import BACKENDS, STATE_HELP, load_model, warm_up
 
 DEFAULT_CACHE_MB = 1024
 
@@ -31,6 +31,14 @@ DEFAULT_CACHE_MB = 1024
 @click.option("--threads", "-t", type=click.IntRange(1), default=None, help="Engine threads.")
 @click.option(
     "--isa", type=click.Choice(ISAS), default="auto", show_default=True, help="C kernel set."
+)
+@click.option(
+    "--state",
+    "state_file",
+    default=None,
+    metavar="FILE",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help=STATE_HELP,
 )
 @click.option(
     "--max-batch",
@@ -82,6 +90,7 @@ def serve_command(
     backend: str,
     threads: int | None,
     isa: str,
+    state_file: Path | None,
     max_batch: int,
     max_prompt_tokens: int,
     max_tokens_cap: int,
@@ -109,11 +118,14 @@ def serve_command(
 
     if cache_mb == 0 and state_dir is not None:
         raise click.UsageError("--state-dir needs the state cache (--cache-mb > 0)")
+    if state_file is not None and state_dir is not None:
+        # the saved states would continue another initial state after a restart
+        raise click.UsageError("--state and --state-dir cannot be used together yet")
     try:
         sock = bind(host, port)
     except OSError as e:
         raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-    model = load_model(model_path, backend, threads, isa)
+    model = load_model(model_path, backend, threads, isa, state_file)
     try:
         warm_up(model)
         limits = Limits(

@@ -156,6 +156,20 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     raise FormatError(f"{p.name}: not a checkpoint (unknown magic {head[:4]!r})")
 
 
+def read_tensors(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], list[Any]]:
+    """The tensors of a .pth or safetensors file under their own names, through the same
+    checked readers as open_checkpoint but with no model to detect (a state-tuning file
+    holds only ``time_state``s). The second item keeps the mapping alive: close each."""
+    p = Path(path)
+    with open_regular(p) as f:
+        head = f.read(16)
+    if head[:4] == b"PK\x03\x04":
+        return _read_torch_zip(p)
+    if len(head) >= 9 and head[8:9] == b"{":
+        return _read_safetensors(p)
+    raise FormatError(f"{p.name}: not a .pth or safetensors file (magic {head[:4]!r})")
+
+
 def _finish(p: Path, tensors: dict[str, Tensor], keep: list[Any], kind: str) -> Checkpoint:
     tensors = _normalize_names(tensors, p)
     return Checkpoint(p, tensors, kind, keepalive=keep)

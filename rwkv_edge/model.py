@@ -105,6 +105,7 @@ class Model:
         self.backend: str = engine.name
         self._tokenizer = tokenizer
         self._model_id: str | None = None
+        self._initial: npt.NDArray[np.float32] | None = None  # load_initial_state's
 
     @property
     def tokenizer(self) -> Tokenizer | None:
@@ -165,8 +166,22 @@ class Model:
         return self._engine
 
     def new_state(self) -> State:
-        """The initial state (zeros, or the model's trained time_state)."""
-        return State(self.config, self.engine.initial_state(), self.model_id)
+        """The initial state: zeros, the model's trained time_state, or the one a
+        state-tuning file gave (``load_initial_state``)."""
+        data = self._initial.copy() if self._initial is not None else self.engine.initial_state()
+        return State(self.config, data, self.model_id)
+
+    def load_initial_state(self, path: str | os.PathLike[str] | None) -> State:
+        """Start every new state from a state-tuning file (``blocks.N.att.time_state``
+        for this model's shape, as BlinkDL's state tuning writes it, .pth or
+        safetensors); None goes back to the model's own. Returns one such state."""
+        if path is None:
+            self._initial = None
+        else:
+            from .state_tuning import read_state_file
+
+            self._initial = read_state_file(path, self.config)
+        return self.new_state()
 
     def forward(
         self,
