@@ -15,19 +15,20 @@ BACKENDS = ("auto", "c", "numba")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-STATE_HELP = "Start from this state-tuning file (blocks.N.att.time_state, .pth or safetensors)."
+# --state FILE (chat, generate, serve): the model's initial state from a state-tuning file.
+state_option = click.option(
+    "--state",
+    "state_file",
+    default=None,
+    metavar="FILE",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Start from this state-tuning file (blocks.N.att.time_state, .pth or safetensors).",
+)
 
 
 def model_options(f: F) -> F:
     """--model, --backend, --threads, --state."""
-    f = click.option(
-        "--state",
-        "state_file",
-        default=None,
-        metavar="FILE",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help=STATE_HELP,
-    )(f)
+    f = state_option(f)
     f = click.option(
         "--threads",
         "-t",

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from .bench_cmd import ISAS
-from .run_cmd import BACKENDS, STATE_HELP, load_model, warm_up
+from .run_cmd import BACKENDS, load_model, state_option, warm_up
 
 DEFAULT_CACHE_MB = 1024
 
@@ -32,14 +32,7 @@ DEFAULT_CACHE_MB = 1024
 @click.option(
     "--isa", type=click.Choice(ISAS), default="auto", show_default=True, help="C kernel set."
 )
-@click.option(
-    "--state",
-    "state_file",
-    default=None,
-    metavar="FILE",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help=STATE_HELP,
-)
+@state_option
 @click.option(
     "--max-batch",
     type=click.IntRange(1),
