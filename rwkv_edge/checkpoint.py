@@ -26,7 +26,7 @@ import re
 import struct
 import zipfile
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -205,7 +205,7 @@ def _normalize_names(tensors: dict[str, Tensor], p: Path) -> dict[str, Tensor]:
 # torch zip checkpoints: the restricted unpickler
 # ---------------------------------------------------------------------------
 
-_STORAGE_DTYPES = {
+_STORAGE_DTYPES: dict[str, tuple[str, np.dtype[Any]]] = {
     "FloatStorage": ("f32", np.dtype("<f4")),
     "HalfStorage": ("f16", np.dtype("<f2")),
     "BFloat16Storage": ("bf16", np.dtype("<u2")),
@@ -379,6 +379,11 @@ def _check_key(key: object) -> object:
 # state dict's pickle is small (~100 KB for a 7B model), so speed is no issue.
 class _RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     dispatch: ClassVar[dict[int, Any]] = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+    # what pickle._Unpickler provides (it has no type stubs)
+    stack: list[Any]
+    read: Callable[[int], bytes]
+    append: Callable[[Any], None]
+    pop_mark: Callable[[], list[Any]]
 
     def __init__(self, data: bytes, load_storage: Any) -> None:
         import io
@@ -541,7 +546,7 @@ def _tensors_from_state_dict(obj: Any, p: Path) -> dict[str, Tensor]:
 # safetensors
 # ---------------------------------------------------------------------------
 
-_ST_DTYPES = {
+_ST_DTYPES: dict[str, tuple[str, np.dtype[Any]]] = {
     "F32": ("f32", np.dtype("<f4")),
     "F16": ("f16", np.dtype("<f2")),
     "BF16": ("bf16", np.dtype("<u2")),

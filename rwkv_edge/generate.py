@@ -16,7 +16,7 @@ the model's prediction for the token after it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,7 +163,7 @@ class Generation:
         self.tokens.append(tok)
         return tok
 
-    def _run(self) -> Iterator[str]:
+    def _run(self) -> Generator[str, None, None]:
         logits = self._ingest_prompt()
         decoder = self.model.tokenizer.stream_decoder()
         scanner = _StopScanner(self.stop)
