@@ -170,3 +170,36 @@ def test_model_load_refuses_a_fifo(tmp_path: Path) -> None:
     for backend in ("numba", "auto"):
         with pytest.raises(FormatError, match="not a regular file"):
             Model.load(fifo, backend=backend)
+
+
+@pytest.mark.parametrize("unnamed", [True, False], ids=["o_tmpfile", "temp_rename"])
+def test_atomic_output_both_ways(unnamed: bool, tmp_path: Path, monkeypatch: Any) -> None:
+    """Both paths of rwkv_edge.atomic_file: complete files appear, failed ones leave nothing,
+    an existing file survives a failed write and is refused without overwrite."""
+    from rwkv_edge import atomic_file
+
+    if not unnamed:
+        monkeypatch.setattr(atomic_file, "_open_unnamed", lambda _d: None)
+    elif atomic_file._open_unnamed(tmp_path) is None:
+        pytest.skip("no O_TMPFILE here")
+    dst = tmp_path / "f.bin"
+    with atomic_file.atomic_output(dst, overwrite=False) as out:
+        out.file.write(b"one")
+        assert not dst.exists()  # nothing under the name until complete
+    assert dst.read_bytes() == b"one"
+    with pytest.raises(IoError, match="exists"), atomic_file.atomic_output(dst, overwrite=False):
+        pass
+    with (
+        pytest.raises(KeyboardInterrupt),
+        atomic_file.atomic_output(dst, overwrite=True) as out,
+    ):
+        out.file.write(b"half")
+        raise KeyboardInterrupt
+    assert dst.read_bytes() == b"one"
+    with (
+        atomic_file.atomic_output(dst, overwrite=True) as out,
+        open(out.path, "r+b") as again,  # the path reopens the same file
+    ):
+        again.write(b"two")
+    assert dst.read_bytes() == b"two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]

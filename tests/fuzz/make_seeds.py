@@ -73,6 +73,14 @@ def structured_seeds(out: Path) -> None:
         (out / f"late-lie-{choice}").write_bytes(bytes(2 * 30) + bytes([0, choice]))
     for layout in range(10):  # zip layouts (pth) / header lies (safetensors) after the tensors
         (out / f"layout-{layout}").write_bytes(bytes(2 * 40) + bytes([layout] * 8))
+    # issue 18, as decisions: pth: BUILD raising a 4-element record's count, a doubled
+    # tuple as dict key, a doubled list as storage key, a 40000-bit size; safetensors:
+    # blocks.99999999999., a 1e999 (Infinity) offset, a 1.5 dimension
+    issue18 = {"build": [0, 9, 0], "key": [2, 0], "skey": [0, 5, 4], "size": [0, 1, 0, 6]}
+    if out.name == "safetensors":
+        issue18 = {"layers": [0, 8, 0], "inf": [0, 3, 0, 3], "dim": [0, 2, 0, 2]}
+    for name, decisions in issue18.items():
+        (out / f"issue18-{name}").write_bytes(bytes(decisions))
 
 
 def tokenizer_seeds(out: Path) -> None:

@@ -147,10 +147,12 @@ def _tensor_lie(d: Draw, h: ModuleType, shape: tuple[int, ...], offset: int) -> 
         parts["size"] = parts["size"] + [h._i(1)] * d.below(12)
     elif choice == 8:
         parts["size"] = parts["size"][: d.below(len(parts["size"]) + 1)]
+    if choice == 9:  # a 4-element record, then BUILD raises its count (issue 18's OOB read)
+        parts["numel"] = h._i(4)
     record = h._tup(h._s("storage"), parts["stype"], parts["key"], h._s("cpu"), parts["numel"])
     storage = record + b"Q"
-    if choice == 9:  # BUILD on the storage (the out-of-bounds read of issue 18)
-        storage += h._tup(b"N", h._dict(numel=d.pick(odd))) + b"b"
+    if choice == 9:
+        storage += h._tup(b"N", h._dict(numel=d.pick([h._i(numel), *odd]))) + b"b"
     size = b"(" + b"".join(parts["size"]) + b"t"
     stride = b"(" + b"".join(parts["stride"]) + b"t"
     if choice == 10:
