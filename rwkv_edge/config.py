@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import FormatError, VersionError
 
@@ -42,11 +42,13 @@ class ModelConfig:
     n_vocab: int
     ln_eps: float = LN_EPS
     gn_eps: float = GN_EPS
-    # RWKV-7 low-rank sizes (0 for v5): decay w, in-context rate a, value residual v, gate g
-    lora_w: int = 0
-    lora_a: int = 0
-    lora_v: int = 0
-    lora_g: int = 0
+    # RWKV-7 low-rank sizes (0 for v5): decay w, in-context rate a, value residual v, gate g.
+    # Out of repr so that a v5 config's repr, which Model.model_id hashes (states saved
+    # before v7 existed stay bound to their model), is what it was.
+    lora_w: int = field(default=0, repr=False)
+    lora_a: int = field(default=0, repr=False)
+    lora_v: int = field(default=0, repr=False)
+    lora_g: int = field(default=0, repr=False)
 
     @property
     def version_code(self) -> int:

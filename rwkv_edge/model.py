@@ -59,12 +59,12 @@ def _open_engine(path: Path, backend: str, threads: int | None, isa: str) -> Eng
         raise ArgumentError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
         backend = "c" if c_backend_available() and not _holds_v7(path) else "numba"
+    elif backend == "c" and _holds_v7(path):
+        raise ArgumentError(
+            f"{path.name} is an RWKV-7 model, which the C engine does not run yet; "
+            "use backend='numba' (or 'auto', which picks it)"
+        )
     if backend == "c":
-        if _holds_v7(path):
-            raise ArgumentError(
-                f"{path.name} is an RWKV-7 model, which the C engine does not run yet; "
-                "use backend='numba' (or 'auto', which picks it)"
-            )
         try:
             from ._c_engine import CEngine
         except ImportError as e:

@@ -3,7 +3,8 @@
 Layout (identical to the C ABI, csrc/rwkv_edge.h), float32, per layer l:
     att_x[C]          ln1 output of the previous token (attention token shift)
     ffn_x[C]          ln2 output of the previous token (FFN token shift)
-    wkv[H, N, N]      [head][key channel i][value channel j]
+    wkv[H, N, N]      [head][key channel i][value channel j]; RWKV-7: [head][value i][key j]
+                      (each version's reference order, so to/from_reference only reorder parts)
 """
 
 from __future__ import annotations

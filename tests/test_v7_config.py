@@ -147,3 +147,15 @@ def test_fla_safetensors_gives_same_logits(small: Path, tmp_path: Path) -> None:
     with Model.load(small, backend="numba") as a, Model.load(d, backend="numba") as b:
         assert a.config == b.config
         assert np.array_equal(a.forward(toks), b.forward(toks))
+
+
+def test_v5_config_repr_unchanged_by_v7_fields() -> None:
+    """Model.model_id hashes repr(config): v5 states saved before v7 support stay valid."""
+    from rwkv_edge.config import ModelConfig
+
+    cfg = ModelConfig("5.2", 8, 256, 4, 64, 768, 4096)
+    assert repr(cfg) == (
+        "ModelConfig(version='5.2', n_layer=8, n_embd=256, n_head=4, head_size=64, "
+        "n_ffn=768, n_vocab=4096, ln_eps=1e-05, gn_eps=0.00064)"
+    )
+    assert cfg != ModelConfig("5.2", 8, 256, 4, 64, 768, 4096, lora_w=1)  # still compared

@@ -116,3 +116,21 @@ def test_calibration_refused_for_v7() -> None:
 
     with open_checkpoint(CKPT) as ck, pytest.raises(ArgumentError, match="RWKV-7"):
         collect_stats(lambda n: ck[n].to_f32(), ck.config, [1, 2, 3])
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [({"lora_w": 31}, "disagree on lora_w"), ({"version": "5.2"}, "disagree on version")],
+)
+def test_metadata_that_lies_about_v7_is_refused(tmp_path: Path, change: dict, match: str) -> None:
+    import dataclasses
+
+    from rwkv_edge.errors import FormatError
+    from rwkv_edge.gguf_file import write_gguf
+
+    with open_checkpoint(CKPT) as ck:
+        bad = dataclasses.replace(ck.config, **change)
+        tensors = [(n, "f32", t.to_f32()) for n, t in ck.items()]
+    dst = write_gguf(tmp_path / "bad.gguf", bad, tensors).path
+    with pytest.raises(FormatError, match=match):
+        open_checkpoint(dst)
