@@ -177,7 +177,7 @@ def test_default_reply_length() -> None:
 
     seen: list[tuple[int, int]] = []
 
-    def fake_load(model_path: Any, backend: str, threads: Any) -> Any:
+    def fake_load(model_path: Any, backend: str, threads: Any, **_: Any) -> Any:
         return SimpleNamespace(close=lambda: None, path=model_path)
 
     def fake_repl(session: Any, stats: bool) -> None:
