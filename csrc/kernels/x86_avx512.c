@@ -39,8 +39,6 @@
 #endif
 
 
-enum { FMT_Q8_0, FMT_Q4_0, FMT_Q4_1 };
-
 /* ------------------------------------------------- activation quantizers */
 
 /* A block of 32 is 2 x 16 lanes.  roundf is trunc(v) + sign(v) where
@@ -98,12 +96,6 @@ static void quantize_row_q8_1_avx512(const float *x, void *vy, int64_t n) {
         y[b].d = rwe_f32_to_f16(d);
         y[b].s = rwe_f32_to_f16((float)sum * d);
     }
-}
-
-/* Bytes of one weight block (its row in GGML blocks or the lanes layout). */
-static inline size_t block_bytes(int fmt) {
-    return fmt == FMT_Q8_0 ? sizeof(rwe_block_q8_0)
-                           : (fmt == FMT_Q4_0 ? sizeof(rwe_block_q4_0) : sizeof(rwe_block_q4_1));
 }
 
 /* ------------------------------------------------------ prefill GEMM */
@@ -268,9 +260,9 @@ typedef struct {
     int32_t bias[16];
     float d[16];
     float s[16];
-} __attribute__((aligned(64))) lx;
+} __attribute__((aligned(64))) lanes_x;
 
-static void lanes_pack_x(int fmt, const uint8_t *x, int64_t nb, int64_t j, lx *o) {
+static void lanes_pack_x(int fmt, const uint8_t *x, int64_t nb, int64_t j, lanes_x *o) {
     const int q81 = fmt == FMT_Q4_1;
     const int bs = q81 ? (int)sizeof(rwe_block_q8_1) : (int)sizeof(rwe_block_q8_0);
     const __m512i off = sb_offsets(lane_blocks(), bs);
@@ -292,7 +284,7 @@ static void lanes_pack_x(int fmt, const uint8_t *x, int64_t nb, int64_t j, lx *o
 
 /* Integer sums of superblock b of one row with activations x, vectors
  * [k0, k0 + nk), added to s. */
-static inline __attribute__((always_inline)) __m512i lanes_sum(int fmt, lanes_sb b, const lx *x,
+static inline __attribute__((always_inline)) __m512i lanes_sum(int fmt, lanes_sb b, const lanes_x *x,
                                                                int k0, int nk, __m512i s) {
     RWE_UNROLL_ALL(8)
     for (int k = k0; k < k0 + nk; k++)
@@ -301,7 +293,7 @@ static inline __attribute__((always_inline)) __m512i lanes_sum(int fmt, lanes_sb
 }
 
 /* acc += the float value of superblock b's integer sums s. */
-static inline __attribute__((always_inline)) __m512 lanes_scale(int fmt, lanes_sb b, const lx *x,
+static inline __attribute__((always_inline)) __m512 lanes_scale(int fmt, lanes_sb b, const lanes_x *x,
                                                                 __m512i s, __m512 acc) {
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(lanes_half(b, b.d), _mm512_load_ps(x->d)),
                           acc);
@@ -323,7 +315,7 @@ static inline __attribute__((always_inline)) __m512 lanes_scale(int fmt, lanes_s
  * reading 4 rows at a time (for q8_0) no better than 2 (25.3 ms). */
 static inline __attribute__((always_inline)) void lanes_step(int fmt, int K, int full,
                                                              const uint8_t *const *row, int64_t nb,
-                                                             const lx *x, int64_t j, __m512 *acc) {
+                                                             const lanes_x *x, int64_t j, __m512 *acc) {
     const int parts = fmt == FMT_Q8_0 ? 2 : 1, per = 8 / parts;
     /* only [0, K) is used; both set to quiet gcc */
     __m512i s[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
@@ -347,12 +339,12 @@ static inline __attribute__((always_inline)) void lanes_step(int fmt, int K, int
         acc[k] = lanes_scale(fmt, b[k], x, s[k], acc[k]);
 }
 
-/* Decode of rows [r0, r1) over superblocks [j0, j0 + nj): K rows at a time,
- * one from each K-th of the range (K long linear streams), whole
- * superblocks first, then a row's partial last one if the chunk has it. */
-static inline __attribute__((always_inline)) void lanes_decode(int fmt, int K, const uint8_t *W,
+/* lanes_loops.h's decode step: K rows at a time, one from each K-th of the
+ * range (K long linear streams), whole superblocks first, then a row's
+ * partial last one if the chunk has it. */
+static inline __attribute__((always_inline)) int64_t lanes_decode(int fmt, int K, const uint8_t *W,
                                                                size_t row_bytes, int64_t nb,
-                                                               const lx *xs, int64_t j0, int64_t nj,
+                                                               const lanes_x *xs, int64_t j0, int64_t nj,
                                                                float *Y, int64_t r0, int64_t r1) {
     const int64_t h = (r1 - r0) / K;
     const int64_t whole = nb / RWE_LANES_SB < j0 + nj ? nb / RWE_LANES_SB : j0 + nj;
@@ -376,28 +368,8 @@ static inline __attribute__((always_inline)) void lanes_decode(int fmt, int K, c
             *y = j0 == 0 ? v : *y + v;
         }
     }
-    if (K > 1 && K * h < r1 - r0)
-        lanes_decode(fmt, 1, W, row_bytes, nb, xs, j0, nj, Y, r0 + K * h, r1);
+    return r0 + K * h;
 }
-
-static inline __attribute__((always_inline)) void lanes_matvec(int fmt, int64_t cols,
-                                                               const void *W, const void *X,
-                                                               float *Y, int64_t r0, int64_t r1) {
-    const int64_t nb = cols / RWE_QK, nsb = sb_count(cols);
-    const size_t row_bytes = (size_t)nb * (block_bytes(fmt));
-    lx xs[RWE_LANES_CHUNK];
-    const int two = (size_t)(r1 - r0) * row_bytes >= 2 * (size_t)RWE_MIN_STREAM;
-    for (int64_t j0 = 0; j0 < nsb; j0 += RWE_LANES_CHUNK) {
-        int64_t nj = nsb - j0 < RWE_LANES_CHUNK ? nsb - j0 : RWE_LANES_CHUNK;
-        for (int64_t j = 0; j < nj; j++)
-            lanes_pack_x(fmt, X, nb, j0 + j, xs + j);
-        if (two)
-            lanes_decode(fmt, 2, W, row_bytes, nb, xs, j0, nj, Y, r0, r1);
-        else
-            lanes_decode(fmt, 1, W, row_bytes, nb, xs, j0, nj, Y, r0, r1);
-    }
-}
-
 
 /* Lane 4t + i = the 16-lane sum of f[i][t] (its maximum when take_max), in
  * about 40 shuffles and adds where 16 separate reductions take 128: each
@@ -710,41 +682,9 @@ static inline __attribute__((always_inline)) void gemm_rows(int fmt, int64_t col
     }
 }
 
-/* The GEMM path of lanes_matmul: packs X itself; returns 0 (nothing done)
- * without workspace memory. */
-static inline __attribute__((always_inline)) int qgemm(int fmt, int64_t cols, const void *W,
-                                                       const void *X, size_t x_stride, float *Y,
-                                                       int64_t y_stride, int64_t T, int64_t r0,
-                                                       int64_t r1) {
-    const int64_t nb = cols / RWE_QK, nsb = sb_count(cols);
-    gx *xs = rwe_gemm_workspace((size_t)(T * nsb) * sizeof(gx) + gemm_w_bytes(nsb));
-    if (!xs)
-        return 0;
-    for (int64_t t = 0; t < T; t++)
-        for (int64_t j = 0; j < nsb; j++)
-            gemm_pack_x(fmt, (const uint8_t *)X + (size_t)t * x_stride, nb, j, xs + t * nsb + j);
-    gemm_rows(fmt, cols, W, xs, (size_t)nsb * sizeof(gx), Y, y_stride, T, r0, r1,
-              (gw *)(xs + T * nsb));
-    return 1;
-}
+#include "lanes_loops.h"
 
-/* Weights in the lanes layout: fewer than RWE_GEMM_MIN_T tokens are one
- * matvec each, a call's matrix (<= 8 MB here) staying in L3 for the next
- * token (24 x 2048 q4_0, 2 threads, T = 2 / 4 / 7, against the GGML-layout
- * path: 0.94x / 1.07x / 1.14x; through the GEMM, whose weight packing such
- * short calls do not repay, 0.62x / 0.80x / 1.04x; at T = 16 the GEMM wins,
- * 1.08x against 0.83x); more go through the GEMM (its weight packing is a
- * nibble split here, not a transpose); token by token also when the GEMM's
- * workspace is not to be had. */
-static inline __attribute__((always_inline)) void lanes_matmul(int fmt, int64_t cols, const void *W,
-                                                               const void *X, size_t x_stride,
-                                                               float *Y, int64_t y_stride,
-                                                               int64_t T, int64_t r0, int64_t r1) {
-    if (T >= RWE_GEMM_MIN_T && qgemm(fmt, cols, W, X, x_stride, Y, y_stride, T, r0, r1))
-        return;
-    for (int64_t t = 0; t < T; t++)
-        lanes_matvec(fmt, cols, W, (const uint8_t *)X + (size_t)t * x_stride, Y + t * y_stride, r0, r1);
-}
+RWE_LANES_ENTRIES(avx512)
 
 /* Activation rows packed once for every thread (rwe_kernels.gemm_act):
  * each row is its superblocks' gx, lanes order. */
@@ -872,13 +812,8 @@ RWE_GEMM_ENTRY(matmul_gemm_q8_0_avx512, Q8_0)
 RWE_GEMM_ENTRY(matmul_gemm_q4_0_avx512, Q4_0)
 RWE_GEMM_ENTRY(matmul_gemm_q4_1_avx512, Q4_1)
 
-RWE_QMATMUL_ENTRY(matmul_lanes_q8_0_avx512, lanes_matmul, Q8_0)
-RWE_QMATMUL_ENTRY(matmul_lanes_q4_0_avx512, lanes_matmul, Q4_0)
-RWE_QMATMUL_ENTRY(matmul_lanes_q4_1_avx512, lanes_matmul, Q4_1)
 
 /* ---------------------------------------------------- float matmul */
-
-enum { FMT_F32, FMT_F16, FMT_BF16 };
 
 /* 16 weights from element i as f32 (masked lanes read nothing and are 0). */
 static inline __m512 load16_w(int fmt, const void *w, int64_t i, __mmask16 m) {
