@@ -382,8 +382,8 @@ static uint64_t weight_bytes(rwe_model *m) {
 /* ------------------------------------------------------------ lanes repack */
 
 /*
- * Kernel sets with matmul_lanes_* entries (AVX2, AVX-512) read quantized
- * matrices in the lanes layout (quant/quant.h): one 32-bit lane per block,
+ * Kernel sets with lanes products (mm[type].lanes: AVX2, AVX-512) read
+ * quantized matrices in the lanes layout (quant/quant.h): one lane per block,
  * so a decode step takes about half the instructions of the GGML order (in
  * L2, 1 thread, AVX-512: q4_0 31 -> 52-57 GB/s, q8_0 45 -> 91; AVX2: q4_0
  * 15 -> 33, q8_0 33 -> 50) and the prefill GEMM packs weights by a nibble
@@ -511,7 +511,7 @@ static rwe_status start_pool(rwe_model *m, uint32_t n_threads) {
 
 /* ---------------------------------------------------------- forward blocks */
 
-/* Whether a chunk of T tokens takes the matmul_gemm_* path where a matrix has it. */
+/* Whether a chunk of T tokens takes the gemm products where a matrix has one. */
 static int use_gemm(const rwe_model *m, int64_t T) {
     return m->kern->gemm_act && T >= RWE_GEMM_MIN_T;
 }

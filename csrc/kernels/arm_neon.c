@@ -1,8 +1,9 @@
 /*
  * aarch64 kernels: "neon" (Advanced SIMD, every aarch64 CPU) and "dotprod"
- * (ARMv8.2 SDOT; Cortex-A55/A76+, Apple M1+, Graviton 2+).  Only the int8
- * block dot differs between the two sets; the dotprod entry points carry the
- * target attribute themselves, so this file builds with baseline flags.
+ * (ARMv8.2 SDOT; Cortex-A55/A76+, Apple M1+, Graviton 2+).  The two sets
+ * differ only in the quantized products (the int8 block dot, and dotprod's
+ * prefill GEMM); the dotprod entry points carry the target attribute
+ * themselves, so this file builds with baseline flags.
  *
  * Lane layout: a block of 32 int8 is two int8x16_t (elements 0-15, 16-31;
  * for q4 the low nibbles are elements 0-15 and the high ones 16-31).  The

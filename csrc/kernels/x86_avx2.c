@@ -414,9 +414,7 @@ static inline __attribute__((always_inline)) void gemm_tile(int fmt, int R, int 
         /* The full tile's 8 float sums live in memory across the k loop, so
          * that its 8 int16 chains keep the registers: left to itself, gcc
          * spilled one chain in some callers (the lanes GEMM at -O3 -fPIC,
-         * as the Python build compiles, or a noinline tile at -O2) and ran
-         * at 84 GMAC/s against 100-108 (q4_0, 1024 x 1024, T = 256, 1
-         * thread, in cache; both GEMMs are at 100-108 with this). */
+         * as the Python build compiles, or a noinline tile at -O2). */
         if (R * TT > 4)
             __asm__ volatile("" : : "r"(f) : "memory");
         gemm_idots(fmt, R, TT, j, w, x, s);
@@ -558,9 +556,8 @@ void rwe_matmul_q4_1_avx2(int64_t cols, const void *W, const void *X, size_t x_s
  *         (<= 8 * 2 * 15 * 127 = 30480), then one madd; q4_0 adds the
  *         activations' bias -8 * sum(x).
  * Both halves of vector v are read before vector v + 1, so a row is read
- * in address order: half by half, q8_0 decode from DRAM with 2 rows at a
- * time ran at 0.92x of this order.  Each activation vector is loaded once
- * for the K rows. */
+ * in address order (half by half was slower from DRAM).  Each activation
+ * vector is loaded once for the K rows. */
 static inline __attribute__((always_inline)) void lanes_idots(int fmt, int K, int NH,
                                                               const uint8_t *const *q,
                                                               size_t stride, const int nl[2],

@@ -27,11 +27,9 @@
 /* Every function of this file is built for these features (the file is
  * compiled with baseline flags; the CPU is probed before any of it runs).
  * clang ignores GCC's pragma and has its own form.  tune=generic keeps the
- * code what was measured when a user builds with CFLAGS=-march=native:
- * gcc 12's znver4 tuning turned the GEMM tile's register weight operands
- * into repeated memory operands and halved it (1024 x 1024 q4_0, T=256,
- * 1 thread: 165 -> 87 GMAC/s; with the pragma 147: the rest is -mavx512dq,
- * whose presence makes gcc park pointers in xmm registers in the tile loop). */
+ * code what was measured when a user builds with CFLAGS=-march=native
+ * (gcc's znver4 tuning made the GEMM tile's register operands memory
+ * operands; docs/KERNEL_NOTES.md). */
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c"))), apply_to = function)
 #else
@@ -117,7 +115,7 @@ static void quantize_row_q8_1_avx512(const float *x, void *vy, int64_t n) {
  */
 #define GEMM_SB 16       /* blocks per superblock: one per int32 lane */
 #define GEMM_R 4         /* rows per register tile (gemm_store_4xT assumes 4) */
-#define GEMM_T 4         /* tokens per register tile (4 x 3, 4 x 2, 2 x 8 were slower) */
+#define GEMM_T 4         /* tokens per register tile */
 
 /* Superblocks in a row of cols columns (the last may be partial). */
 static inline int64_t sb_count(int64_t cols) { return (cols / RWE_QK + GEMM_SB - 1) / GEMM_SB; }
@@ -203,11 +201,9 @@ static inline __mmask16 lanes_mask(int n) { return (__mmask16)((1u << n) - 1); }
 
 /* One vector of a superblock's n lanes.  Plain loads wherever n allows
  * (16, 8 and 4 lanes: whole zmm, ymm, xmm): masked loads that miss the
- * caches run far slower on Zen 5 (one thread, 7168 x 2048 from DRAM, GB/s
- * masked -> plain: q4_0 9.7 -> 36.6, q4_1 9.5 -> 34.7, q8_0 15.5 -> 23.5,
- * against 40 for a plain read loop).  768 columns are a superblock of 16
- * blocks and one of 8, so 12 x 768 needed the ymm case as much as the zmm
- * one.  Other counts (a row's last superblock only) stay masked. */
+ * caches run several times slower on Zen 5 (docs/KERNEL_NOTES.md), and 768
+ * columns are a superblock of 16 blocks and one of 8.  Other counts (a
+ * row's last superblock only) stay masked. */
 static inline __m512i lanes_load(lanes_sb b, const uint8_t *p) {
     switch (b.n) {
     case 16: return _mm512_loadu_si512(p);
@@ -304,15 +300,11 @@ static inline __attribute__((always_inline)) __m512 lanes_scale(int fmt, lanes_s
 
 /* Superblock j of K rows against its activations x, added to acc[k].  full:
  * a whole superblock (RWE_LANES_SB blocks), whose loads then compile to
- * plain vectors without a test of the lane count (lanes_load).  Each row's
- * part is read before the next row's (q8_0 in two halves of 4 vectors, q4
- * whole): the empty asm keeps gcc from hoisting every load of the K rows to
- * the top of the step (in a 24 x 2048 layer stack from DRAM that ran at
- * 0.77-0.94x of this order, Zen 4).  Whole superblocks apart from the
- * partial last one, rather than a test of n in every load, decode 24 x 2048
- * q8_0 / q4_0 at 2 threads in 21.7 / 13.2 ms a token against 26.5 / 14.1
- * (Zen 5, medians of 4 rounds; 1 thread q8_0 39.1 against 47.3), and made
- * reading 4 rows at a time (for q8_0) no better than 2 (25.3 ms). */
+ * plain vectors without a test of the lane count (lanes_load); only a
+ * row's partial last superblock pays that test.  Each row's part is read
+ * before the next row's (q8_0 in two halves of 4 vectors, q4 whole): the
+ * empty asm keeps gcc from hoisting every load of the K rows to the top of
+ * the step, which was slower from DRAM (docs/KERNEL_NOTES.md). */
 static inline __attribute__((always_inline)) void lanes_step(int fmt, int K, int full,
                                                              const uint8_t *const *row, int64_t nb,
                                                              const lanes_x *x, int64_t j, __m512 *acc) {
@@ -396,9 +388,8 @@ static inline __attribute__((always_inline)) __m512 reduce_4x4(const __m512 f[4]
  * (with 1024 columns a tile has only 2 superblocks, and 16 separate
  * reductions cost as much as the sums).  reduce_4x4 leaves token t's 4
  * rows in 128-bit lane t, and Y's rows are adjacent, so each token is one
- * 16-byte store.  Going through a stack array and 16 scalar stores instead
- * stalled on store forwarding: that version ran at 121 GMAC/s against 155
- * for this one (1024 x 1024, T=256, 1 thread, in cache). */
+ * 16-byte store (a stack array and 16 scalar stores stalled on store
+ * forwarding). */
 static inline __attribute__((always_inline)) void gemm_store_4xT(int TT, __m512 f[4][4], float *Y,
                                                                  int64_t y_stride) {
     const __m512 z = _mm512_setzero_ps();
@@ -545,8 +536,7 @@ static inline __attribute__((always_inline)) void gemm_tile(int fmt, int R, int 
 
 /* The full 4 x GEMM_T tile, compiled once per format out of line so that
  * every caller runs the same code: inlined into the lanes GEMM, gcc turned
- * its weight operands into memory operands (116 of 128 vpdpbusd) and the
- * tile ran at 0.85x (1024 x 1024, T = 256, 1 thread, in cache). */
+ * its weight operands into memory operands (116 of 128 vpdpbusd). */
 #define RWE_GEMM_TILE_FULL(F)                                                                    \
     static __attribute__((noinline)) void gemm_tile_full_##F(int64_t nsb, const gw *const *w,   \
                                                              const gx *const *x,                \
@@ -912,8 +902,7 @@ static void matmul_bf16_avx512(int64_t cols, const void *W, const void *X, size_
 
 /* One head of 64 channels, one token, as wkv5_head64_avx2 (the rank-one
  * bonus, 2 multiply-adds and a multiply per state element) with a state
- * row in 4 vectors instead of 8: in a 24 x 1024 prefill the AVX2 version
- * was 6% of the time. */
+ * row in 4 vectors instead of 8 (a prefill spends a few percent here). */
 static void wkv5_head64_avx512(const float *r, const float *k, const float *v, const float *w,
                                const float *u, float *S, float *out) {
     __m512 o[4], vj[4], a = _mm512_setzero_ps();
