@@ -193,7 +193,7 @@ static inline __attribute__((always_inline)) void qmatmul(int fmt, block_dot_fn 
  * 4k..4k+3 of block l, so eight sdot finish 4 blocks of one row x token
  * pair, and the scales then cost one convert, one multiply and one FMA
  * (q4_1: one more FMA for m * s) per eight sdot.
- * Both operands are repacked into this layout (gemm_pack_row): the
+ * Both operands are repacked into this layout (gemm_pack_sb): the
  * activations once per call, the weights once per block of RWE_GEMM_RB rows,
  * reused by every token of the call.  sdot multiplies signed by signed
  * bytes, so unlike x86's vpdpbusd no offset or bias is needed: q8_0 weights
@@ -232,38 +232,37 @@ static inline void transpose_words(const int8x16_t v[4], int8x16_t o[4]) {
     o[3] = vreinterpretq_s8_s64(vtrn2q_s64(a1, a3));
 }
 
-/* One row's nb blocks into nsb superblocks at o.  Weights (is_x = 0) are
+/* Superblock j of a row of nb blocks into o.  Weights (is_x = 0) are
  * unpacked by load_wblock; activations (q8_0, or q8_1 for q4_1) are two
  * plain loads.  Both keep their second fp16 at byte 2 (q4_1's m, q8_1's s). */
-static void gemm_pack_row(int fmt, int is_x, const uint8_t *row, int64_t nb, gsb *o) {
+static inline void gemm_pack_sb(int fmt, int is_x, const uint8_t *row, int64_t nb, int64_t j,
+                                gsb *o) {
     const size_t bs = !is_x ? block_bytes(fmt)
                             : (fmt == FMT_Q4_1 ? sizeof(rwe_block_q8_1) : sizeof(rwe_block_q8_0));
     const size_t qoff = fmt == FMT_Q4_1 ? 4 : 2;
-    for (int64_t j = 0; j * GEMM_SB < nb; j++, o++) {
-        int8x16_t lo[GEMM_SB], hi[GEMM_SB]; /* elements 0-15, 16-31 of each block */
-        for (int l = 0; l < GEMM_SB; l++) {
-            int64_t b = j * GEMM_SB + l;
-            o->d[l] = o->e[l] = 0.0f;
-            lo[l] = hi[l] = vdupq_n_s8(0);
-            if (b >= nb)
-                continue;
-            const uint8_t *blk = row + (size_t)b * bs;
-            if (is_x) {
-                lo[l] = vld1q_s8((const int8_t *)(blk + qoff));
-                hi[l] = vld1q_s8((const int8_t *)(blk + qoff + 16));
-            } else {
-                load_wblock(fmt, blk, &lo[l], &hi[l]);
-            }
-            o->d[l] = f16(blk);
-            if (fmt == FMT_Q4_1)
-                o->e[l] = f16(blk + 2);
+    int8x16_t lo[GEMM_SB], hi[GEMM_SB]; /* elements 0-15, 16-31 of each block */
+    for (int l = 0; l < GEMM_SB; l++) {
+        int64_t b = j * GEMM_SB + l;
+        o->d[l] = o->e[l] = 0.0f;
+        lo[l] = hi[l] = vdupq_n_s8(0);
+        if (b >= nb)
+            continue;
+        const uint8_t *blk = row + (size_t)b * bs;
+        if (is_x) {
+            lo[l] = vld1q_s8((const int8_t *)(blk + qoff));
+            hi[l] = vld1q_s8((const int8_t *)(blk + qoff + 16));
+        } else {
+            load_wblock(fmt, blk, &lo[l], &hi[l]);
         }
-        int8x16_t q[8];
-        transpose_words(lo, q);
-        transpose_words(hi, q + 4);
-        for (int k = 0; k < 8; k++)
-            vst1q_s8(o->q[k], q[k]);
+        o->d[l] = f16(blk);
+        if (fmt == FMT_Q4_1)
+            o->e[l] = f16(blk + 2);
     }
+    int8x16_t q[8];
+    transpose_words(lo, q);
+    transpose_words(hi, q + 4);
+    for (int k = 0; k < 8; k++)
+        vst1q_s8(o->q[k], q[k]);
 }
 
 /* Y[t * y_stride + i] = W row i . X token t for an R x TT tile over nsb
@@ -322,8 +321,9 @@ gemm_tile(int fmt, int R, int TT, int64_t nsb, const gsb *const *w, const gsb *c
 /* rr (<= GEMM_R) rows x tt (<= GEMM_T) tokens: full-height tiles when rr is
  * GEMM_R, else one row at a time (only a range's last rows). */
 static inline __attribute__((always_inline)) RWE_DOTPROD void
-gemm_rows(int fmt, int rr, int tt, int64_t nsb, const gsb *const *w, const gsb *const *x, float *y,
+gemm_tiles(int fmt, int rr, int tt, int64_t nsb, const gsb *const *w, const gsb *const *x, float *y,
           int64_t y_stride) {
+    _Static_assert(GEMM_T == 3, "the tile sizes below are 3, 2 and 1 tokens");
     const int R = rr == GEMM_R ? GEMM_R : 1;
     for (int i = 0; i < rr; i += R) {
         if (R == GEMM_R && tt == 3)
@@ -341,41 +341,21 @@ gemm_rows(int fmt, int rr, int tt, int64_t nsb, const gsb *const *w, const gsb *
     }
 }
 
-/* The GEMM path of the dotprod matmuls; returns 0 (nothing done) without
- * workspace memory: (T + RWE_GEMM_RB) x 40 bytes per block. */
-static inline __attribute__((always_inline)) RWE_DOTPROD int
-qgemm(int fmt, int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
-      int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {
-    _Static_assert(GEMM_T == 3 && RWE_GEMM_RB % GEMM_R == 0, "gemm_rows dispatches 3 tokens");
-    const int64_t nb = cols / RWE_QK, nsb = (nb + GEMM_SB - 1) / GEMM_SB;
-    const size_t row_bytes = (size_t)nb * block_bytes(fmt);
-    gsb *xs = rwe_gemm_workspace((size_t)((T + RWE_GEMM_RB) * nsb) * sizeof(gsb));
-    if (!xs)
-        return 0;
-    gsb *ws = xs + T * nsb;
-    for (int64_t t = 0; t < T; t++)
-        gemm_pack_row(fmt, 1, (const uint8_t *)X + (size_t)t * x_stride, nb, xs + t * nsb);
-    for (int64_t rb = r0; rb < r1; rb += RWE_GEMM_RB) {
-        int64_t nr = r1 - rb < RWE_GEMM_RB ? r1 - rb : RWE_GEMM_RB;
-        for (int64_t i = 0; i < nr; i++)
-            gemm_pack_row(fmt, 0, (const uint8_t *)W + (size_t)(rb + i) * row_bytes, nb,
-                          ws + i * nsb);
-        for (int64_t t0 = 0; t0 < T; t0 += GEMM_T) {
-            int tt = T - t0 < GEMM_T ? (int)(T - t0) : GEMM_T;
-            const gsb *xt[GEMM_T];
-            for (int t = 0; t < tt; t++)
-                xt[t] = xs + (t0 + t) * nsb;
-            for (int64_t i = 0; i < nr; i += GEMM_R) {
-                int rr = nr - i < GEMM_R ? (int)(nr - i) : GEMM_R;
-                const gsb *wp[GEMM_R];
-                for (int k = 0; k < rr; k++)
-                    wp[k] = ws + (i + k) * nsb;
-                gemm_rows(fmt, rr, tt, nsb, wp, xt, Y + t0 * y_stride + rb + i, y_stride);
-            }
-        }
-    }
-    return 1;
+/* gemm_loops.h's pieces: activations and weights share the superblock
+ * packing; (T + RWE_GEMM_RB) x 40 bytes of workspace per block. */
+typedef gsb gx;
+typedef gsb gw;
+
+static inline void gemm_pack_x(int fmt, const uint8_t *x, int64_t nb, int64_t j, gx *o) {
+    gemm_pack_sb(fmt, 1, x, nb, j, o);
 }
+
+static inline void gemm_pack_w(int fmt, const uint8_t *w, int64_t nb, int64_t j, gw *o) {
+    gemm_pack_sb(fmt, 0, w, nb, j, o);
+}
+
+#define RWE_GEMM_ATTR RWE_DOTPROD
+#include "gemm_loops.h"
 
 #define RWE_MATMUL_ARGS                                                                        \
     int64_t cols, const void *W, const void *X, size_t x_stride, float *Y, int64_t y_stride,   \

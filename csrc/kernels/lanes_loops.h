@@ -1,19 +1,13 @@
 /*
  * The loops of the quantized lanes-layout products, written once for every
- * SIMD set that has them (x86_avx2.c, x86_avx512.c): the GEMM threshold, the
- * GEMM driver (workspace, activation packing, then the set's tiled rows) and
- * the decode driver (column chunks, the split of a row range into far-apart
+ * SIMD set that has them (x86_avx2.c, x86_avx512.c): the GEMM threshold,
+ * the GEMM driver out of line per format (qgemm, gemm_loops.h) and the
+ * decode driver (column chunks, the split of a row range into far-apart
  * streams).  A set's file includes this after defining its pieces, and gets
  * the mm[type].lanes entries RWE_LANES_ENTRIES(isa) names.
  *
- * The pieces (fmt is FMT_Q8_0 / FMT_Q4_0 / FMT_Q4_1 below):
- *   gx, gw           the GEMM's packed activations / weights of one GEMM
- *                    superblock of GEMM_SB blocks
- *   gemm_pack_x(fmt, x, nb, j, gx *o)   GEMM superblock j of an activation row
- *   gemm_w_bytes(nsb)                   the weight workspace gemm_rows needs
- *   gemm_rows(fmt, cols, W, xs, xsb, Y, y_stride, T, r0, r1, gw *ws)
- *                    Y = W X over rows [r0, r1), token t's packed superblocks
- *                    xsb bytes after token t - 1
+ * The pieces (fmt is FMT_Q8_0 / FMT_Q4_0 / FMT_Q4_1 below): gemm_loops.h's,
+ * with gemm_rows reading lanes-layout weights, and
  *   lanes_x          decode activations of one layout superblock (RWE_LANES_SB
  *                    blocks)
  *   lanes_pack_x(fmt, x, nb, j, lanes_x *o)   layout superblock j of a row
@@ -26,8 +20,7 @@
 #ifndef RWE_LANES_LOOPS_H
 #define RWE_LANES_LOOPS_H
 
-/* Superblocks of n blocks each in a row of nb blocks (the last may be partial). */
-static inline int64_t sb_count_of(int64_t nb, int64_t n) { return (nb + n - 1) / n; }
+#include "gemm_loops.h"
 
 /* Decode of one token over rows [r0, r1): the row's layout superblocks in
  * chunks of RWE_LANES_CHUNK (their packed activations stay on the stack),
@@ -49,24 +42,6 @@ static inline __attribute__((always_inline)) void lanes_matvec(int fmt, int64_t 
             r = lanes_decode(fmt, 2, W, row_bytes, nb, xs, j0, nj, Y, r0, r1);
         lanes_decode(fmt, 1, W, row_bytes, nb, xs, j0, nj, Y, r, r1);
     }
-}
-
-/* The GEMM over T tokens: packs X itself into the thread's workspace, then
- * the set's tiled rows; returns 0 (nothing done) without workspace memory. */
-static inline __attribute__((always_inline)) int qgemm(int fmt, int64_t cols, const void *W,
-                                                       const void *X, size_t x_stride, float *Y,
-                                                       int64_t y_stride, int64_t T, int64_t r0,
-                                                       int64_t r1) {
-    const int64_t nb = cols / RWE_QK, nsb = sb_count_of(nb, GEMM_SB);
-    gx *xs = rwe_gemm_workspace((size_t)(T * nsb) * sizeof(gx) + gemm_w_bytes(nsb));
-    if (!xs)
-        return 0;
-    for (int64_t t = 0; t < T; t++)
-        for (int64_t j = 0; j < nsb; j++)
-            gemm_pack_x(fmt, (const uint8_t *)X + (size_t)t * x_stride, nb, j, xs + t * nsb + j);
-    gemm_rows(fmt, cols, W, xs, (size_t)nsb * sizeof(gx), Y, y_stride, T, r0, r1,
-              (gw *)(xs + T * nsb));
-    return 1;
 }
 
 /* qgemm kept out of line, one instance per format: inlined into its

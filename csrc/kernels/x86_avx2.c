@@ -326,7 +326,7 @@ static inline __m256 lanes_f16x8(const uint8_t *p, int nl) {
 /* GEMM superblock j (8 blocks: half j % 2 of layout superblock j / 2) of a
  * lanes row, into the GEMM's gw: the quants are already one block per lane,
  * so this is q8_0's sign flip back or q4's nibble split, no transpose. */
-static void gemm_pack_w_lanes(int fmt, const uint8_t *row, int64_t nb, int64_t j, gw *o) {
+static void gemm_pack_w(int fmt, const uint8_t *row, int64_t nb, int64_t j, gw *o) {
     const lanes_sb b = lanes_at(fmt, row, nb, j / 2);
     const int half = (int)(j % 2), nl = b.n - 8 * half < 8 ? b.n - 8 * half : 8;
     const uint8_t *q = b.q + 32 * half;
@@ -455,41 +455,6 @@ static inline __attribute__((always_inline)) void gemm_tiles(int fmt, int rr, in
         }
         for (int t = 0; t < tt; t++)
             gemm_tile(fmt, 1, 1, nsb, wp + k, xt + t, y + t * y_stride + k, y_stride);
-    }
-}
-
-/* The weight workspace of gemm_rows: RWE_GEMM_RB rows of nsb superblocks. */
-static inline size_t gemm_w_bytes(int64_t nsb) { return (size_t)(RWE_GEMM_RB * nsb) * sizeof(gw); }
-
-/* Y = W X over rows [r0, r1) (lanes layout) for T tokens whose packed
- * activations are xs, token t xsb bytes after t - 1: RWE_GEMM_RB rows
- * packed at a time into ws, then every token tile over them. */
-static inline __attribute__((always_inline)) void gemm_rows(int fmt, int64_t cols, const void *W,
-                                                            const gx *xs, size_t xsb, float *Y,
-                                                            int64_t y_stride, int64_t T, int64_t r0,
-                                                            int64_t r1, gw *ws) {
-    const int64_t nb = cols / RWE_QK, nsb = (nb + GEMM_SB - 1) / GEMM_SB;
-    const size_t row_bytes = (size_t)nb * block_bytes(fmt);
-    for (int64_t rb = r0; rb < r1; rb += RWE_GEMM_RB) {
-        int64_t nr = r1 - rb < RWE_GEMM_RB ? r1 - rb : RWE_GEMM_RB;
-        for (int64_t i = 0; i < nr; i++) {
-            const uint8_t *row = (const uint8_t *)W + (size_t)(rb + i) * row_bytes;
-            for (int64_t j = 0; j < nsb; j++)
-                gemm_pack_w_lanes(fmt, row, nb, j, ws + i * nsb + j);
-        }
-        for (int64_t t0 = 0; t0 < T; t0 += GEMM_T) {
-            int tt = T - t0 < GEMM_T ? (int)(T - t0) : GEMM_T;
-            const gx *xt[GEMM_T];
-            for (int t = 0; t < tt; t++)
-                xt[t] = (const gx *)((const char *)xs + (size_t)(t0 + t) * xsb);
-            for (int64_t i = 0; i < nr; i += GEMM_R) {
-                const gw *wp[GEMM_R];
-                int rr = nr - i < GEMM_R ? (int)(nr - i) : GEMM_R;
-                for (int k = 0; k < rr; k++)
-                    wp[k] = ws + (i + k) * nsb;
-                gemm_tiles(fmt, rr, tt, nsb, wp, xt, Y + t0 * y_stride + rb + i, y_stride);
-            }
-        }
     }
 }
 

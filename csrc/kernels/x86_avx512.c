@@ -672,6 +672,7 @@ static inline __attribute__((always_inline)) void gemm_rows(int fmt, int64_t col
     }
 }
 
+#define RWE_GEMM_OWN_ROWS
 #include "lanes_loops.h"
 
 RWE_LANES_ENTRIES(avx512)
