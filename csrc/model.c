@@ -402,8 +402,8 @@ static uint64_t weight_bytes(rwe_model *m) {
 /* ------------------------------------------------------------ lanes repack */
 
 /*
- * Kernel sets with matmul_lanes_* entries (AVX2, AVX-512) read quantized
- * matrices in the lanes layout (quant/quant.h): one 32-bit lane per block,
+ * Kernel sets with lanes products (mm[type].lanes: AVX2, AVX-512) read
+ * quantized matrices in the lanes layout (quant/quant.h): one lane per block,
  * so a decode step needs no shuffles and the prefill GEMM packs weights by a
  * nibble split instead of a transpose.  Load reserves one anonymous map for
  * those matrices (nothing is touched yet); the first eval copies them all
@@ -603,7 +603,7 @@ static rwe_status start_threads(rwe_model *m, uint32_t n_threads) {
 
 /* ---------------------------------------------------------- forward blocks */
 
-/* Whether a chunk of T tokens takes the matmul_gemm_* path where a matrix has it. */
+/* Whether a chunk of T tokens takes the gemm products where a matrix has one. */
 static int use_gemm(const rwe_model *m, int64_t T) {
     return m->kern->gemm_act && T >= RWE_GEMM_MIN_T;
 }

@@ -1,8 +1,9 @@
 /*
  * aarch64 kernels: "neon" (Advanced SIMD, every aarch64 CPU) and "dotprod"
- * (ARMv8.2 SDOT; Cortex-A55/A76+, Apple M1+, Graviton 2+).  Only the int8
- * block dot differs between the two sets; the dotprod entry points carry the
- * target attribute themselves, so this file builds with baseline flags.
+ * (ARMv8.2 SDOT; Cortex-A55/A76+, Apple M1+, Graviton 2+).  The two sets
+ * differ only in the quantized products (the int8 block dot, and dotprod's
+ * prefill GEMM); the dotprod entry points carry the target attribute
+ * themselves, so this file builds with baseline flags.
  *
  * Lane layout: a block of 32 int8 is two int8x16_t (elements 0-15, 16-31;
  * for q4 the low nibbles are elements 0-15 and the high ones 16-31).  The
@@ -40,9 +41,6 @@ static inline RWE_DOTPROD int32x4_t rwe_vdotq_s32(int32x4_t acc, int8x16_t a, in
 }
 #define vdotq_s32 rwe_vdotq_s32
 #endif
-
-enum { FMT_Q8_0, FMT_Q4_0, FMT_Q4_1 };
-enum { FMT_F32, FMT_F16, FMT_BF16 };
 
 /* ------------------------------------------------- activation quantizers */
 
@@ -110,11 +108,6 @@ static inline RWE_DOTPROD int32x4_t block_dot_sdot(int8x16_t w0, int8x16_t w1, i
     return vdotq_s32(vdotq_s32(vdupq_n_s32(0), w0, x0), w1, x1);
 }
 
-static inline size_t wblock_bytes(int fmt) {
-    return fmt == FMT_Q8_0 ? sizeof(rwe_block_q8_0)
-                           : (fmt == FMT_Q4_0 ? sizeof(rwe_block_q4_0) : sizeof(rwe_block_q4_1));
-}
-
 /* fp16 at p to f32 with the FCVT instruction (exact, like rwe_f16_to_f32). */
 static inline float f16(const uint8_t *p) {
     __fp16 h;
@@ -140,7 +133,7 @@ static inline void load_wblock(int fmt, const uint8_t *blk, int8x16_t *w0, int8x
 static inline __attribute__((always_inline)) void qdot_tile(int fmt, int TT, block_dot_fn dot,
                                                             int64_t nb, const uint8_t *wrow,
                                                             const uint8_t *const *x, float *out) {
-    size_t wbs = wblock_bytes(fmt), xbs = fmt == FMT_Q4_1 ? sizeof(rwe_block_q8_1) : sizeof(rwe_block_q8_0);
+    size_t wbs = block_bytes(fmt), xbs = fmt == FMT_Q4_1 ? sizeof(rwe_block_q8_1) : sizeof(rwe_block_q8_0);
     size_t xqs = fmt == FMT_Q4_1 ? 4 : 2;
     float32x4_t acc[RWE_TILE_T];
     float mterm[RWE_TILE_T] = {0};
@@ -168,7 +161,7 @@ static inline __attribute__((always_inline)) void qmatmul(int fmt, block_dot_fn 
                                                           size_t x_stride, float *Y, int64_t y_stride,
                                                           int64_t T, int64_t r0, int64_t r1) {
     int64_t nb = cols / RWE_QK;
-    size_t row_bytes = (size_t)nb * wblock_bytes(fmt);
+    size_t row_bytes = (size_t)nb * block_bytes(fmt);
     for (int64_t t0 = 0; t0 < T; t0 += RWE_TILE_T) {
         int tt = T - t0 < RWE_TILE_T ? (int)(T - t0) : RWE_TILE_T;
         const uint8_t *x[RWE_TILE_T];
@@ -200,7 +193,7 @@ static inline __attribute__((always_inline)) void qmatmul(int fmt, block_dot_fn 
  * 4k..4k+3 of block l, so eight sdot finish 4 blocks of one row x token
  * pair, and the scales then cost one convert, one multiply and one FMA
  * (q4_1: one more FMA for m * s) per eight sdot.
- * Both operands are repacked into this layout (gemm_pack_row): the
+ * Both operands are repacked into this layout (gemm_pack_sb): the
  * activations once per call, the weights once per block of RWE_GEMM_RB rows,
  * reused by every token of the call.  sdot multiplies signed by signed
  * bytes, so unlike x86's vpdpbusd no offset or bias is needed: q8_0 weights
@@ -239,38 +232,37 @@ static inline void transpose_words(const int8x16_t v[4], int8x16_t o[4]) {
     o[3] = vreinterpretq_s8_s64(vtrn2q_s64(a1, a3));
 }
 
-/* One row's nb blocks into nsb superblocks at o.  Weights (is_x = 0) are
+/* Superblock j of a row of nb blocks into o.  Weights (is_x = 0) are
  * unpacked by load_wblock; activations (q8_0, or q8_1 for q4_1) are two
  * plain loads.  Both keep their second fp16 at byte 2 (q4_1's m, q8_1's s). */
-static void gemm_pack_row(int fmt, int is_x, const uint8_t *row, int64_t nb, gsb *o) {
-    const size_t bs = !is_x ? wblock_bytes(fmt)
+static inline void gemm_pack_sb(int fmt, int is_x, const uint8_t *row, int64_t nb, int64_t j,
+                                gsb *o) {
+    const size_t bs = !is_x ? block_bytes(fmt)
                             : (fmt == FMT_Q4_1 ? sizeof(rwe_block_q8_1) : sizeof(rwe_block_q8_0));
     const size_t qoff = fmt == FMT_Q4_1 ? 4 : 2;
-    for (int64_t j = 0; j * GEMM_SB < nb; j++, o++) {
-        int8x16_t lo[GEMM_SB], hi[GEMM_SB]; /* elements 0-15, 16-31 of each block */
-        for (int l = 0; l < GEMM_SB; l++) {
-            int64_t b = j * GEMM_SB + l;
-            o->d[l] = o->e[l] = 0.0f;
-            lo[l] = hi[l] = vdupq_n_s8(0);
-            if (b >= nb)
-                continue;
-            const uint8_t *blk = row + (size_t)b * bs;
-            if (is_x) {
-                lo[l] = vld1q_s8((const int8_t *)(blk + qoff));
-                hi[l] = vld1q_s8((const int8_t *)(blk + qoff + 16));
-            } else {
-                load_wblock(fmt, blk, &lo[l], &hi[l]);
-            }
-            o->d[l] = f16(blk);
-            if (fmt == FMT_Q4_1)
-                o->e[l] = f16(blk + 2);
+    int8x16_t lo[GEMM_SB], hi[GEMM_SB]; /* elements 0-15, 16-31 of each block */
+    for (int l = 0; l < GEMM_SB; l++) {
+        int64_t b = j * GEMM_SB + l;
+        o->d[l] = o->e[l] = 0.0f;
+        lo[l] = hi[l] = vdupq_n_s8(0);
+        if (b >= nb)
+            continue;
+        const uint8_t *blk = row + (size_t)b * bs;
+        if (is_x) {
+            lo[l] = vld1q_s8((const int8_t *)(blk + qoff));
+            hi[l] = vld1q_s8((const int8_t *)(blk + qoff + 16));
+        } else {
+            load_wblock(fmt, blk, &lo[l], &hi[l]);
         }
-        int8x16_t q[8];
-        transpose_words(lo, q);
-        transpose_words(hi, q + 4);
-        for (int k = 0; k < 8; k++)
-            vst1q_s8(o->q[k], q[k]);
+        o->d[l] = f16(blk);
+        if (fmt == FMT_Q4_1)
+            o->e[l] = f16(blk + 2);
     }
+    int8x16_t q[8];
+    transpose_words(lo, q);
+    transpose_words(hi, q + 4);
+    for (int k = 0; k < 8; k++)
+        vst1q_s8(o->q[k], q[k]);
 }
 
 /* Y[t * y_stride + i] = W row i . X token t for an R x TT tile over nsb
@@ -329,8 +321,9 @@ gemm_tile(int fmt, int R, int TT, int64_t nsb, const gsb *const *w, const gsb *c
 /* rr (<= GEMM_R) rows x tt (<= GEMM_T) tokens: full-height tiles when rr is
  * GEMM_R, else one row at a time (only a range's last rows). */
 static inline __attribute__((always_inline)) RWE_DOTPROD void
-gemm_rows(int fmt, int rr, int tt, int64_t nsb, const gsb *const *w, const gsb *const *x, float *y,
+gemm_tiles(int fmt, int rr, int tt, int64_t nsb, const gsb *const *w, const gsb *const *x, float *y,
           int64_t y_stride) {
+    _Static_assert(GEMM_T == 3, "the tile sizes below are 3, 2 and 1 tokens");
     const int R = rr == GEMM_R ? GEMM_R : 1;
     for (int i = 0; i < rr; i += R) {
         if (R == GEMM_R && tt == 3)
@@ -348,41 +341,21 @@ gemm_rows(int fmt, int rr, int tt, int64_t nsb, const gsb *const *w, const gsb *
     }
 }
 
-/* The GEMM path of the dotprod matmuls; returns 0 (nothing done) without
- * workspace memory: (T + RWE_GEMM_RB) x 40 bytes per block. */
-static inline __attribute__((always_inline)) RWE_DOTPROD int
-qgemm(int fmt, int64_t cols, const void *W, const void *X, size_t x_stride, float *Y,
-      int64_t y_stride, int64_t T, int64_t r0, int64_t r1) {
-    _Static_assert(GEMM_T == 3 && RWE_GEMM_RB % GEMM_R == 0, "gemm_rows dispatches 3 tokens");
-    const int64_t nb = cols / RWE_QK, nsb = (nb + GEMM_SB - 1) / GEMM_SB;
-    const size_t row_bytes = (size_t)nb * wblock_bytes(fmt);
-    gsb *xs = rwe_gemm_workspace((size_t)((T + RWE_GEMM_RB) * nsb) * sizeof(gsb));
-    if (!xs)
-        return 0;
-    gsb *ws = xs + T * nsb;
-    for (int64_t t = 0; t < T; t++)
-        gemm_pack_row(fmt, 1, (const uint8_t *)X + (size_t)t * x_stride, nb, xs + t * nsb);
-    for (int64_t rb = r0; rb < r1; rb += RWE_GEMM_RB) {
-        int64_t nr = r1 - rb < RWE_GEMM_RB ? r1 - rb : RWE_GEMM_RB;
-        for (int64_t i = 0; i < nr; i++)
-            gemm_pack_row(fmt, 0, (const uint8_t *)W + (size_t)(rb + i) * row_bytes, nb,
-                          ws + i * nsb);
-        for (int64_t t0 = 0; t0 < T; t0 += GEMM_T) {
-            int tt = T - t0 < GEMM_T ? (int)(T - t0) : GEMM_T;
-            const gsb *xt[GEMM_T];
-            for (int t = 0; t < tt; t++)
-                xt[t] = xs + (t0 + t) * nsb;
-            for (int64_t i = 0; i < nr; i += GEMM_R) {
-                int rr = nr - i < GEMM_R ? (int)(nr - i) : GEMM_R;
-                const gsb *wp[GEMM_R];
-                for (int k = 0; k < rr; k++)
-                    wp[k] = ws + (i + k) * nsb;
-                gemm_rows(fmt, rr, tt, nsb, wp, xt, Y + t0 * y_stride + rb + i, y_stride);
-            }
-        }
-    }
-    return 1;
+/* gemm_loops.h's pieces: activations and weights share the superblock
+ * packing; (T + RWE_GEMM_RB) x 40 bytes of workspace per block. */
+typedef gsb gx;
+typedef gsb gw;
+
+static inline void gemm_pack_x(int fmt, const uint8_t *x, int64_t nb, int64_t j, gx *o) {
+    gemm_pack_sb(fmt, 1, x, nb, j, o);
 }
+
+static inline void gemm_pack_w(int fmt, const uint8_t *w, int64_t nb, int64_t j, gw *o) {
+    gemm_pack_sb(fmt, 0, w, nb, j, o);
+}
+
+#define RWE_GEMM_ATTR RWE_DOTPROD
+#include "gemm_loops.h"
 
 #define RWE_MATMUL_ARGS                                                                        \
     int64_t cols, const void *W, const void *X, size_t x_stride, float *Y, int64_t y_stride,   \
@@ -491,110 +464,30 @@ static void wkv5_neon(int64_t T, int64_t H, int64_t N, int64_t ld, const float *
         }
 }
 
-/* ------------------------------------------------------------ norms */
+/* ------------------------------------------- norms and elementwise steps */
 
-static float sum_neon(const float *x, int64_t n) {
-    float32x4_t acc = vdupq_n_f32(0.0f);
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        acc = vaddq_f32(acc, vld1q_f32(x + i));
-    float s = vaddvq_f32(acc);
-    for (; i < n; i++)
-        s += x[i];
-    return s;
-}
-
-static float sqdev_neon(const float *x, int64_t n, float mean) {
-    float32x4_t acc = vdupq_n_f32(0.0f), m = vdupq_n_f32(mean);
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        float32x4_t d = vsubq_f32(vld1q_f32(x + i), m);
-        acc = vfmaq_f32(acc, d, d);
-    }
-    float s = vaddvq_f32(acc);
-    for (; i < n; i++)
-        s += (x[i] - mean) * (x[i] - mean);
-    return s;
-}
-
-static void layer_norm_neon(const float *x, const float *weight, const float *bias, float *y,
-                            int64_t n, float eps) {
-    float mean = sum_neon(x, n) / (float)n;
-    float rstd = 1.0f / sqrtf(sqdev_neon(x, n, mean) / (float)n + eps);
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        float32x4_t xn = vmulq_n_f32(vsubq_f32(vld1q_f32(x + i), vdupq_n_f32(mean)), rstd);
-        vst1q_f32(y + i, vfmaq_f32(vld1q_f32(bias + i), xn, vld1q_f32(weight + i)));
-    }
-    for (; i < n; i++)
-        y[i] = (x[i] - mean) * rstd * weight[i] + bias[i];
-}
-
-static void group_norm_neon(float *x, const float *weight, const float *bias, int64_t H, int64_t N,
-                            float eps) {
-    for (int64_t h = 0; h < H; h++)
-        layer_norm_neon(x + h * N, weight + h * N, bias + h * N, x + h * N, N, eps);
-}
-
-/* ------------------------------------------------------ elementwise */
-
-/* e^x in 4 lanes, the same scheme as exp8 in x86_avx2.c: x = n ln2 + r,
- * e^r from its degree-7 Taylor polynomial, 2^n into the exponent bits,
- * x clamped to [-87, 88]. */
-static inline float32x4_t exp4(float32x4_t x) {
-    x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-87.0f)), vdupq_n_f32(88.0f));
-    float32x4_t n = vrndnq_f32(vmulq_n_f32(x, 1.44269504f));
-    float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(0.693145751953125f));
-    r = vfmsq_f32(r, n, vdupq_n_f32(1.42860677e-6f));
-    static const float c[] = {1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f, 1.0f / 6.0f, 0.5f, 1.0f, 1.0f};
-    float32x4_t p = vdupq_n_f32(1.0f / 5040.0f);
-    for (int k = 0; k < 7; k++)
-        p = vfmaq_f32(vdupq_n_f32(c[k]), p, r);
-    int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23);
-    return vmulq_f32(p, vreinterpretq_f32_s32(e));
-}
-
-static inline float32x4_t sigmoid4(float32x4_t x) {
-    const float32x4_t one = vdupq_n_f32(1.0f);
-    return vdivq_f32(one, vaddq_f32(one, exp4(vnegq_f32(x))));
-}
-
-/* The tails (n % 4) go through the ref. */
-static void token_mix_neon(const float *x, const float *prev, const float *mix, float *out,
-                           int64_t n) {
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        float32x4_t m = vld1q_f32(mix + i);
-        float32x4_t p = vmulq_f32(vld1q_f32(prev + i), vsubq_f32(vdupq_n_f32(1.0f), m));
-        vst1q_f32(out + i, vfmaq_f32(p, vld1q_f32(x + i), m));
-    }
-    rwe_token_mix_ref(x + i, prev + i, mix + i, out + i, n - i);
-}
-
-static void sigmoid_gate_neon(float *x, const float *r, const float *y, int64_t n) {
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        vst1q_f32(x + i, vfmaq_f32(vld1q_f32(x + i), sigmoid4(vld1q_f32(r + i)), vld1q_f32(y + i)));
-    rwe_sigmoid_gate_ref(x + i, r + i, y + i, n - i);
-}
-
-static void silu_gate_neon(float *y, const float *g, int64_t n) {
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        float32x4_t gv = vld1q_f32(g + i);
-        vst1q_f32(y + i, vmulq_f32(vld1q_f32(y + i), vmulq_f32(gv, sigmoid4(gv))));
-    }
-    rwe_silu_gate_ref(y + i, g + i, n - i);
-}
-
-static void relu_square_neon(float *x, int64_t n) {
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        float32x4_t k = vmaxq_f32(vld1q_f32(x + i), vdupq_n_f32(0.0f));
-        vst1q_f32(x + i, vmulq_f32(k, k));
-    }
-    rwe_relu_square_ref(x + i, n - i);
-}
+/* vec_ops.h's mapping: 4 f32 lanes (NEON's max and min propagate NaN). */
+typedef float32x4_t vec_t;
+#define VEC_N 4
+#define VEC_LOAD(p) vld1q_f32(p)
+#define VEC_STORE(p, v) vst1q_f32(p, v)
+#define VEC_SET1(f) vdupq_n_f32(f)
+#define VEC_ZERO() vdupq_n_f32(0.0f)
+#define VEC_ADD(a, b) vaddq_f32(a, b)
+#define VEC_SUB(a, b) vsubq_f32(a, b)
+#define VEC_MUL(a, b) vmulq_f32(a, b)
+#define VEC_DIV(a, b) vdivq_f32(a, b)
+#define VEC_FMA(a, b, c) vfmaq_f32(c, a, b)
+#define VEC_FNMA(a, b, c) vfmsq_f32(c, a, b)
+#define VEC_NEG(v) vnegq_f32(v)
+#define VEC_HSUM(v) vaddvq_f32(v)
+#define VEC_RELU(v) vmaxq_f32(v, vdupq_n_f32(0.0f))
+#define VEC_CLAMP(v, lo, hi) vminq_f32(vmaxq_f32(v, vdupq_n_f32(lo)), vdupq_n_f32(hi))
+#define VEC_ROUND(v) vrndnq_f32(v)
+#define VEC_POW2(n) vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23))
+#define VEC_FN(name) name##_neon
+#define VEC_LINKAGE static
+#include "vec_ops.h"
 
 /* Everything but the quantized matmuls, shared by both aarch64 sets. */
 #define RWE_NEON_COMMON                                                                       \

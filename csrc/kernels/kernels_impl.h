@@ -92,6 +92,17 @@ static inline int64_t rwe_float_block_end(int64_t r, int64_t r1, size_t row_byte
 
 extern const rwe_kernels rwe_kernels_ref;
 
+/* The formats as the SIMD files' inline bodies take them (a constant first
+ * argument, so each format compiles on its own). */
+enum { FMT_Q8_0, FMT_Q4_0, FMT_Q4_1 };
+enum { FMT_F32, FMT_F16, FMT_BF16 };
+
+/* Bytes of one weight block (in GGML blocks or the lanes layout alike). */
+static inline size_t block_bytes(int fmt) {
+    return fmt == FMT_Q8_0 ? sizeof(rwe_block_q8_0)
+                           : (fmt == FMT_Q4_0 ? sizeof(rwe_block_q4_0) : sizeof(rwe_block_q4_1));
+}
+
 /* A SIMD file's quantized table entries: one function per format around an
  * inline body taking the file's FMT_* constant first. */
 #define RWE_QMATMUL_ENTRY(name, body, F)                                                        \

@@ -115,8 +115,6 @@ void rwe_quantize_row_q8_1_avx2(const float *x, void *vy, int64_t n) {
 
 /* ------------------------------------------------ quantized matmul */
 
-enum { FMT_Q8_0, FMT_Q4_0, FMT_Q4_1 };
-
 /* Sum over 4-byte groups of u[i]*s[i] into 8 int32 lanes; u unsigned, s
  * signed.  maddubs saturates at 2^15, which |u| <= 128, |s| <= 127 never
  * reaches for one pair.  Scalar: lane k = sum_{i=4k}^{4k+3} u[i]*s[i]. */
@@ -147,17 +145,12 @@ static inline __m256i block_dot(int fmt, __m256i w, __m256i x, __m256i xoff) {
     return _mm256_madd_epi16(fmt == FMT_Q4_0 ? _mm256_sub_epi16(p, xoff) : p, ones);
 }
 
-static inline size_t wblock_bytes(int fmt) {
-    return fmt == FMT_Q8_0 ? sizeof(rwe_block_q8_0)
-                           : (fmt == FMT_Q4_0 ? sizeof(rwe_block_q4_0) : sizeof(rwe_block_q4_1));
-}
-
 /* out[i][t] = dot(weight row i, token t) for R rows x TT tokens of nb blocks. */
 static inline __attribute__((always_inline)) void qdot_tile(int fmt, int R, int TT, int64_t nb,
                                                             const uint8_t *const *wrow,
                                                             const uint8_t *const *x,
                                                             float out[2][RWE_TILE_T]) {
-    size_t wbs = wblock_bytes(fmt), xbs = fmt == FMT_Q4_1 ? sizeof(rwe_block_q8_1) : sizeof(rwe_block_q8_0);
+    size_t wbs = block_bytes(fmt), xbs = fmt == FMT_Q4_1 ? sizeof(rwe_block_q8_1) : sizeof(rwe_block_q8_0);
     size_t xqs = fmt == FMT_Q4_1 ? 4 : 2;
     __m256 acc[2][RWE_TILE_T];
     float mterm[2][RWE_TILE_T] = {{0}};
@@ -333,7 +326,7 @@ static inline __m256 lanes_f16x8(const uint8_t *p, int nl) {
 /* GEMM superblock j (8 blocks: half j % 2 of layout superblock j / 2) of a
  * lanes row, into the GEMM's gw: the quants are already one block per lane,
  * so this is q8_0's sign flip back or q4's nibble split, no transpose. */
-static void gemm_pack_w_lanes(int fmt, const uint8_t *row, int64_t nb, int64_t j, gw *o) {
+static void gemm_pack_w(int fmt, const uint8_t *row, int64_t nb, int64_t j, gw *o) {
     const lanes_sb b = lanes_at(fmt, row, nb, j / 2);
     const int half = (int)(j % 2), nl = b.n - 8 * half < 8 ? b.n - 8 * half : 8;
     const uint8_t *q = b.q + 32 * half;
@@ -421,9 +414,7 @@ static inline __attribute__((always_inline)) void gemm_tile(int fmt, int R, int 
         /* The full tile's 8 float sums live in memory across the k loop, so
          * that its 8 int16 chains keep the registers: left to itself, gcc
          * spilled one chain in some callers (the lanes GEMM at -O3 -fPIC,
-         * as the Python build compiles, or a noinline tile at -O2) and ran
-         * at 84 GMAC/s against 100-108 (q4_0, 1024 x 1024, T = 256, 1
-         * thread, in cache; both GEMMs are at 100-108 with this). */
+         * as the Python build compiles, or a noinline tile at -O2). */
         if (R * TT > 4)
             __asm__ volatile("" : : "r"(f) : "memory");
         gemm_idots(fmt, R, TT, j, w, x, s);
@@ -467,45 +458,6 @@ static inline __attribute__((always_inline)) void gemm_tiles(int fmt, int rr, in
     }
 }
 
-/* The GEMM path of lanes_matmul; returns 0 (nothing done) without
- * workspace memory. */
-static inline __attribute__((always_inline)) int qgemm(int fmt, int64_t cols, const void *W,
-                                                       const void *X, size_t x_stride, float *Y,
-                                                       int64_t y_stride, int64_t T, int64_t r0,
-                                                       int64_t r1) {
-    const int64_t nb = cols / RWE_QK, nsb = (nb + GEMM_SB - 1) / GEMM_SB;
-    const size_t row_bytes = (size_t)nb * wblock_bytes(fmt);
-    gx *xs = rwe_gemm_workspace((size_t)(T * nsb) * sizeof(gx) + (size_t)(RWE_GEMM_RB * nsb) * sizeof(gw));
-    if (!xs)
-        return 0;
-    gw *ws = (gw *)(xs + T * nsb);
-    for (int64_t t = 0; t < T; t++)
-        for (int64_t j = 0; j < nsb; j++)
-            gemm_pack_x(fmt, (const uint8_t *)X + (size_t)t * x_stride, nb, j, xs + t * nsb + j);
-    for (int64_t rb = r0; rb < r1; rb += RWE_GEMM_RB) {
-        int64_t nr = r1 - rb < RWE_GEMM_RB ? r1 - rb : RWE_GEMM_RB;
-        for (int64_t i = 0; i < nr; i++) {
-            const uint8_t *row = (const uint8_t *)W + (size_t)(rb + i) * row_bytes;
-            for (int64_t j = 0; j < nsb; j++)
-                gemm_pack_w_lanes(fmt, row, nb, j, ws + i * nsb + j);
-        }
-        for (int64_t t0 = 0; t0 < T; t0 += GEMM_T) {
-            int tt = T - t0 < GEMM_T ? (int)(T - t0) : GEMM_T;
-            const gx *xt[GEMM_T];
-            for (int t = 0; t < tt; t++)
-                xt[t] = xs + (t0 + t) * nsb;
-            for (int64_t i = 0; i < nr; i += GEMM_R) {
-                const gw *wp[GEMM_R];
-                int rr = nr - i < GEMM_R ? (int)(nr - i) : GEMM_R;
-                for (int k = 0; k < rr; k++)
-                    wp[k] = ws + (i + k) * nsb;
-                gemm_tiles(fmt, rr, tt, nsb, wp, xt, Y + t0 * y_stride + rb + i, y_stride);
-            }
-        }
-    }
-    return 1;
-}
-
 /* The GGML-block products of both x86 sets (RWKV_EDGE_REPACK=0 only; the
  * engine reads quantized weights in the lanes layout otherwise): register
  * tiles at every T, no GEMM.  Decode (one token) takes 2 rows per tile so
@@ -516,7 +468,7 @@ static inline __attribute__((always_inline)) void qmatmul(int fmt, int64_t cols,
                                                           int64_t y_stride, int64_t T, int64_t r0,
                                                           int64_t r1) {
     int64_t nb = cols / RWE_QK;
-    size_t row_bytes = (size_t)nb * wblock_bytes(fmt);
+    size_t row_bytes = (size_t)nb * block_bytes(fmt);
     for (int64_t t0 = 0; t0 < T; t0 += RWE_TILE_T) {
         int tt = T - t0 < RWE_TILE_T ? (int)(T - t0) : RWE_TILE_T;
         const uint8_t *x[RWE_TILE_T];
@@ -569,9 +521,8 @@ void rwe_matmul_q4_1_avx2(int64_t cols, const void *W, const void *X, size_t x_s
  *         (<= 8 * 2 * 15 * 127 = 30480), then one madd; q4_0 adds the
  *         activations' bias -8 * sum(x).
  * Both halves of vector v are read before vector v + 1, so a row is read
- * in address order: half by half, q8_0 decode from DRAM with 2 rows at a
- * time ran at 0.92x of this order.  Each activation vector is loaded once
- * for the K rows. */
+ * in address order (half by half was slower from DRAM).  Each activation
+ * vector is loaded once for the K rows. */
 static inline __attribute__((always_inline)) void lanes_idots(int fmt, int K, int NH,
                                                               const uint8_t *const *q,
                                                               size_t stride, const int nl[2],
@@ -655,17 +606,25 @@ static inline __attribute__((always_inline)) void lanes_sb_dot(int fmt, int K, i
     }
 }
 
-/* Decode of rows [r0, r1) over layout superblocks [j0, j0 + nj), whose
- * packed activations are xs[2 (j - j0) + half]: K = 2 rows at a time, one
- * from each half of the range (two long linear streams: 24 x 2048 layer
- * stacks from DRAM, 2 threads, decoded 1.03-1.09x faster than 1 row at a
- * time; in L2 one row is a little faster), or K = 1.  Full
- * superblocks (every one but maybe a row's last) take constant sizes.
- * Returns the first row not done: r0 + K * ((r1 - r0) / K). */
+/* Decode activations of one layout superblock: its two 8-block halves in
+ * the GEMM's packing (a half past the row's end is not written). */
+typedef struct {
+    gx h[2];
+} lanes_x;
+
+static inline void lanes_pack_x(int fmt, const uint8_t *x, int64_t nb, int64_t j, lanes_x *o) {
+    for (int hf = 0; hf < 2 && 8 * (2 * j + hf) < nb; hf++)
+        gemm_pack_x(fmt, x, nb, 2 * j + hf, &o->h[hf]);
+}
+
+/* lanes_loops.h's decode step: K = 2 rows at a time, one from each half of
+ * the range (two long linear streams), or K = 1; full superblocks (every
+ * one but maybe a row's last) take constant sizes. */
 static inline __attribute__((always_inline)) int64_t lanes_decode(int fmt, int K, const uint8_t *W,
                                                                size_t row_bytes, int64_t nb,
-                                                               const gx *xs, int64_t j0, int64_t nj,
-                                                               float *Y, int64_t r0, int64_t r1) {
+                                                               const lanes_x *xs, int64_t j0,
+                                                               int64_t nj, float *Y, int64_t r0,
+                                                               int64_t r1) {
     const int64_t full = nb / RWE_LANES_SB < j0 + nj ? nb / RWE_LANES_SB : j0 + nj;
     const int64_t h = (r1 - r0) / K;
     for (int64_t r = r0; r < r0 + h; r++) {
@@ -678,16 +637,16 @@ static inline __attribute__((always_inline)) int64_t lanes_decode(int fmt, int K
             RWE_UNROLL(2)
             for (int i = 0; i < K; i++)
                 b[i] = lanes_at(fmt, row[i], nb, j);
-            lanes_sb_dot(fmt, K, 2, b, RWE_LANES_SB, xs + 2 * (j - j0), acc);
+            lanes_sb_dot(fmt, K, 2, b, RWE_LANES_SB, xs[j - j0].h, acc);
         }
         if (j < j0 + nj) { /* a partial last superblock */
             RWE_UNROLL(2)
             for (int i = 0; i < K; i++)
                 b[i] = lanes_at(fmt, row[i], nb, j);
             if (b[0].n > 8)
-                lanes_sb_dot(fmt, K, 2, b, b[0].n, xs + 2 * (j - j0), acc);
+                lanes_sb_dot(fmt, K, 2, b, b[0].n, xs[j - j0].h, acc);
             else
-                lanes_sb_dot(fmt, K, 1, b, b[0].n, xs + 2 * (j - j0), acc);
+                lanes_sb_dot(fmt, K, 1, b, b[0].n, xs[j - j0].h, acc);
         }
         RWE_UNROLL(2)
         for (int i = 0; i < K; i++) {
@@ -699,60 +658,11 @@ static inline __attribute__((always_inline)) int64_t lanes_decode(int fmt, int K
     return r0 + K * h;
 }
 
-static inline __attribute__((always_inline)) void lanes_matvec(int fmt, int64_t cols,
-                                                               const void *W, const void *X,
-                                                               float *Y, int64_t r0, int64_t r1) {
-    const int64_t nb = cols / RWE_QK, nsb = (nb + RWE_LANES_SB - 1) / RWE_LANES_SB;
-    const size_t row_bytes = (size_t)nb * wblock_bytes(fmt);
-    gx xs[2 * RWE_LANES_CHUNK];
-    const int two = (size_t)(r1 - r0) * row_bytes >= 2 * (size_t)RWE_MIN_STREAM;
-    for (int64_t j0 = 0; j0 < nsb; j0 += RWE_LANES_CHUNK) {
-        const int64_t nj = nsb - j0 < RWE_LANES_CHUNK ? nsb - j0 : RWE_LANES_CHUNK;
-        for (int64_t h = 2 * j0; h < 2 * (j0 + nj) && 8 * h < nb; h++)
-            gemm_pack_x(fmt, X, nb, h, xs + (h - 2 * j0));
-        int64_t r = r0;
-        if (two)
-            r = lanes_decode(fmt, 2, W, row_bytes, nb, xs, j0, nj, Y, r0, r1);
-        lanes_decode(fmt, 1, W, row_bytes, nb, xs, j0, nj, Y, r, r1);
-    }
-}
+#include "lanes_loops.h"
 
-/* qgemm on the lanes layout, kept out of line (its tile's registers: see
- * gemm_tile). */
-static __attribute__((noinline)) int lanes_gemm(int fmt, int64_t cols, const void *W, const void *X,
-                                                size_t x_stride, float *Y, int64_t y_stride,
-                                                int64_t T, int64_t r0, int64_t r1) {
-    if (fmt == FMT_Q8_0)
-        return qgemm(FMT_Q8_0, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
-    if (fmt == FMT_Q4_0)
-        return qgemm(FMT_Q4_0, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
-    return qgemm(FMT_Q4_1, cols, W, X, x_stride, Y, y_stride, T, r0, r1);
-}
-
-/* Weights in the lanes layout: fewer than RWE_GEMM_MIN_T tokens are one
- * matvec each, a call's matrix (<= 8 MB here) staying in L3 for the next
- * token (24 x 2048 q4_0, 2 threads, T = 2 / 4 / 7, against the GGML-layout
- * path: 1.31x / 1.60x / 1.74x; through the GEMM 0.82x / 1.22x / 1.63x; at
- * T = 16 the GEMM wins, 1.03x against 0.86x); more go through the GEMM (its
- * weight packing is a sign flip or nibble split here, not a transpose),
- * token by token when its workspace is not to be had. */
-static inline __attribute__((always_inline)) void lanes_matmul(int fmt, int64_t cols, const void *W,
-                                                               const void *X, size_t x_stride,
-                                                               float *Y, int64_t y_stride,
-                                                               int64_t T, int64_t r0, int64_t r1) {
-    if (T >= RWE_GEMM_MIN_T && lanes_gemm(fmt, cols, W, X, x_stride, Y, y_stride, T, r0, r1))
-        return;
-    for (int64_t t = 0; t < T; t++)
-        lanes_matvec(fmt, cols, W, (const uint8_t *)X + (size_t)t * x_stride, Y + t * y_stride, r0, r1);
-}
-
-RWE_QMATMUL_ENTRY(matmul_lanes_q8_0_avx2, lanes_matmul, Q8_0)
-RWE_QMATMUL_ENTRY(matmul_lanes_q4_0_avx2, lanes_matmul, Q4_0)
-RWE_QMATMUL_ENTRY(matmul_lanes_q4_1_avx2, lanes_matmul, Q4_1)
+RWE_LANES_ENTRIES(avx2)
 
 /* ---------------------------------------------------- float matmul */
-
-enum { FMT_F32, FMT_F16, FMT_BF16 };
 
 /* 8 weights from element i as f32 (bf16: the 16 bits are the top of an f32). */
 static inline __m256 load8_w(int fmt, const void *w, int64_t i) {
@@ -930,126 +840,33 @@ void rwe_wkv5_avx2(int64_t T, int64_t H, int64_t N, int64_t ld, const float *r, 
     }
 }
 
-/* ------------------------------------------------------------ norms */
+/* ------------------------------------------- norms and elementwise steps */
 
-static float sum_avx2(const float *x, int64_t n) {
-    __m256 acc = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        acc = _mm256_add_ps(acc, _mm256_loadu_ps(x + i));
-    float s = hsum8(acc);
-    for (; i < n; i++)
-        s += x[i];
-    return s;
-}
-
-/* sum (x[i] - mean)^2 */
-static float sqdev_avx2(const float *x, int64_t n, float mean) {
-    __m256 acc = _mm256_setzero_ps(), m = _mm256_set1_ps(mean);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), m);
-        acc = _mm256_fmadd_ps(d, d, acc);
-    }
-    float s = hsum8(acc);
-    for (; i < n; i++)
-        s += (x[i] - mean) * (x[i] - mean);
-    return s;
-}
-
-/* Two passes (mean, then squared deviations) like the ref, 8 lanes each. */
-void rwe_layer_norm_avx2(const float *x, const float *weight, const float *bias, float *y,
-                         int64_t n, float eps) {
-    float mean = sum_avx2(x, n) / (float)n;
-    float rstd = 1.0f / sqrtf(sqdev_avx2(x, n, mean) / (float)n + eps);
-    __m256 vm = _mm256_set1_ps(mean), vr = _mm256_set1_ps(rstd);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 xn = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), vr);
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(xn, _mm256_loadu_ps(weight + i),
-                                                _mm256_loadu_ps(bias + i)));
-    }
-    for (; i < n; i++)
-        y[i] = (x[i] - mean) * rstd * weight[i] + bias[i];
-}
-
-void rwe_group_norm_avx2(float *x, const float *weight, const float *bias, int64_t H, int64_t N,
-                         float eps) {
-    for (int64_t h = 0; h < H; h++)
-        rwe_layer_norm_avx2(x + h * N, weight + h * N, bias + h * N, x + h * N, N, eps);
-}
-
-/* ------------------------------------------------------ elementwise */
-
-/* e^x in 8 lanes: x = n ln2 + r with |r| <= ln2 / 2 (ln2 split in two so
- * that n ln2 is exact), e^r from its degree-7 Taylor polynomial (truncation
- * under 1e-8 relative there), 2^n written into the exponent bits.  x is
- * clamped to [-87, 88], where 2^n stays a normal float: the gates below only
- * need e^x to saturate beyond that, and there 1 / (1 + e^-x) is 0 or 1 to
- * within 1e-38 either way. */
-static inline __m256 exp8(__m256 x) {
-    /* maxps/minps return their second operand when one is NaN: x goes second,
-     * so a NaN stays NaN, as with expf */
-    x = _mm256_min_ps(_mm256_set1_ps(88.0f), _mm256_max_ps(_mm256_set1_ps(-87.0f), x));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.42860677e-6f), r);
-    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
-static inline __m256 sigmoid8(__m256 x) {
-    const __m256 one = _mm256_set1_ps(1.0f);
-    return _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
-}
-
-/* The four steps run 8 lanes at a time; their tails (n % 8) go through the
- * ref, whose expf differs from exp8 by an ulp or two. */
-void rwe_token_mix_avx2(const float *x, const float *prev, const float *mix, float *out, int64_t n) {
-    const __m256 one = _mm256_set1_ps(1.0f);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 m = _mm256_loadu_ps(mix + i);
-        __m256 p = _mm256_mul_ps(_mm256_loadu_ps(prev + i), _mm256_sub_ps(one, m));
-        _mm256_storeu_ps(out + i, _mm256_fmadd_ps(_mm256_loadu_ps(x + i), m, p));
-    }
-    rwe_token_mix_ref(x + i, prev + i, mix + i, out + i, n - i);
-}
-
-void rwe_sigmoid_gate_avx2(float *x, const float *r, const float *y, int64_t n) {
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(x + i, _mm256_fmadd_ps(sigmoid8(_mm256_loadu_ps(r + i)),
-                                                _mm256_loadu_ps(y + i), _mm256_loadu_ps(x + i)));
-    rwe_sigmoid_gate_ref(x + i, r + i, y + i, n - i);
-}
-
-void rwe_silu_gate_avx2(float *y, const float *g, int64_t n) {
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 gv = _mm256_loadu_ps(g + i);
-        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(gv, sigmoid8(gv))));
-    }
-    rwe_silu_gate_ref(y + i, g + i, n - i);
-}
-
-void rwe_relu_square_avx2(float *x, int64_t n) {
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 k = _mm256_max_ps(_mm256_setzero_ps(), _mm256_loadu_ps(x + i)); /* NaN stays */
-        _mm256_storeu_ps(x + i, _mm256_mul_ps(k, k));
-    }
-    rwe_relu_square_ref(x + i, n - i);
-}
+/* vec_ops.h's mapping: 8 f32 lanes.  maxps / minps return their second
+ * operand when one is NaN, so x goes second to stay NaN. */
+typedef __m256 vec_t;
+#define VEC_N 8
+#define VEC_LOAD(p) _mm256_loadu_ps(p)
+#define VEC_STORE(p, v) _mm256_storeu_ps(p, v)
+#define VEC_SET1(f) _mm256_set1_ps(f)
+#define VEC_ZERO() _mm256_setzero_ps()
+#define VEC_ADD(a, b) _mm256_add_ps(a, b)
+#define VEC_SUB(a, b) _mm256_sub_ps(a, b)
+#define VEC_MUL(a, b) _mm256_mul_ps(a, b)
+#define VEC_DIV(a, b) _mm256_div_ps(a, b)
+#define VEC_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VEC_FNMA(a, b, c) _mm256_fnmadd_ps(a, b, c)
+#define VEC_NEG(v) _mm256_sub_ps(_mm256_setzero_ps(), v)
+#define VEC_HSUM(v) hsum8(v)
+#define VEC_RELU(v) _mm256_max_ps(_mm256_setzero_ps(), v)
+#define VEC_CLAMP(v, lo, hi) _mm256_min_ps(_mm256_set1_ps(hi), _mm256_max_ps(_mm256_set1_ps(lo), v))
+#define VEC_ROUND(v) _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define VEC_POW2(n)                                                                               \
+    _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n),               \
+                                                           _mm256_set1_epi32(127)), 23))
+#define VEC_FN(name) rwe_##name##_avx2 /* both x86 sets' entries (RWE_AVX2_VECTOR_OPS) */
+#define VEC_LINKAGE
+#include "vec_ops.h"
 
 const rwe_kernels rwe_kernels_avx2 = {
     .isa = RWE_ISA_AVX2,

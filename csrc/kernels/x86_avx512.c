@@ -27,19 +27,15 @@
 /* Every function of this file is built for these features (the file is
  * compiled with baseline flags; the CPU is probed before any of it runs).
  * clang ignores GCC's pragma and has its own form.  tune=generic keeps the
- * code what was measured when a user builds with CFLAGS=-march=native:
- * gcc 12's znver4 tuning turned the GEMM tile's register weight operands
- * into repeated memory operands and halved it (1024 x 1024 q4_0, T=256,
- * 1 thread: 165 -> 87 GMAC/s; with the pragma 147: the rest is -mavx512dq,
- * whose presence makes gcc park pointers in xmm registers in the tile loop). */
+ * code what was measured when a user builds with CFLAGS=-march=native
+ * (gcc's znver4 tuning made the GEMM tile's register operands memory
+ * operands; docs/KERNEL_NOTES.md). */
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c"))), apply_to = function)
 #else
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c,tune=generic")
 #endif
 
-
-enum { FMT_Q8_0, FMT_Q4_0, FMT_Q4_1 };
 
 /* ------------------------------------------------- activation quantizers */
 
@@ -100,12 +96,6 @@ static void quantize_row_q8_1_avx512(const float *x, void *vy, int64_t n) {
     }
 }
 
-/* Bytes of one weight block (its row in GGML blocks or the lanes layout). */
-static inline size_t block_bytes(int fmt) {
-    return fmt == FMT_Q8_0 ? sizeof(rwe_block_q8_0)
-                           : (fmt == FMT_Q4_0 ? sizeof(rwe_block_q4_0) : sizeof(rwe_block_q4_1));
-}
-
 /* ------------------------------------------------------ prefill GEMM */
 
 /*
@@ -125,7 +115,7 @@ static inline size_t block_bytes(int fmt) {
  */
 #define GEMM_SB 16       /* blocks per superblock: one per int32 lane */
 #define GEMM_R 4         /* rows per register tile (gemm_store_4xT assumes 4) */
-#define GEMM_T 4         /* tokens per register tile (4 x 3, 4 x 2, 2 x 8 were slower) */
+#define GEMM_T 4         /* tokens per register tile */
 
 /* Superblocks in a row of cols columns (the last may be partial). */
 static inline int64_t sb_count(int64_t cols) { return (cols / RWE_QK + GEMM_SB - 1) / GEMM_SB; }
@@ -211,11 +201,9 @@ static inline __mmask16 lanes_mask(int n) { return (__mmask16)((1u << n) - 1); }
 
 /* One vector of a superblock's n lanes.  Plain loads wherever n allows
  * (16, 8 and 4 lanes: whole zmm, ymm, xmm): masked loads that miss the
- * caches run far slower on Zen 5 (one thread, 7168 x 2048 from DRAM, GB/s
- * masked -> plain: q4_0 9.7 -> 36.6, q4_1 9.5 -> 34.7, q8_0 15.5 -> 23.5,
- * against 40 for a plain read loop).  768 columns are a superblock of 16
- * blocks and one of 8, so 12 x 768 needed the ymm case as much as the zmm
- * one.  Other counts (a row's last superblock only) stay masked. */
+ * caches run several times slower on Zen 5 (docs/KERNEL_NOTES.md), and 768
+ * columns are a superblock of 16 blocks and one of 8.  Other counts (a
+ * row's last superblock only) stay masked. */
 static inline __m512i lanes_load(lanes_sb b, const uint8_t *p) {
     switch (b.n) {
     case 16: return _mm512_loadu_si512(p);
@@ -268,9 +256,9 @@ typedef struct {
     int32_t bias[16];
     float d[16];
     float s[16];
-} __attribute__((aligned(64))) lx;
+} __attribute__((aligned(64))) lanes_x;
 
-static void lanes_pack_x(int fmt, const uint8_t *x, int64_t nb, int64_t j, lx *o) {
+static void lanes_pack_x(int fmt, const uint8_t *x, int64_t nb, int64_t j, lanes_x *o) {
     const int q81 = fmt == FMT_Q4_1;
     const int bs = q81 ? (int)sizeof(rwe_block_q8_1) : (int)sizeof(rwe_block_q8_0);
     const __m512i off = sb_offsets(lane_blocks(), bs);
@@ -292,7 +280,7 @@ static void lanes_pack_x(int fmt, const uint8_t *x, int64_t nb, int64_t j, lx *o
 
 /* Integer sums of superblock b of one row with activations x, vectors
  * [k0, k0 + nk), added to s. */
-static inline __attribute__((always_inline)) __m512i lanes_sum(int fmt, lanes_sb b, const lx *x,
+static inline __attribute__((always_inline)) __m512i lanes_sum(int fmt, lanes_sb b, const lanes_x *x,
                                                                int k0, int nk, __m512i s) {
     RWE_UNROLL_ALL(8)
     for (int k = k0; k < k0 + nk; k++)
@@ -301,7 +289,7 @@ static inline __attribute__((always_inline)) __m512i lanes_sum(int fmt, lanes_sb
 }
 
 /* acc += the float value of superblock b's integer sums s. */
-static inline __attribute__((always_inline)) __m512 lanes_scale(int fmt, lanes_sb b, const lx *x,
+static inline __attribute__((always_inline)) __m512 lanes_scale(int fmt, lanes_sb b, const lanes_x *x,
                                                                 __m512i s, __m512 acc) {
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(lanes_half(b, b.d), _mm512_load_ps(x->d)),
                           acc);
@@ -312,18 +300,14 @@ static inline __attribute__((always_inline)) __m512 lanes_scale(int fmt, lanes_s
 
 /* Superblock j of K rows against its activations x, added to acc[k].  full:
  * a whole superblock (RWE_LANES_SB blocks), whose loads then compile to
- * plain vectors without a test of the lane count (lanes_load).  Each row's
- * part is read before the next row's (q8_0 in two halves of 4 vectors, q4
- * whole): the empty asm keeps gcc from hoisting every load of the K rows to
- * the top of the step (in a 24 x 2048 layer stack from DRAM that ran at
- * 0.77-0.94x of this order, Zen 4).  Whole superblocks apart from the
- * partial last one, rather than a test of n in every load, decode 24 x 2048
- * q8_0 / q4_0 at 2 threads in 21.7 / 13.2 ms a token against 26.5 / 14.1
- * (Zen 5, medians of 4 rounds; 1 thread q8_0 39.1 against 47.3), and made
- * reading 4 rows at a time (for q8_0) no better than 2 (25.3 ms). */
+ * plain vectors without a test of the lane count (lanes_load); only a
+ * row's partial last superblock pays that test.  Each row's part is read
+ * before the next row's (q8_0 in two halves of 4 vectors, q4 whole): the
+ * empty asm keeps gcc from hoisting every load of the K rows to the top of
+ * the step, which was slower from DRAM (docs/KERNEL_NOTES.md). */
 static inline __attribute__((always_inline)) void lanes_step(int fmt, int K, int full,
                                                              const uint8_t *const *row, int64_t nb,
-                                                             const lx *x, int64_t j, __m512 *acc) {
+                                                             const lanes_x *x, int64_t j, __m512 *acc) {
     const int parts = fmt == FMT_Q8_0 ? 2 : 1, per = 8 / parts;
     /* only [0, K) is used; both set to quiet gcc */
     __m512i s[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
@@ -347,12 +331,12 @@ static inline __attribute__((always_inline)) void lanes_step(int fmt, int K, int
         acc[k] = lanes_scale(fmt, b[k], x, s[k], acc[k]);
 }
 
-/* Decode of rows [r0, r1) over superblocks [j0, j0 + nj): K rows at a time,
- * one from each K-th of the range (K long linear streams), whole
- * superblocks first, then a row's partial last one if the chunk has it. */
-static inline __attribute__((always_inline)) void lanes_decode(int fmt, int K, const uint8_t *W,
+/* lanes_loops.h's decode step: K rows at a time, one from each K-th of the
+ * range (K long linear streams), whole superblocks first, then a row's
+ * partial last one if the chunk has it. */
+static inline __attribute__((always_inline)) int64_t lanes_decode(int fmt, int K, const uint8_t *W,
                                                                size_t row_bytes, int64_t nb,
-                                                               const lx *xs, int64_t j0, int64_t nj,
+                                                               const lanes_x *xs, int64_t j0, int64_t nj,
                                                                float *Y, int64_t r0, int64_t r1) {
     const int64_t h = (r1 - r0) / K;
     const int64_t whole = nb / RWE_LANES_SB < j0 + nj ? nb / RWE_LANES_SB : j0 + nj;
@@ -376,28 +360,8 @@ static inline __attribute__((always_inline)) void lanes_decode(int fmt, int K, c
             *y = j0 == 0 ? v : *y + v;
         }
     }
-    if (K > 1 && K * h < r1 - r0)
-        lanes_decode(fmt, 1, W, row_bytes, nb, xs, j0, nj, Y, r0 + K * h, r1);
+    return r0 + K * h;
 }
-
-static inline __attribute__((always_inline)) void lanes_matvec(int fmt, int64_t cols,
-                                                               const void *W, const void *X,
-                                                               float *Y, int64_t r0, int64_t r1) {
-    const int64_t nb = cols / RWE_QK, nsb = sb_count(cols);
-    const size_t row_bytes = (size_t)nb * (block_bytes(fmt));
-    lx xs[RWE_LANES_CHUNK];
-    const int two = (size_t)(r1 - r0) * row_bytes >= 2 * (size_t)RWE_MIN_STREAM;
-    for (int64_t j0 = 0; j0 < nsb; j0 += RWE_LANES_CHUNK) {
-        int64_t nj = nsb - j0 < RWE_LANES_CHUNK ? nsb - j0 : RWE_LANES_CHUNK;
-        for (int64_t j = 0; j < nj; j++)
-            lanes_pack_x(fmt, X, nb, j0 + j, xs + j);
-        if (two)
-            lanes_decode(fmt, 2, W, row_bytes, nb, xs, j0, nj, Y, r0, r1);
-        else
-            lanes_decode(fmt, 1, W, row_bytes, nb, xs, j0, nj, Y, r0, r1);
-    }
-}
-
 
 /* Lane 4t + i = the 16-lane sum of f[i][t] (its maximum when take_max), in
  * about 40 shuffles and adds where 16 separate reductions take 128: each
@@ -424,9 +388,8 @@ static inline __attribute__((always_inline)) __m512 reduce_4x4(const __m512 f[4]
  * (with 1024 columns a tile has only 2 superblocks, and 16 separate
  * reductions cost as much as the sums).  reduce_4x4 leaves token t's 4
  * rows in 128-bit lane t, and Y's rows are adjacent, so each token is one
- * 16-byte store.  Going through a stack array and 16 scalar stores instead
- * stalled on store forwarding: that version ran at 121 GMAC/s against 155
- * for this one (1024 x 1024, T=256, 1 thread, in cache). */
+ * 16-byte store (a stack array and 16 scalar stores stalled on store
+ * forwarding). */
 static inline __attribute__((always_inline)) void gemm_store_4xT(int TT, __m512 f[4][4], float *Y,
                                                                  int64_t y_stride) {
     const __m512 z = _mm512_setzero_ps();
@@ -573,8 +536,7 @@ static inline __attribute__((always_inline)) void gemm_tile(int fmt, int R, int 
 
 /* The full 4 x GEMM_T tile, compiled once per format out of line so that
  * every caller runs the same code: inlined into the lanes GEMM, gcc turned
- * its weight operands into memory operands (116 of 128 vpdpbusd) and the
- * tile ran at 0.85x (1024 x 1024, T = 256, 1 thread, in cache). */
+ * its weight operands into memory operands (116 of 128 vpdpbusd). */
 #define RWE_GEMM_TILE_FULL(F)                                                                    \
     static __attribute__((noinline)) void gemm_tile_full_##F(int64_t nsb, const gw *const *w,   \
                                                              const gx *const *x,                \
@@ -710,41 +672,10 @@ static inline __attribute__((always_inline)) void gemm_rows(int fmt, int64_t col
     }
 }
 
-/* The GEMM path of lanes_matmul: packs X itself; returns 0 (nothing done)
- * without workspace memory. */
-static inline __attribute__((always_inline)) int qgemm(int fmt, int64_t cols, const void *W,
-                                                       const void *X, size_t x_stride, float *Y,
-                                                       int64_t y_stride, int64_t T, int64_t r0,
-                                                       int64_t r1) {
-    const int64_t nb = cols / RWE_QK, nsb = sb_count(cols);
-    gx *xs = rwe_gemm_workspace((size_t)(T * nsb) * sizeof(gx) + gemm_w_bytes(nsb));
-    if (!xs)
-        return 0;
-    for (int64_t t = 0; t < T; t++)
-        for (int64_t j = 0; j < nsb; j++)
-            gemm_pack_x(fmt, (const uint8_t *)X + (size_t)t * x_stride, nb, j, xs + t * nsb + j);
-    gemm_rows(fmt, cols, W, xs, (size_t)nsb * sizeof(gx), Y, y_stride, T, r0, r1,
-              (gw *)(xs + T * nsb));
-    return 1;
-}
+#define RWE_GEMM_OWN_ROWS
+#include "lanes_loops.h"
 
-/* Weights in the lanes layout: fewer than RWE_GEMM_MIN_T tokens are one
- * matvec each, a call's matrix (<= 8 MB here) staying in L3 for the next
- * token (24 x 2048 q4_0, 2 threads, T = 2 / 4 / 7, against the GGML-layout
- * path: 0.94x / 1.07x / 1.14x; through the GEMM, whose weight packing such
- * short calls do not repay, 0.62x / 0.80x / 1.04x; at T = 16 the GEMM wins,
- * 1.08x against 0.83x); more go through the GEMM (its weight packing is a
- * nibble split here, not a transpose); token by token also when the GEMM's
- * workspace is not to be had. */
-static inline __attribute__((always_inline)) void lanes_matmul(int fmt, int64_t cols, const void *W,
-                                                               const void *X, size_t x_stride,
-                                                               float *Y, int64_t y_stride,
-                                                               int64_t T, int64_t r0, int64_t r1) {
-    if (T >= RWE_GEMM_MIN_T && qgemm(fmt, cols, W, X, x_stride, Y, y_stride, T, r0, r1))
-        return;
-    for (int64_t t = 0; t < T; t++)
-        lanes_matvec(fmt, cols, W, (const uint8_t *)X + (size_t)t * x_stride, Y + t * y_stride, r0, r1);
-}
+RWE_LANES_ENTRIES(avx512)
 
 /* Activation rows packed once for every thread (rwe_kernels.gemm_act):
  * each row is its superblocks' gx, lanes order. */
@@ -872,13 +803,8 @@ RWE_GEMM_ENTRY(matmul_gemm_q8_0_avx512, Q8_0)
 RWE_GEMM_ENTRY(matmul_gemm_q4_0_avx512, Q4_0)
 RWE_GEMM_ENTRY(matmul_gemm_q4_1_avx512, Q4_1)
 
-RWE_QMATMUL_ENTRY(matmul_lanes_q8_0_avx512, lanes_matmul, Q8_0)
-RWE_QMATMUL_ENTRY(matmul_lanes_q4_0_avx512, lanes_matmul, Q4_0)
-RWE_QMATMUL_ENTRY(matmul_lanes_q4_1_avx512, lanes_matmul, Q4_1)
 
 /* ---------------------------------------------------- float matmul */
-
-enum { FMT_F32, FMT_F16, FMT_BF16 };
 
 /* 16 weights from element i as f32 (masked lanes read nothing and are 0). */
 static inline __m512 load16_w(int fmt, const void *w, int64_t i, __mmask16 m) {
@@ -977,8 +903,7 @@ static void matmul_bf16_avx512(int64_t cols, const void *W, const void *X, size_
 
 /* One head of 64 channels, one token, as wkv5_head64_avx2 (the rank-one
  * bonus, 2 multiply-adds and a multiply per state element) with a state
- * row in 4 vectors instead of 8: in a 24 x 1024 prefill the AVX2 version
- * was 6% of the time. */
+ * row in 4 vectors instead of 8 (a prefill spends a few percent here). */
 static void wkv5_head64_avx512(const float *r, const float *k, const float *v, const float *w,
                                const float *u, float *S, float *out) {
     __m512 o[4], vj[4], a = _mm512_setzero_ps();

@@ -36,7 +36,7 @@ void rwe_row_to_f32(rwe_type t, const void *x, float *y, int64_t n);
 /*
  * The "lanes" layout of a q8_0 / q4_0 / q4_1 row: the same bytes as the row
  * of ggml blocks, reordered at load time for kernel sets that read it
- * (rwe_kernels.matmul_lanes_*), so that one 32-bit lane of a vector holds
+ * (rwe_kernels.mm[type].lanes), so that one 32-bit lane of a vector holds
  * one block.  A row is cut into groups of up to RWE_LANES_GROUP blocks:
  *   header: d of the group's m blocks (fp16), then their m (q4_1 only)
  *   quants: superblocks of n <= RWE_LANES_SB blocks; vector k (k < 8 for
