@@ -20,7 +20,7 @@ listed here (or is a test program).
     python3 csrc/build.py cflags PROFILE   one flag a line (also: ldflags, sources GROUP)
 
 This file is a plain script, not part of the installed package: it is loaded by
-path (load() in rwkv_edge/_build_ffi.py, tests/conftest.py).
+path (rwkv_edge/_build_ffi.py, tests/conftest.py's load_script).
 """
 
 from __future__ import annotations
