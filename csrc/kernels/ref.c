@@ -1,7 +1,6 @@
 /*
  * The reference kernel set: plain scalar C written to read like the math in
- * kernels.h and the RWKV-5 spec (RWKV5_SPEC.md, beside the project in
- * ../shared/docs/).  Every SIMD kernel is tested against the function of the
+ * kernels.h and the RWKV-5 spec (docs/RWKV5_SPEC.md).  Every SIMD kernel is tested against the function of the
  * same op here (the lanes and gemm products through the GGML-block product
  * of their weight type; kernels.h), so clarity beats speed.  Sums accumulate
  * in double, making this the more accurate side of every comparison.
