@@ -9,7 +9,7 @@ come from any thread: it refuses new calls at once and frees the C model only
 after the calls already running on it have returned.
 
 Float checkpoints (.pth, safetensors, HF directories) are converted to a
-temporary float GGUF (``write_checkpoint_gguf``) and loaded from there.
+temporary float GGUF (``gguf_file.write_checkpoint_gguf``) and loaded from there.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._rwkv_edge_c import ffi, lib
-from .checkpoint import Checkpoint, open_checkpoint
+from .checkpoint import open_checkpoint
 from .config import ModelConfig
 from .errors import (
     STATUS_ERRORS,
@@ -35,9 +35,7 @@ from .errors import (
     ShapeError,
     UnsupportedIsaError,
 )
-from .gguf_schema import emb_ln_dtype as _emb_ln_dtype
-from .gguf_schema import is_matrix
-from .tensors import Tensor
+from .gguf_file import write_checkpoint_gguf
 
 ISAS: dict[str, int] = {
     "auto": lib.RWE_ISA_AUTO,
@@ -271,41 +269,3 @@ def read_bandwidth(words: npt.NDArray[np.int64], threads: int) -> float:
     out = ffi.new("double *")
     _check(lib.rwe_read_bandwidth(ffi.from_buffer("uint64_t[]", words), words.size, threads, out))
     return float(out[0])
-
-
-# ---------------------------------------------------------------------------
-# Float checkpoint -> GGUF (the C core only reads GGUF)
-# ---------------------------------------------------------------------------
-
-
-def write_checkpoint_gguf(
-    ckpt: Checkpoint, path: Path, matrix_type: str | None = None, emb_ln_dtype: str | None = None
-) -> None:
-    """Write a checkpoint as an rwkv5 GGUF: float matrices as stored (f32/f16/bf16),
-    every small tensor as f32 (``gguf_file.write_gguf`` squeezes ``time_mix_*``).
-
-    ``matrix_type`` ("q8_0", "q4_0", "q4_1") quantizes every matrix instead;
-    tests use it to build quantized fixtures. ``emb_ln_dtype`` overrides the
-    embedding rounding (default: the checkpoint's dtype, RWKV5_SPEC.md 5.3).
-    """
-    from .gguf_file import write_gguf
-
-    write_gguf(
-        path,
-        ckpt.config,
-        (_entry(n, ckpt[n], matrix_type) for n in ckpt),
-        emb_ln_dtype=emb_ln_dtype or _emb_ln_dtype(ckpt.metadata, ckpt.source_dtype),
-        source_name=ckpt.path.name,
-        force=True,
-    )
-
-
-def _entry(name: str, t: Tensor, matrix_type: str | None) -> tuple[str, str, np.ndarray]:
-    """(name, GGUF dtype, data) of one tensor."""
-    if not is_matrix(name, t.shape):
-        return name, "f32", t.to_f32()
-    if matrix_type is not None:
-        return name, matrix_type, t.to_f32()
-    if t.dtype in ("bf16", "f16"):  # kept as stored: the C core multiplies them directly
-        return name, t.dtype, np.asarray(t.raw).reshape(t.shape)
-    return name, "f32", t.to_f32()

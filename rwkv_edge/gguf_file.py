@@ -33,7 +33,7 @@ import numpy as np
 
 from . import gguf_schema as S
 from .atomic_file import atomic_output
-from .checkpoint import Checkpoint
+from .checkpoint_base import Checkpoint
 from .config import ModelConfig, detect_config
 from .errors import FormatError, IoError, ShapeError, VersionError
 from .quant import BLOCK_BYTES, QK, quantize, row_bytes
@@ -464,7 +464,7 @@ def _write_header(
     tmp: Path, config: ModelConfig, meta: Mapping[str, Any], written: list[_Written]
 ) -> IO[bytes]:
     """Write magic, metadata and tensor table to ``tmp``; return the open file."""
-    import gguf  # the reference writer; only the quantizer needs it
+    import gguf  # the reference writer, imported only when a file is written
 
     w = gguf.GGUFWriter(tmp, S.ARCH_V7 if config.is_v7 else S.ARCH)
     _add_metadata(w, config, meta)
@@ -556,3 +556,40 @@ def iter_tensors(ckpt: Mapping[str, Tensor]) -> Iterator[tuple[str, str, np.ndar
     """(name, dtype, raw) of every tensor of an opened file, to copy it unchanged."""
     for name, t in ckpt.items():
         yield name, t.dtype, np.asarray(t.raw)
+
+
+# ---------------------------------------------------------------------------
+# Any checkpoint -> a float (or test-quantized) GGUF: how the C core, which reads only
+# GGUF, runs .pth and safetensors files
+# ---------------------------------------------------------------------------
+
+
+def write_checkpoint_gguf(
+    ckpt: Checkpoint, path: Path, matrix_type: str | None = None, emb_ln_dtype: str | None = None
+) -> None:
+    """Write a checkpoint as an rwkv5 GGUF: float matrices as stored (f32/f16/bf16),
+    every small tensor as f32 (``gguf_file.write_gguf`` squeezes ``time_mix_*``).
+
+    ``matrix_type`` ("q8_0", "q4_0", "q4_1") quantizes every matrix instead;
+    tests use it to build quantized fixtures. ``emb_ln_dtype`` overrides the
+    embedding rounding (default: the checkpoint's dtype, RWKV5_SPEC.md 5.3).
+    """
+    write_gguf(
+        path,
+        ckpt.config,
+        (_entry(n, ckpt[n], matrix_type) for n in ckpt),
+        emb_ln_dtype=emb_ln_dtype or S.emb_ln_dtype(ckpt.metadata, ckpt.source_dtype),
+        source_name=ckpt.path.name,
+        force=True,
+    )
+
+
+def _entry(name: str, t: Tensor, matrix_type: str | None) -> tuple[str, str, np.ndarray]:
+    """(name, GGUF dtype, data) of one tensor."""
+    if not S.is_matrix(name, t.shape):
+        return name, "f32", t.to_f32()
+    if matrix_type is not None:
+        return name, matrix_type, t.to_f32()
+    if t.dtype in ("bf16", "f16"):  # kept as stored: the C core multiplies them directly
+        return name, t.dtype, np.asarray(t.raw).reshape(t.shape)
+    return name, "f32", t.to_f32()

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rwkv_edge import open_checkpoint
+from rwkv_edge import gguf_file, open_checkpoint
 
 from .conftest import TEXT, TINY_V1, TINY_V2, cbuild
 
@@ -66,7 +66,7 @@ def workdir(tiny_v2: Path, tiny_v1: Path, tmp_path_factory: pytest.TempPathFacto
     np.array(TOKENS[:QUANT_TOKENS], np.int32).tofile(d / "tokens-quant.i32")
     for name, (src, matrix_type) in FILES.items():
         with open_checkpoint(src) as ckpt:
-            c_engine.write_checkpoint_gguf(ckpt, d / f"{name}.gguf", matrix_type)
+            gguf_file.write_checkpoint_gguf(ckpt, d / f"{name}.gguf", matrix_type)
         if matrix_type is None:
             logits, _ = reference_seq(src, TOKENS)
             logits.astype(np.float32).tofile(d / f"{name}.expected.f32")

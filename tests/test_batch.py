@@ -29,6 +29,7 @@ TOKENS = list(TEXT.encode("utf-8"))
 
 if c_backend_available():
     from rwkv_edge import _c_engine as c_engine
+    from rwkv_edge import gguf_file
     from rwkv_edge.checkpoint import open_checkpoint
 
     ISAS = c_engine.supported_isas()
@@ -45,7 +46,7 @@ def files(tiny_v2: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     for fmt in ["f32", "q8_0", "q4_0", "q4_1"]:
         path = tmp_path_factory.mktemp("batch") / f"tiny-{fmt}.gguf"
         with open_checkpoint(tiny_v2) as ckpt:
-            c_engine.write_checkpoint_gguf(ckpt, path, None if fmt == "f32" else fmt)
+            gguf_file.write_checkpoint_gguf(ckpt, path, None if fmt == "f32" else fmt)
         out[fmt] = path
     return out
 

@@ -28,6 +28,7 @@ from rwkv_edge import (
     TokenError,
     UnsupportedIsaError,
     VersionError,
+    gguf_file,
     open_checkpoint,
 )
 
@@ -54,7 +55,7 @@ F32 = npt.NDArray[np.float32]
 def _gguf(tmp_path_factory: pytest.TempPathFactory, src: Path, matrix_type: str | None) -> Path:
     out = tmp_path_factory.mktemp("gguf") / f"{src.stem}-{matrix_type or 'f32'}.gguf"
     with open_checkpoint(src) as ckpt:
-        c_engine.write_checkpoint_gguf(ckpt, out, matrix_type)
+        gguf_file.write_checkpoint_gguf(ckpt, out, matrix_type)
     return out
 
 
@@ -362,7 +363,7 @@ def test_half_checkpoint_rounds_embedding_like_reference(dtype: str, tmp_path: P
     # Without the rounding the difference is visible, so the check above can fail.
     unrounded = tmp_path / "f32emb.gguf"
     with open_checkpoint(src) as ck:
-        c_engine.write_checkpoint_gguf(ck, unrounded, emb_ln_dtype="f32")
+        gguf_file.write_checkpoint_gguf(ck, unrounded, emb_ln_dtype="f32")
     with CEngine.open(unrounded, threads=1, isa="ref") as e:
         assert np.abs(_run_rnn(e, toks)[0] - ref_logits).max() > 10 * FIXTURE_TOL
 

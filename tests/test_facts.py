@@ -70,9 +70,10 @@ def test_is_matrix(name: str, shape: tuple[int, ...], want: bool) -> None:
 
 
 def test_quantizer_and_float_writer_share_the_matrix_rule() -> None:
-    c_engine = pytest.importorskip("rwkv_edge._c_engine")
+    from rwkv_edge import gguf_file  # the float GGUF writer (write_checkpoint_gguf)
+
     recipe = pytest.importorskip("rwkv_edge.quantize.recipe")
-    assert c_engine.is_matrix is recipe.is_matrix is is_matrix
+    assert gguf_file.S.is_matrix is recipe.is_matrix is is_matrix
 
 
 def test_emb_ln_dtype() -> None:
