@@ -35,6 +35,7 @@ export RWKV_EDGE_UNDER_ASAN=1  # tests skip their address-space limits (ASan map
 
 echo "== C engine suites under ASan+UBSan"
 suites=(tests/test_c_engine.py tests/test_api_robustness.py tests/test_concurrency.py
+        tests/test_batch.py
         tests/test_hostile_gguf.py::test_c_loader_refuses_every_lie
         tests/test_hostile_gguf.py::test_c_loader_truncated_and_flipped)
 (cd "$root" && RWKV_EDGE_BACKENDS=c LD_PRELOAD=$preload PYTHONPATH=$site \
