@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from rwkv_edge.bench import cpu_name
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.serve_util import ServerProcess
@@ -105,7 +106,7 @@ def main() -> int:
     result = {
         "benchmark": "serve_ttft",
         "model": args.model or "built-in demo",
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "threads": args.threads,
         "turns": args.turns,
         "reply_tokens": args.reply_tokens,

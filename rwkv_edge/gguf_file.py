@@ -260,7 +260,7 @@ def _metadata(kv: dict[str, Any], config: ModelConfig, name: str) -> dict[str, A
     # optional: absent means "f32" (no rounding), as in the C loader
     key = S.arch_key(S.KEY_EMB_LN_DTYPE, kv.get(S.KEY_ARCH, S.ARCH))
     emb_ln = _get(kv, key, str, name) if key in kv else "f32"
-    if emb_ln not in ("f32", "f16", "bf16"):
+    if emb_ln not in S.EMB_LN_DTYPES:
         raise FormatError(f"{name}: emb_ln_dtype {emb_ln!r} is not f32, f16 or bf16")
     return {
         **kv,  # raw keys too, for readers that look keys up by their gguf_schema name
@@ -495,7 +495,7 @@ def _check_meta(meta: Mapping[str, Any]) -> None:
         raise ShapeError(f"tokenizer kind must be one of {TOKENIZER_KINDS}, got {kind!r}")
     if kind != "bytes" and not data:
         raise ShapeError(f"tokenizer '{kind}' needs its file's bytes")
-    if meta["emb_ln_dtype"] not in ("f32", "f16", "bf16"):
+    if meta["emb_ln_dtype"] not in S.EMB_LN_DTYPES:
         raise ShapeError(f"emb_ln_dtype must be f32, f16 or bf16, got {meta['emb_ln_dtype']!r}")
 
 
